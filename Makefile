@@ -1,0 +1,30 @@
+# make demo: install dependencies, build, and run the built-in demo model.
+# make test: install dependencies, build, and run every test.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build test demo bench clean
+
+all: build
+
+deps:
+	./scripts/setup-deps.sh
+
+configure: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	./$(BUILD)/dsv3 generate -m preset:demo --prompt "The capital of France is" -n 32
+
+bench: build
+	./$(BUILD)/dsv3 bench --device cpu -m preset:moonlight --dtype fp8
+
+clean:
+	rm -rf $(BUILD)
