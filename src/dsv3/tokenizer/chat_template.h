@@ -1,0 +1,47 @@
+// The chat template of tokenizer_config.json, rendered by dsv3's own Jinja subset (jinja/ beside
+// this file). Covers what the DeepSeek V2.5, V3, V3-0324 and R1 templates use; anything else is a
+// dsv3::Error naming the construct.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace dsv3 {
+
+// What tokenizer_config.json says about chat rendering.
+struct TokenizerConfig {
+  std::string chat_template;
+  std::string bos_token;  // "<｜begin▁of▁sentence｜>"
+  std::string eos_token;
+  bool add_bos_token = true;
+
+  // Reads `dir`/tokenizer_config.json; throws dsv3::Error naming the file and field.
+  static TokenizerConfig load(const std::filesystem::path& dir);
+};
+
+class ChatTemplate {
+ public:
+  // Parses the template source once; throws dsv3::Error naming an unsupported construct.
+  explicit ChatTemplate(const std::string& source);
+  ~ChatTemplate();
+  ChatTemplate(ChatTemplate&&) noexcept;
+  ChatTemplate& operator=(ChatTemplate&&) noexcept;
+
+  // Renders with `context` as the template's variables: {"messages": [...], "add_generation_prompt":
+  // bool, "tools": [...], "bos_token": "...", "eos_token": "..."}. Throws dsv3::Error for
+  // raise_exception() and for run-time errors (undefined attribute of a non-object, bad types).
+  std::string render(const nlohmann::json& context) const;
+
+ private:
+  struct Program;
+  std::unique_ptr<Program> program_;
+};
+
+// The conversation `request` ({"messages", "add_generation_prompt", "tools"}) rendered with the
+// template and special tokens of `config`: the text to encode with special tokens recognised.
+std::string render_chat(const TokenizerConfig& config, const nlohmann::json& request);
+
+}  // namespace dsv3
