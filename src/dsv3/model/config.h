@@ -24,6 +24,8 @@ struct YarnScaling {
   double beta_slow = 1.0;
   double mscale = 1.0;                              // attention temperature terms of YaRN
   double mscale_all_dim = 0.0;
+  std::optional<double> attention_factor;           // overrides the cos/sin factor derived from mscale
+  bool truncate = true;                             // round the ramp ends to whole pair indices
 };
 
 struct QuantizationConfig {

@@ -1,0 +1,121 @@
+// The backend seam (DESIGN.md): the coarse ops the DeepSeek forward pass is written against.
+// CPU and CUDA implement the same ops; the model never touches activation memory itself.
+// Shapes in comments are [rows, cols] of Act views; all views are row-major.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+
+#include "dsv3/backend/buffer.h"
+#include "dsv3/backend/latent_cache.h"
+#include "dsv3/backend/linear_weight.h"
+#include "dsv3/model/config.h"
+
+namespace dsv3 {
+
+// Rotary embedding of one model: inv_freq per rotated pair (YaRN-blended where configured) and the
+// factor YaRN multiplies cos and sin by. Pairs are consecutive elements (2i, 2i+1) (REFERENCE.md).
+struct RopeTable {
+  ActBuffer inv_freq;  // [1, rope_dim / 2]
+  float attention_factor = 1.0f;
+};
+
+struct MlaShape {
+  int64_t n_heads = 0;
+  int64_t qk_nope_head_dim = 0;
+  int64_t qk_rope_head_dim = 0;
+  int64_t v_head_dim = 0;
+  int64_t kv_lora_rank = 0;
+  float softmax_scale = 0.0f;  // 1/sqrt(qk_nope + qk_rope), times mscale^2 under YaRN
+
+  int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+};
+
+// One sequence's decode step in mla_decode: its query row and the cache it attends to.
+struct DecodeItem {
+  int64_t q_row = 0;
+  const CacheSequence* sequence = nullptr;
+  int64_t context_len = 0;  // tokens attended to, this step's own included
+};
+
+struct RouterParams {
+  ScoringFunc scoring_func = ScoringFunc::Sigmoid;
+  TopkMethod topk_method = TopkMethod::NoauxTc;
+  int64_t n_group = 1;
+  int64_t topk_group = 1;
+  int64_t top_k = 1;
+  bool norm_topk_prob = true;
+  float routed_scaling_factor = 1.0f;
+};
+
+struct ExpertWeights {
+  LinearWeight gate_proj, up_proj, down_proj;
+};
+
+// The experts chosen for each token and their weights: int32 ids and float weights, [n_tokens, top_k].
+struct Routing {
+  Buffer expert_ids;
+  Buffer expert_weights;
+  int64_t n_tokens = 0;
+  int64_t top_k = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // Memory.
+  virtual ActBuffer alloc(int64_t rows, int64_t cols) = 0;
+  virtual ActBuffer upload(std::span<const float> values, int64_t rows, int64_t cols) = 0;
+  virtual void download(const Act& src, float* dst) = 0;  // rows * cols floats, row-major
+  virtual Buffer alloc_cache(const LatentCacheLayout& layout) = 0;
+
+  // out[i] = table[ids[i]] (table [vocab, H] in its stored dtype).
+  virtual void embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) = 0;
+  // out[r] = rows[r] of x for r in `rows`.
+  virtual void gather_rows(const Act& x, std::span<const int32_t> rows, const Act& out) = 0;
+  // out = weight * x / sqrt(mean(x^2) + eps), per row; out may alias x.
+  virtual void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) = 0;
+  // out = x W^T over a weight in its stored format.
+  virtual void linear(const Act& x, const LinearWeight& w, const Act& out) = 0;
+  // x += y.
+  virtual void add(const Act& x, const Act& y) = 0;
+  // out = silu(gate) * up.
+  virtual void silu_mul(const Act& gate, const Act& up, const Act& out) = 0;
+  // Rotates, in place, elements [offset, offset + rope_dim) of each head_dim-wide head of every row
+  // of x, row r at position positions[r].
+  virtual void rope(const Act& x, int64_t head_dim, int64_t offset, const RopeTable& table,
+                    std::span<const int32_t> positions) = 0;
+
+  // MLA over the latent cache.
+  // Stores rows [n, kv_lora_rank + qk_rope] (c_kv, rotated k_pe) at positions start.. of `sequence`.
+  virtual void cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
+                           const CacheSequence& sequence, int64_t start, const Act& rows) = 0;
+  // Expanded form: q [n, n_heads * qk_head_dim] for positions start..start+n-1 of `sequence`
+  // attends causally to cache positions 0..start+n-1, whose k_nope and v come from kv_b_proj(c_kv).
+  // out [n, n_heads * v_head_dim].
+  virtual void mla_prefill(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj,
+                           const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
+                           const CacheSequence& sequence, int64_t start, const Act& out) = 0;
+  // Absorbed form (REFERENCE.md): one query row a sequence, scores against c_kv through W_uk and
+  // values mapped back through W_uv, never expanding the cache.
+  virtual void mla_decode(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj,
+                          const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
+                          std::span<const DecodeItem> items, const Act& out) = 0;
+
+  // DeepSeekMoE.
+  // Router: scores from gate (float32), expert selection per RouterParams, weights of the chosen.
+  virtual Routing moe_route(const Act& x, const LinearWeight& gate, const Act* e_score_correction_bias,
+                            const RouterParams& params) = 0;
+  // out = sum over each token's chosen experts of weight * down(silu(gate(x)) * up(x)).
+  virtual void moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
+                           const Act& out) = 0;
+};
+
+// "cpu" or "cuda"; an empty name picks cuda when a GPU is present, else cpu. Throws for an unknown
+// or unavailable backend.
+std::unique_ptr<Backend> make_backend(const std::string& name);
+
+}  // namespace dsv3

@@ -1,0 +1,54 @@
+// The CPU backend: float32 activations in host memory, weights read in their stored format,
+// work split over the global thread pool.
+#pragma once
+
+#include "dsv3/backend/backend.h"
+
+namespace dsv3 {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  ActBuffer alloc(int64_t rows, int64_t cols) override;
+  ActBuffer upload(std::span<const float> values, int64_t rows, int64_t cols) override;
+  void download(const Act& src, float* dst) override;
+  Buffer alloc_cache(const LatentCacheLayout& layout) override;
+
+  void embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) override;
+  void gather_rows(const Act& x, std::span<const int32_t> rows, const Act& out) override;
+  void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) override;
+  void linear(const Act& x, const LinearWeight& w, const Act& out) override;
+  void add(const Act& x, const Act& y) override;
+  void silu_mul(const Act& gate, const Act& up, const Act& out) override;
+  void rope(const Act& x, int64_t head_dim, int64_t offset, const RopeTable& table,
+            std::span<const int32_t> positions) override;
+
+  void cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
+                   const CacheSequence& sequence, int64_t start, const Act& rows) override;
+  void mla_prefill(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
+                   const LatentCacheLayout& layout, int64_t layer, const CacheSequence& sequence,
+                   int64_t start, const Act& out) override;
+  void mla_decode(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
+                  const LatentCacheLayout& layout, int64_t layer, std::span<const DecodeItem> items,
+                  const Act& out) override;
+
+  Routing moe_route(const Act& x, const LinearWeight& gate, const Act* e_score_correction_bias,
+                    const RouterParams& params) override;
+  void moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
+                   const Act& out) override;
+};
+
+namespace cpu {
+
+inline float* row_ptr(const Act& a, int64_t r) { return static_cast<float*>(a.data) + r * a.stride; }
+
+// Host memory aligned for vector loads, as a Buffer.
+Buffer host_alloc(size_t n_bytes);
+
+// The cache row (c_kv then k_pe) of `position` in `sequence` at `layer`.
+float* cache_row(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
+                 const CacheSequence& sequence, int64_t position);
+
+}  // namespace cpu
+}  // namespace dsv3

@@ -1,0 +1,60 @@
+// The DeepSeek-V3 / V2 forward pass (REFERENCE.md), written once over the Backend ops.
+// A forward call runs a batch of chunks, each some new tokens of one sequence: chunks of one token
+// take the absorbed MLA decode path, longer chunks the expanded prefill path; the routed experts
+// run once over all tokens of the batch.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "dsv3/backend/backend.h"
+#include "dsv3/model/config.h"
+#include "dsv3/model/page_allocator.h"
+#include "dsv3/model/tensor.h"
+#include "dsv3/model/weights.h"
+
+namespace dsv3 {
+
+struct ForwardChunk {
+  CacheSequence* sequence = nullptr;  // its tokens go at positions sequence->n_tokens, ...
+  std::span<const int32_t> tokens;
+};
+
+class DeepseekModel {
+ public:
+  // Binds the weights of `source` (kept alive by the model) and allocates a latent cache of
+  // `cache_tokens` tokens.
+  DeepseekModel(ModelConfig config, std::shared_ptr<const TensorSource> source, std::unique_ptr<Backend> backend,
+                int64_t cache_tokens);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  Backend& backend() { return *backend_; }
+
+  // Runs the chunks, stores their tokens in the cache, and returns float32 logits [rows, vocab]:
+  // one row a chunk (its last token), or one a token when all_positions.
+  std::vector<float> forward(std::span<const ForwardChunk> chunks, bool all_positions);
+
+  // Frees a finished sequence's cache pages.
+  void release(CacheSequence& sequence) { pages_.release(sequence); }
+
+ private:
+  struct Batch;
+  void attention(int64_t layer, const Batch& batch, const Act& h, const Act& out);
+  void feed_forward(int64_t layer, const Act& h, const Act& out);
+  void expert_ffn(const ExpertWeights& w, const Act& h, const Act& out);
+
+  ModelConfig config_;
+  std::shared_ptr<const TensorSource> source_;
+  std::unique_ptr<Backend> backend_;
+  ModelWeights weights_;
+  RopeTable rope_;
+  MlaShape mla_;
+  RouterParams router_;
+  LatentCacheLayout cache_layout_;
+  Buffer cache_;
+  PageAllocator pages_;
+};
+
+}  // namespace dsv3
