@@ -1,6 +1,8 @@
 #include "dsv3/model/presets.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 
@@ -213,11 +215,15 @@ void PresetSource::declare_layer(const ModelConfig& c, int64_t layer, PresetDtyp
   if (c.n_shared_experts > 0) declare_ffn(p + ".mlp.shared_experts", c.moe_intermediate_size * c.n_shared_experts);
 }
 
-std::vector<uint8_t> PresetSource::generate(const std::string& name, const Spec& spec) const {
+Buffer PresetSource::generate(const std::string& name, const Spec& spec) const {
   int64_t numel = 1;
   for (int64_t d : spec.shape) numel *= d;
   const int64_t fan_in = spec.shape.back();
-  std::vector<uint8_t> bytes(static_cast<size_t>(numel) * dtype_bytes(spec.dtype));
+  // Left uninitialised: every byte is written once below.
+  const size_t n_bytes = size_t(numel) * dtype_bytes(spec.dtype);
+  uint8_t* bytes = static_cast<uint8_t*>(std::malloc(std::max<size_t>(n_bytes, 1)));
+  if (!bytes) fail(origin(), ": out of memory generating ", name);
+  Buffer buffer(bytes, n_bytes, [](void* p) { std::free(p); });
   const uint64_t base = name_hash(name, seed_);
   // Chunks with their own streams: the values do not depend on the number of threads.
   constexpr int64_t kChunk = 1 << 16;
@@ -227,34 +233,34 @@ std::vector<uint8_t> PresetSource::generate(const std::string& name, const Spec&
       for (int64_t i = chunk * kChunk; i < std::min(numel, (chunk + 1) * kChunk); ++i) {
         switch (spec.init) {
           case Init::Norm:
-            reinterpret_cast<uint16_t*>(bytes.data())[i] = f32_to_bf16(1.0f + 0.1f * uniform_pm1(state));
+            reinterpret_cast<uint16_t*>(bytes)[i] = f32_to_bf16(1.0f + 0.1f * uniform_pm1(state));
             break;
           case Init::Bias:
-            reinterpret_cast<float*>(bytes.data())[i] = 0.01f * uniform_pm1(state);
+            reinterpret_cast<float*>(bytes)[i] = 0.01f * uniform_pm1(state);
             break;
           case Init::Scale:  // the fp8 codes below have an RMS of about 0.8: scale to 1/sqrt(fan_in)
-            reinterpret_cast<float*>(bytes.data())[i] =
+            reinterpret_cast<float*>(bytes)[i] =
                 (1.0f + 0.1f * uniform_pm1(state)) / (0.8f * std::sqrt(float(128 * fan_in)));
             break;
           case Init::Embedding:
-            reinterpret_cast<uint16_t*>(bytes.data())[i] = f32_to_bf16(uniform_pm1(state));
+            reinterpret_cast<uint16_t*>(bytes)[i] = f32_to_bf16(uniform_pm1(state));
             break;
           case Init::Linear:
             if (spec.dtype == DType::F8_E4M3) {
               // A random sign and a magnitude code up to 0x40 (2.0).
               const uint64_t r = splitmix64(state);
-              bytes[size_t(i)] = uint8_t((r & 0x80) | ((r >> 8) % 0x41));
+              bytes[i] = uint8_t((r & 0x80) | ((r >> 8) % 0x41));
             } else {
               // Uniform with std 1/sqrt(fan_in): activations keep their scale through the layers.
               const float limit = std::sqrt(3.0f / float(fan_in));
-              reinterpret_cast<uint16_t*>(bytes.data())[i] = f32_to_bf16(limit * uniform_pm1(state));
+              reinterpret_cast<uint16_t*>(bytes)[i] = f32_to_bf16(limit * uniform_pm1(state));
             }
             break;
         }
       }
     }
   });
-  return bytes;
+  return buffer;
 }
 
 bool PresetSource::contains(const std::string& name) const { return specs_.count(name) > 0; }
@@ -265,7 +271,8 @@ TensorView PresetSource::get(const std::string& name) const {
   std::lock_guard lock(mutex_);
   auto made = made_.find(name);
   if (made == made_.end()) made = made_.emplace(name, generate(name, spec->second)).first;
-  return {name, spec->second.dtype, spec->second.shape, made->second.data(), made->second.size()};
+  return {name, spec->second.dtype, spec->second.shape, static_cast<const uint8_t*>(made->second.data()),
+          made->second.n_bytes()};
 }
 
 std::vector<std::string> PresetSource::names() const {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv3/backend/buffer.h"
 #include "dsv3/model/config.h"
 #include "dsv3/model/tensor.h"
 
@@ -42,14 +43,14 @@ class PresetSource final : public TensorSource {
   };
   void declare_linear(const std::string& prefix, int64_t out, int64_t in, PresetDtype dtype);
   void declare_layer(const ModelConfig& config, int64_t layer, PresetDtype dtype);
-  std::vector<uint8_t> generate(const std::string& name, const Spec& spec) const;
+  Buffer generate(const std::string& name, const Spec& spec) const;
 
   std::string name_;
   uint64_t seed_;
   std::map<std::string, Spec> specs_;
   size_t n_bytes_ = 0;
   mutable std::mutex mutex_;
-  mutable std::map<std::string, std::vector<uint8_t>> made_;
+  mutable std::map<std::string, Buffer> made_;
 };
 
 }  // namespace dsv3

@@ -1,14 +1,19 @@
 #include "dsv3/util/thread_pool.h"
 
+#include <immintrin.h>
 #include <sched.h>
 
 #include <algorithm>
 #include <cstdlib>
-#include <string>
 
 namespace dsv3 {
+namespace {
 
-ThreadPool::ThreadPool(int n_threads) {
+constexpr int kSpinIterations = 1 << 14;  // about 50-100 microseconds of pause instructions
+
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads) : ranges_(size_t(std::max(1, n_threads))) {
   for (int i = 1; i < std::max(1, n_threads); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -16,6 +21,7 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    generation_.fetch_add(1);
   }
   work_ready_.notify_all();
   for (auto& t : workers_) t.join();
@@ -24,21 +30,20 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    std::pair<int64_t, int64_t> range;
-    const std::function<void(int64_t, int64_t)>* job;
-    {
+    int spins = 0;
+    while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
+      _mm_pause();
+      ++spins;
+    }
+    if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock lock(mutex_);
-      work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
-      range = ranges_[index];
-      job = job_;
+      work_ready_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
     }
-    if (range.first < range.second) (*job)(range.first, range.second);
-    {
-      std::lock_guard lock(mutex_);
-      if (--pending_ == 0) work_done_.notify_one();
-    }
+    seen = generation_.load(std::memory_order_acquire);
+    if (stopping_) return;
+    const auto [begin, end] = ranges_[size_t(index)];
+    if (begin < end) (*job_)(begin, end);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -50,24 +55,22 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
-  std::vector<std::pair<int64_t, int64_t>> ranges(size_t(n_threads()), {0, 0});
-  for (int64_t p = 0; p < n_parts; ++p) {
-    const int64_t begin = std::min(n, (n_chunks * p / n_parts) * grain);
-    const int64_t end = std::min(n, (n_chunks * (p + 1) / n_parts) * grain);
-    ranges[size_t(p)] = {begin, end};
+  std::lock_guard call_lock(call_mutex_);
+  for (int64_t p = 0; p < n_threads(); ++p) {
+    const int64_t begin = std::min(n, (n_chunks * std::min(p, n_parts) / n_parts) * grain);
+    const int64_t end = p < n_parts ? std::min(n, (n_chunks * (p + 1) / n_parts) * grain) : begin;
+    ranges_[size_t(p)] = {begin, end};
   }
+  job_ = &fn;
+  pending_.store(int(workers_.size()), std::memory_order_relaxed);
   {
     std::lock_guard lock(mutex_);
-    ranges_ = std::move(ranges);
-    job_ = &fn;
-    pending_ = int(workers_.size());
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   work_ready_.notify_all();
   const auto [begin, end] = ranges_[0];
   if (begin < end) fn(begin, end);
-  std::unique_lock lock(mutex_);
-  work_done_.wait(lock, [&] { return pending_ == 0; });
+  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
 }
 
 ThreadPool& ThreadPool::global() {

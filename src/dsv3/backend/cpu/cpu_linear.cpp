@@ -29,11 +29,12 @@ inline __m512 load_bf16(const uint16_t* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
 }
 
+// E4M3 to float32: sign-extending the byte and shifting it left by 20 puts the sign in bit 31 and
+// exponent and mantissa in bits 20-26 (bits 27-30 get copies of the sign and are masked off).
 inline __m512 load_fp8_e4m3(const uint8_t* p) {
-  const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m512i magnitude = _mm512_slli_epi32(_mm512_and_si512(v, _mm512_set1_epi32(0x7f)), 20);
-  const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(v, _mm512_set1_epi32(0x80)), 24);
-  return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_or_si512(magnitude, sign)), _mm512_set1_ps(kTwoPow120));
+  const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m512i bits = _mm512_and_si512(_mm512_slli_epi32(v, 20), _mm512_set1_epi32(int32_t(0x87f00000u)));
+  return _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(kTwoPow120));
 }
 #endif
 
@@ -53,20 +54,31 @@ float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
   return sum;
 }
 
-// Sum of fp8 weights times x over n columns, before the block scale.
-float dot_fp8_e4m3(const uint8_t* w, const float* x, int64_t n) {
-  int64_t i = 0;
+// Sum over a row of fp8 weights times x, each 128-column block's partial sum times its scale.
+// Partial sums stay in vector registers; the row is reduced to a scalar once.
+float dot_fp8_e4m3_row(const uint8_t* w, const float* scales, int64_t block, const float* x, int64_t n) {
   float sum = 0.0f;
+  int64_t c = 0;
 #if defined(__AVX512F__)
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  for (; i + 32 <= n; i += 32) {
-    acc0 = _mm512_fmadd_ps(load_fp8_e4m3(w + i), _mm512_loadu_ps(x + i), acc0);
-    acc1 = _mm512_fmadd_ps(load_fp8_e4m3(w + i + 16), _mm512_loadu_ps(x + i + 16), acc1);
+  if (block % 32 == 0) {
+    __m512 acc = _mm512_setzero_ps();
+    for (; c + block <= n; c += block) {
+      __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+      for (int64_t i = c; i < c + block; i += 32) {
+        b0 = _mm512_fmadd_ps(load_fp8_e4m3(w + i), _mm512_loadu_ps(x + i), b0);
+        b1 = _mm512_fmadd_ps(load_fp8_e4m3(w + i + 16), _mm512_loadu_ps(x + i + 16), b1);
+      }
+      acc = _mm512_fmadd_ps(_mm512_add_ps(b0, b1), _mm512_set1_ps(scales[c / block]), acc);
+    }
+    sum = _mm512_reduce_add_ps(acc);
   }
-  for (; i + 16 <= n; i += 16) acc0 = _mm512_fmadd_ps(load_fp8_e4m3(w + i), _mm512_loadu_ps(x + i), acc0);
-  sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 #endif
-  for (; i < n; ++i) sum += fp8_e4m3_to_f32(w[i]) * x[i];
+  // The partial last block (and everything without AVX-512).
+  for (; c < n; c += block) {
+    float partial = 0.0f;
+    for (int64_t i = c; i < std::min(n, c + block); ++i) partial += fp8_e4m3_to_f32(w[i]) * x[i];
+    sum += partial * scales[c / block];
+  }
   return sum;
 }
 
@@ -98,7 +110,11 @@ void weight_row_to_f32(const LinearWeight& w, int64_t row, float* dst) {
     }
     case DType::BF16: {
       const uint16_t* src = reinterpret_cast<const uint16_t*>(w.weight.data) + row * n;
-      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+      int64_t i = 0;
+#if defined(__AVX512F__)
+      for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, load_bf16(src + i));
+#endif
+      for (; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
       break;
     }
     case DType::F16: {
@@ -109,8 +125,16 @@ void weight_row_to_f32(const LinearWeight& w, int64_t row, float* dst) {
     case DType::F8_E4M3: {
       const uint8_t* src = w.weight.data + row * n;
       const float* scales = block_scales_row(w, row);
-      const auto& table = fp8_e4m3_table();
-      for (int64_t i = 0; i < n; ++i) dst[i] = table[src[i]] * scales[i / w.block_in];
+      for (int64_t c = 0; c < n; c += w.block_in) {
+        const float scale = scales[c / w.block_in];
+        const int64_t end = std::min(n, c + w.block_in);
+        int64_t i = c;
+#if defined(__AVX512F__)
+        for (; i + 16 <= end; i += 16)
+          _mm512_storeu_ps(dst + i, _mm512_mul_ps(load_fp8_e4m3(src + i), _mm512_set1_ps(scale)));
+#endif
+        for (; i < end; ++i) dst[i] = fp8_e4m3_to_f32(src[i]) * scale;
+      }
       break;
     }
   }
@@ -130,12 +154,7 @@ float weight_row_dot(const LinearWeight& w, int64_t row, const float* x) {
       return sum;
     }
     case DType::F8_E4M3: {
-      const uint8_t* src = w.weight.data + row * n;
-      const float* scales = block_scales_row(w, row);
-      float sum = 0.0f;
-      for (int64_t c = 0, b = 0; c < n; c += w.block_in, ++b)
-        sum += scales[b] * dot_fp8_e4m3(src + c, x + c, std::min(w.block_in, n - c));
-      return sum;
+      return dot_fp8_e4m3_row(w.weight.data + row * n, block_scales_row(w, row), w.block_in, x, n);
     }
   }
   return 0.0f;
