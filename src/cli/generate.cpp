@@ -19,8 +19,7 @@ int run_generate(const Args& args) {
   sampling.temperature = float(args.get_double("temperature", 0.0));
   sampling.top_p = float(args.get_double("top-p", 1.0));
   sampling.top_k = args.get_int("top-k", 0);
-  if (sampling.temperature < 0.0f) fail("flag --temperature must not be negative");
-  if (sampling.top_p <= 0.0f || sampling.top_p > 1.0f) fail("flag --top-p must be in (0, 1]");
+  validate(sampling);
   std::mt19937_64 rng(uint64_t(args.get_int("seed", 0)));
   const bool ignore_eos = args.has("ignore-eos");
 

@@ -3,20 +3,56 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <vector>
+
+#include "dsv3/util/error.h"
 
 namespace dsv3 {
+
+void validate(const SamplingParams& p) {
+  if (!(p.temperature >= 0.0f)) fail("temperature must be >= 0, got ", p.temperature);
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) fail("top_p must be in (0, 1], got ", p.top_p);
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) fail("min_p must be in [0, 1], got ", p.min_p);
+  if (p.top_k < 0) fail("top_k must be >= 0 (0 disables it), got ", p.top_k);
+  if (!(p.repetition_penalty > 0.0f)) fail("repetition_penalty must be > 0, got ", p.repetition_penalty);
+  if (!(p.presence_penalty >= -2.0f && p.presence_penalty <= 2.0f))
+    fail("presence_penalty must be in [-2, 2], got ", p.presence_penalty);
+  if (!(p.frequency_penalty >= -2.0f && p.frequency_penalty <= 2.0f))
+    fail("frequency_penalty must be in [-2, 2], got ", p.frequency_penalty);
+}
+
+void TokenHistory::add_prompt(std::span<const int32_t> prompt, int64_t vocab_size) {
+  in_prompt_or_output.assign(size_t(vocab_size), false);
+  for (int32_t t : prompt) in_prompt_or_output[size_t(t)] = true;
+}
+
+void TokenHistory::add_output(int32_t token) {
+  ++output_counts[token];
+  if (size_t(token) < in_prompt_or_output.size()) in_prompt_or_output[size_t(token)] = true;
+}
+
+void apply_penalties(std::span<float> logits, const SamplingParams& p, const TokenHistory& history) {
+  if (p.repetition_penalty != 1.0f) {
+    for (size_t t = 0; t < history.in_prompt_or_output.size(); ++t)
+      if (history.in_prompt_or_output[t])
+        logits[t] = logits[t] > 0.0f ? logits[t] / p.repetition_penalty : logits[t] * p.repetition_penalty;
+  }
+  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    for (const auto& [token, count] : history.output_counts)
+      logits[size_t(token)] -= p.presence_penalty + p.frequency_penalty * float(count);
+  }
+}
 
 int32_t sample_token(std::span<const float> logits, const SamplingParams& params, std::mt19937_64& rng) {
   if (params.temperature <= 0.0f)
     return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
 
-  // Candidates by descending logit; top_k and top_p only ever cut the tail.
+  // Candidates by descending logit; top_k, top_p and min_p only ever cut the tail.
   std::vector<int32_t> order(logits.size());
   std::iota(order.begin(), order.end(), 0);
   const size_t k = params.top_k > 0 ? std::min(size_t(params.top_k), order.size()) : order.size();
-  std::partial_sort(order.begin(), order.begin() + ptrdiff_t(k), order.end(),
-                    [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)]; });
+  std::partial_sort(order.begin(), order.begin() + ptrdiff_t(k), order.end(), [&](int32_t a, int32_t b) {
+    return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+  });
   order.resize(k);
 
   std::vector<double> probs(k);
@@ -24,12 +60,33 @@ int32_t sample_token(std::span<const float> logits, const SamplingParams& params
   double sum = 0.0;
   for (size_t i = 0; i < k; ++i) sum += probs[i] = std::exp((logits[size_t(order[i])] - max_logit) / params.temperature);
   size_t kept = k;
+  if (params.min_p > 0.0f)  // probs[0] is the most likely
+    while (kept > 1 && probs[kept - 1] < params.min_p * probs[0]) --kept;
   if (params.top_p < 1.0f) {
-    double mass = 0.0;
-    for (kept = 0; kept < k && mass < params.top_p * sum;) mass += probs[kept++];
+    double kept_sum = std::accumulate(probs.begin(), probs.begin() + ptrdiff_t(kept), 0.0), mass = 0.0;
+    size_t n = 0;
+    while (n < kept && mass < params.top_p * kept_sum) mass += probs[n++];
+    kept = std::max<size_t>(n, 1);
   }
   std::discrete_distribution<size_t> pick(probs.begin(), probs.begin() + ptrdiff_t(kept));
   return order[pick(rng)];
+}
+
+float token_logprob(std::span<const float> logits, int32_t token, int32_t n, std::vector<std::pair<int32_t, float>>* top) {
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (float l : logits) sum += std::exp(double(l - max_logit));
+  const float log_z = max_logit + float(std::log(sum));
+  if (top && n > 0) {
+    std::vector<int32_t> order(logits.size());
+    std::iota(order.begin(), order.end(), 0);
+    const size_t k = std::min(size_t(n), order.size());
+    std::partial_sort(order.begin(), order.begin() + ptrdiff_t(k), order.end(),
+                      [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)]; });
+    top->clear();
+    for (size_t i = 0; i < k; ++i) top->push_back({order[i], logits[size_t(order[i])] - log_z});
+  }
+  return logits[size_t(token)] - log_z;
 }
 
 }  // namespace dsv3

@@ -27,7 +27,7 @@ DeepseekModel::DeepseekModel(ModelConfig config, std::shared_ptr<const TensorSou
       source_(std::move(source)),
       backend_(std::move(backend)),
       weights_(ModelWeights::bind(config_, *source_, *backend_)),
-      pages_((cache_tokens + kPageSize - 1) / kPageSize) {
+      pages_((cache_tokens + kPageSize - 1) / kPageSize, kPageSize) {
   const RopeFrequencies freqs = rope_frequencies(config_);
   rope_.inv_freq = backend_->upload(freqs.inv_freq, 1, int64_t(freqs.inv_freq.size()));
   rope_.attention_factor = freqs.attention_factor;
@@ -38,7 +38,7 @@ DeepseekModel::DeepseekModel(ModelConfig config, std::shared_ptr<const TensorSou
   const bool normalise = config_.family == ModelFamily::DeepseekV3 && config_.norm_topk_prob;
   router_ = {config_.scoring_func, config_.topk_method,         config_.n_group, config_.topk_group,
              config_.num_experts_per_tok, normalise, float(config_.routed_scaling_factor)};
-  cache_layout_ = {config_.num_hidden_layers, pages_.n_free(), kPageSize, config_.kv_lora_rank,
+  cache_layout_ = {config_.num_hidden_layers, pages_.n_pages(), kPageSize, config_.kv_lora_rank,
                    config_.qk_rope_head_dim};
   cache_ = backend_->alloc_cache(cache_layout_);
 }
@@ -50,7 +50,7 @@ std::vector<float> DeepseekModel::forward(std::span<const ForwardChunk> chunks, 
   for (const ForwardChunk& chunk : chunks) {
     DSV3_ASSERT(!chunk.tokens.empty());
     const int64_t start = chunk.sequence->n_tokens;
-    pages_.reserve(*chunk.sequence, start + int64_t(chunk.tokens.size()), kPageSize);
+    pages_.reserve(*chunk.sequence, start + int64_t(chunk.tokens.size()));
     batch.first_row.push_back(int64_t(batch.ids.size()));
     batch.start.push_back(start);
     for (size_t i = 0; i < chunk.tokens.size(); ++i) {

@@ -36,7 +36,8 @@ class DeepseekModel {
   // one row a chunk (its last token), or one a token when all_positions.
   std::vector<float> forward(std::span<const ForwardChunk> chunks, bool all_positions);
 
-  // Frees a finished sequence's cache pages.
+  // The cache's pages: prefix reuse and release of finished sequences.
+  PageAllocator& pages() { return pages_; }
   void release(CacheSequence& sequence) { pages_.release(sequence); }
 
  private:
