@@ -1,0 +1,84 @@
+#include "dsv3/engine/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+#include "dsv3/util/error.h"
+
+namespace dsv3 {
+namespace {
+
+TEST(Sampler, TemperatureZeroIsArgmax) {
+  std::mt19937_64 rng(1);
+  const std::vector<float> logits = {0.1f, 2.0f, -1.0f, 1.9f};
+  SamplingParams p;
+  p.temperature = 0.0f;
+  EXPECT_EQ(sample_token(logits, p, rng), 1);
+}
+
+TEST(Sampler, TopKOneAndTinyTopPKeepOnlyTheBest) {
+  std::mt19937_64 rng(1);
+  const std::vector<float> logits = {0.1f, 2.0f, -1.0f, 1.9f};
+  SamplingParams k1;
+  k1.top_k = 1;
+  SamplingParams p_small;
+  p_small.top_p = 0.01f;
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(sample_token(logits, k1, rng), 1);
+    EXPECT_EQ(sample_token(logits, p_small, rng), 1);
+  }
+}
+
+TEST(Sampler, MinPDropsUnlikelyTokens) {
+  std::mt19937_64 rng(1);
+  const std::vector<float> logits = {0.0f, 5.0f, 4.9f, -5.0f};
+  SamplingParams p;
+  p.min_p = 0.5f;
+  std::set<int32_t> seen;
+  for (int i = 0; i < 200; ++i) seen.insert(sample_token(logits, p, rng));
+  EXPECT_EQ(seen, (std::set<int32_t>{1, 2}));
+}
+
+TEST(Sampler, PenaltiesLowerSeenTokens) {
+  std::vector<float> logits = {2.0f, -2.0f, 1.0f};
+  TokenHistory history;
+  history.add_prompt(std::vector<int32_t>{1}, 3);
+  history.add_output(0);
+  history.add_output(0);
+  SamplingParams p;
+  p.repetition_penalty = 2.0f;
+  p.presence_penalty = 0.5f;
+  p.frequency_penalty = 0.25f;
+  apply_penalties(logits, p, history);
+  EXPECT_FLOAT_EQ(logits[0], 2.0f / 2.0f - 0.5f - 0.25f * 2);
+  EXPECT_FLOAT_EQ(logits[1], -4.0f);
+  EXPECT_FLOAT_EQ(logits[2], 1.0f);
+}
+
+TEST(Sampler, LogprobsAreLogSoftmax) {
+  const std::vector<float> logits = {1.0f, 2.0f, 3.0f};
+  std::vector<std::pair<int32_t, float>> top;
+  const float lp = token_logprob(logits, 0, 2, &top);
+  const double z = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
+  EXPECT_NEAR(lp, 1.0 - z, 1e-5);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].first, 2);
+  EXPECT_NEAR(top[0].second, 3.0 - z, 1e-5);
+}
+
+TEST(Sampler, OutOfRangeParametersAreRejected) {
+  SamplingParams p;
+  p.top_p = 0.0f;
+  EXPECT_THROW(validate(p), Error);
+  p = {};
+  p.temperature = -0.5f;
+  EXPECT_THROW(validate(p), Error);
+  p = {};
+  p.presence_penalty = 3.0f;
+  EXPECT_THROW(validate(p), Error);
+}
+
+}  // namespace
+}  // namespace dsv3
