@@ -21,7 +21,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: build
-	./$(BUILD)/dsv3 generate -m preset:demo --prompt "The capital of France is" -n 32
+	./$(BUILD)/dsv3 run -p "What is the capital of France?" --max-new-tokens 32
 
 bench: build
 	./$(BUILD)/dsv3 bench --device cpu -m preset:moonlight --dtype fp8
