@@ -20,7 +20,8 @@ std::vector<SmallCase> small_cases(const std::string& tokenizer) {
   std::vector<SmallCase> cases;
   const auto path = test::tokenizer_fixtures() / "small" / tokenizer / "expected.json";
   if (!std::filesystem::exists(path)) return cases;  // gtest then reports the suite uninstantiated
-  for (const auto& [text, value] : test::read_json(path).at("cases").items())
+  const nlohmann::json expected = test::read_json(path);
+  for (const auto& [text, value] : expected.at("cases").items())
     cases.push_back({tokenizer, text, value, cases.size()});
   return cases;
 }

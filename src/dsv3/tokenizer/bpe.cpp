@@ -56,6 +56,19 @@ std::vector<std::pair<std::string, std::string>> parse_merges(const nlohmann::js
 
 }  // namespace
 
+bool Bpe::merges_are_ordered(const std::vector<std::pair<uint64_t, Merge>>& merges) {
+  std::unordered_map<int32_t, uint32_t> made_at;  // token -> highest rank of a merge making it
+  made_at.reserve(merges.size());
+  for (const auto& [pair_key, merge] : merges) {
+    uint32_t& rank = made_at[merge.merged_id];
+    rank = std::max(rank, merge.rank);
+  }
+  for (const auto& [pair_key, merge] : merges)
+    for (int32_t operand : {int32_t(pair_key >> 32), int32_t(uint32_t(pair_key))})
+      if (auto it = made_at.find(operand); it != made_at.end() && it->second >= merge.rank) return false;
+  return true;
+}
+
 void Bpe::MergeTable::build(const std::vector<std::pair<uint64_t, Merge>>& merges) {
   const size_t capacity = std::bit_ceil(std::max<size_t>(2 * merges.size(), 16));
   slots_.assign(capacity, Slot{});
@@ -111,6 +124,7 @@ Bpe Bpe::from_json(const nlohmann::json& model) {
     merges.push_back({MergeTable::key(left_id, right_id), Merge{uint32_t(rank), merged_id}});
   }
   bpe.merges_.build(merges);
+  bpe.merges_ordered_ = merges_are_ordered(merges);
   return bpe;
 }
 
@@ -139,53 +153,89 @@ void Bpe::merge_piece(std::string_view piece, std::vector<int32_t>& ids) const {
       return;
     }
   }
-  // The piece as a linked list of tokens, and a min-heap of the merges possible between
-  // neighbours, ordered by (rank, position). A heap entry goes stale when one of its two tokens
-  // has merged since it was pushed; it is then skipped.
+  thread_local std::vector<int32_t> tokens;
+  tokens.resize(piece.size());
+  for (size_t i = 0; i < piece.size(); ++i) tokens[i] = byte_ids_[uint8_t(piece[i])];
+  const bool done = merges_ordered_ && tokens.size() >= kMinSweepTokens && merge_by_sweeps(tokens);
+  if (!done) merge_by_queue(tokens);
+  ids.insert(ids.end(), tokens.begin(), tokens.end());
+}
+
+bool Bpe::merge_by_sweeps(std::vector<int32_t>& tokens) const {
+  for (;;) {
+    // The lowest rank among neighbouring pairs...
+    uint32_t lowest = UINT32_MAX;
+    for (size_t i = 0; i + 1 < tokens.size(); ++i)
+      if (const Merge* m = merges_.find(tokens[i], tokens[i + 1])) lowest = std::min(lowest, m->rank);
+    if (lowest == UINT32_MAX) return true;
+    // ...is merged wherever it occurs, left to right.
+    size_t out = 0;
+    for (size_t i = 0; i < tokens.size();) {
+      const Merge* m = i + 1 < tokens.size() ? merges_.find(tokens[i], tokens[i + 1]) : nullptr;
+      if (m && m->rank == lowest) {
+        tokens[out++] = m->merged_id;
+        i += 2;
+      } else {
+        tokens[out++] = tokens[i++];
+      }
+    }
+    const size_t merged = tokens.size() - out;
+    tokens.resize(out);
+    // A sweep that merged little says the rest is better done one merge at a time.
+    if (merged * kSweepMinShare < out) return false;
+  }
+}
+
+void Bpe::merge_by_queue(std::vector<int32_t>& tokens) const {
+  // The tokens as a linked list, and a min-heap of the merges possible between neighbours keyed
+  // by (rank, position): lowest rank first, leftmost among equals. An entry goes stale when one
+  // of its two tokens has merged since; the pair at its position then no longer has its rank (a
+  // rank names one pair), and it is skipped.
   struct Symbol {
     int32_t id;
     int32_t prev, next;  // -1: none
   };
-  struct Candidate {
-    uint32_t rank;
-    int32_t pos;
-    int32_t left_id, right_id, merged_id;
-    bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
-  };
   thread_local std::vector<Symbol> symbols;
-  thread_local std::vector<Candidate> heap;
-  const int32_t n = int32_t(piece.size());
-  if (n == 0) return;
+  thread_local std::vector<uint64_t> heap;
+  const int32_t n = int32_t(tokens.size());
+  if (n < 2) return;
   symbols.resize(n);
   heap.clear();
-  for (int32_t i = 0; i < n; ++i)
-    symbols[i] = {byte_ids_[uint8_t(piece[i])], i - 1, i + 1 < n ? i + 1 : -1};
+  for (int32_t i = 0; i < n; ++i) symbols[i] = {tokens[i], i - 1, i + 1 < n ? i + 1 : -1};
 
-  auto push_candidate = [&](int32_t pos) {
-    if (pos < 0 || symbols[pos].next < 0) return;
-    const int32_t next = symbols[pos].next;
-    if (const Merge* m = merges_.find(symbols[pos].id, symbols[next].id)) {
-      heap.push_back({m->rank, pos, symbols[pos].id, symbols[next].id, m->merged_id});
+  auto merge_at = [&](int32_t pos) -> const Merge* {
+    if (pos < 0 || symbols[pos].next < 0) return nullptr;
+    return merges_.find(symbols[pos].id, symbols[symbols[pos].next].id);
+  };
+  auto key = [](uint32_t rank, int32_t pos) { return uint64_t(rank) << 32 | uint32_t(pos); };
+  for (int32_t i = 0; i + 1 < n; ++i)
+    if (const Merge* m = merge_at(i)) heap.push_back(key(m->rank, i));
+  std::make_heap(heap.begin(), heap.end(), std::greater<>());
+  auto push = [&](int32_t pos) {
+    if (const Merge* m = merge_at(pos)) {
+      heap.push_back(key(m->rank, pos));
       std::push_heap(heap.begin(), heap.end(), std::greater<>());
     }
   };
-  for (int32_t i = 0; i + 1 < n; ++i) push_candidate(i);
 
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), std::greater<>());
-    const Candidate top = heap.back();
+    const uint64_t top = heap.back();
     heap.pop_back();
-    Symbol& left = symbols[top.pos];
-    if (left.id != top.left_id || left.next < 0 || symbols[left.next].id != top.right_id) continue;
-    const Symbol right = symbols[left.next];
-    left.id = top.merged_id;
-    symbols[left.next].id = -1;  // merged away: no candidate can match it again
+    const int32_t pos = int32_t(uint32_t(top));
+    const Merge* m = symbols[pos].id >= 0 ? merge_at(pos) : nullptr;
+    if (!m || m->rank != uint32_t(top >> 32)) continue;
+    Symbol& left = symbols[pos];
+    Symbol& right = symbols[left.next];
+    left.id = m->merged_id;
+    right.id = -1;  // merged away
     left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = top.pos;
-    push_candidate(left.prev);
-    push_candidate(top.pos);
+    if (left.next >= 0) symbols[left.next].prev = pos;
+    push(left.prev);
+    push(pos);
   }
-  for (int32_t i = 0; i >= 0; i = symbols[i].next) ids.push_back(symbols[i].id);
+  tokens.clear();
+  for (int32_t i = 0; i >= 0; i = symbols[i].next) tokens.push_back(symbols[i].id);
 }
 
 }  // namespace dsv3

@@ -25,6 +25,21 @@ class Bpe {
   // Appends the ids of one pre-tokenized piece (raw bytes).
   void encode_piece(std::string_view piece, std::vector<int32_t>& ids) const;
 
+  // The two ways merge_piece takes to the same result (public so that tests can hold one against
+  // the other), both from one token a byte to the merged tokens, in place:
+  //   merge_by_queue merges one pair at a time, the lowest (rank, position) first, from a heap.
+  //   merge_by_sweeps (valid when merges_ordered()) finds the lowest rank present and merges all
+  //     its occurrences in one left-to-right sweep. Long repetitive pieces ("aaaa...", "====",
+  //     runs of spaces) need few sweeps and go ten times faster; varied text needs a sweep a
+  //     merge, so it gives up (returns false, part-merged) once a sweep merges less than
+  //     1/kSweepMinShare of the tokens, and merge_by_queue finishes.
+  static constexpr size_t kMinSweepTokens = 64;
+  static constexpr size_t kSweepMinShare = 8;
+  bool merge_by_sweeps(std::vector<int32_t>& tokens) const;
+  void merge_by_queue(std::vector<int32_t>& tokens) const;
+  bool merges_ordered() const { return merges_ordered_; }
+  int32_t byte_id(uint8_t byte) const { return byte_ids_[byte]; }
+
   // The vocabulary as written in tokenizer.json (tokens in the byte-level alphabet).
   const std::unordered_map<std::string, int32_t>& vocab() const { return vocab_; }
 
@@ -56,10 +71,16 @@ class Bpe {
   // BPE without the cache.
   void merge_piece(std::string_view piece, std::vector<int32_t>& ids) const;
 
+  // Whether every merge ranks above all merges that make either of its tokens (true of trained
+  // merge lists). Then a merge never creates a pair ranked below itself, so HF's one-at-a-time
+  // order equals rank-by-rank sweeps.
+  static bool merges_are_ordered(const std::vector<std::pair<uint64_t, Merge>>& merges);
+
   std::unordered_map<std::string, int32_t> vocab_;
   std::array<int32_t, 256> byte_ids_{};  // the token of each single byte
   MergeTable merges_;
   bool ignore_merges_ = false;  // a piece that is itself in the vocab is one token
+  bool merges_ordered_ = false;  // see merges_are_ordered
   uint64_t instance_ = 0;       // tells the per-thread word cache which Bpe filled it
 };
 

@@ -66,7 +66,8 @@ struct Regex::Code {
   ~Code() { pcre2_code_free(code); }
 };
 
-Regex::Regex(std::string_view pattern, bool literal, std::string_view where) : pattern_(pattern) {
+Regex::Regex(std::string_view pattern, bool literal, std::string_view where, bool hand_written)
+    : pattern_(pattern) {
   const std::string source = literal ? std::string(pattern) : translate_pattern(pattern);
   const uint32_t options = literal ? (PCRE2_LITERAL | PCRE2_UTF) : (PCRE2_UTF | PCRE2_UCP);
   int error = 0;
@@ -82,9 +83,11 @@ Regex::Regex(std::string_view pattern, bool literal, std::string_view where) : p
   pcre2_pattern_info(code->code, PCRE2_INFO_MATCHEMPTY, &match_empty);
   code->can_match_empty = match_empty != 0;
   code_ = std::move(code);
+  if (hand_written && !literal) known_ = recognize_pattern(pattern);
 }
 
 bool Regex::search(std::string_view subject, size_t start, size_t& begin, size_t& end) const {
+  if (known_ != KnownPattern::kNone) return search_known_pattern(known_, subject, start, begin, end);
   MatchScratch& scratch = match_scratch();
   const auto* text = reinterpret_cast<PCRE2_SPTR>(subject.data());
   const int rc = code_->jit ? pcre2_jit_match(code_->code, text, subject.size(), start, 0,

@@ -1,7 +1,8 @@
 // A compiled PCRE2 pattern (UTF and Unicode-property mode, JIT when available) for the regexes of
 // tokenizer.json. `tokenizers` runs them with Oniguruma; PCRE2 agrees on the syntax they use
 // (\p{..} classes, look-ahead, alternation order) once \s and \S are given Oniguruma's meaning,
-// the White_Space property (PCRE2 10.42's \s also takes U+180E).
+// the White_Space property (PCRE2 10.42's \s also takes U+180E). The patterns of DeepSeek-V3's
+// pre-tokenizer run on hand-written matchers with the same results (known_patterns.h).
 #pragma once
 
 #include <cstddef>
@@ -9,13 +10,16 @@
 #include <string>
 #include <string_view>
 
+#include "dsv3/tokenizer/known_patterns.h"
+
 namespace dsv3 {
 
 class Regex {
  public:
   // Compiles `pattern`, a regex or (with `literal`) a plain string to find; throws dsv3::Error
-  // quoting the pattern and `where` (the tokenizer.json field it came from).
-  Regex(std::string_view pattern, bool literal, std::string_view where);
+  // quoting the pattern and `where` (the tokenizer.json field it came from). With `hand_written`
+  // false, a known pattern runs on PCRE2 too (to test the hand-written matcher against it).
+  Regex(std::string_view pattern, bool literal, std::string_view where, bool hand_written = true);
 
   // The first match in `subject` that starts at or after byte `start`, as [begin, end); false when
   // there is none. Look-arounds see all of `subject`. `subject` must be valid UTF-8.
@@ -51,6 +55,7 @@ class Regex {
   struct Code;
   std::shared_ptr<const Code> code_;  // shared: a Tokenizer copy reuses the compiled pattern
   std::string pattern_;
+  KnownPattern known_ = KnownPattern::kNone;
 };
 
 }  // namespace dsv3
