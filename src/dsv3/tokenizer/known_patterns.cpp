@@ -94,6 +94,14 @@ size_t deepseek_words_match_at(std::string_view s, size_t pos, const UnicodeClas
   return end;
 }
 
+// Whether the character that starts with `byte` cannot be a digit (kDigitRuns) or a CJK or kana
+// character (kCjkKanaRuns), known from that byte alone: lets the scan skip most text cheaply.
+bool surely_not_a_start(KnownPattern pattern, uint8_t byte) {
+  if (pattern == KnownPattern::kDigitRuns) return byte < 0x80 && (byte < '0' || byte > '9');
+  if (pattern == KnownPattern::kCjkKanaRuns) return byte < 0xE3 || byte > 0xE9;  // U+3040..U+9FA5
+  return false;
+}
+
 }  // namespace
 
 KnownPattern recognize_pattern(std::string_view pattern) {
@@ -107,6 +115,11 @@ bool search_known_pattern(KnownPattern pattern, std::string_view s, size_t start
                           size_t& end) {
   const UnicodeClasses& unicode = UnicodeClasses::get();
   for (size_t pos = start; pos < s.size();) {
+    if (surely_not_a_start(pattern, uint8_t(s[pos]))) {
+      ++pos;
+      while (pos < s.size() && (uint8_t(s[pos]) & 0xC0) == 0x80) ++pos;  // rest of the character
+      continue;
+    }
     const Char c = char_at(s, pos, unicode);
     switch (pattern) {
       case KnownPattern::kDigitRuns:

@@ -14,8 +14,25 @@ namespace dsv3 {
 size_t find_invalid_utf8(std::string_view text);
 
 // The code point that starts at `text[pos]`, which must begin a well-formed sequence; `n_bytes`
-// receives its length.
-char32_t decode_utf8(std::string_view text, size_t pos, size_t& n_bytes);
+// receives its length. (Inline: the pre-tokenizer decodes every character.)
+inline char32_t decode_utf8(std::string_view text, size_t pos, size_t& n_bytes) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data()) + pos;
+  if (p[0] < 0x80) {
+    n_bytes = 1;
+    return p[0];
+  }
+  if (p[0] < 0xE0) {
+    n_bytes = 2;
+    return char32_t(p[0] & 0x1F) << 6 | (p[1] & 0x3F);
+  }
+  if (p[0] < 0xF0) {
+    n_bytes = 3;
+    return char32_t(p[0] & 0x0F) << 12 | char32_t(p[1] & 0x3F) << 6 | (p[2] & 0x3F);
+  }
+  n_bytes = 4;
+  return char32_t(p[0] & 0x07) << 18 | char32_t(p[1] & 0x3F) << 12 | char32_t(p[2] & 0x3F) << 6 |
+         (p[3] & 0x3F);
+}
 
 // The code point that ends at `text[end - 1]` in well-formed `text`; `n_bytes` receives its length.
 char32_t decode_utf8_before(std::string_view text, size_t end, size_t& n_bytes);

@@ -21,6 +21,18 @@ uint32_t load32(const char* p) {
   return v;
 }
 
+// memcmp(a, b, n) == 0, without a call for the short pieces that most are.
+bool same_bytes(const char* a, const char* b, size_t n) {
+  if (n >= 8 && n <= 16) return load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
+  if (n >= 4 && n < 8) return load32(a) == load32(b) && load32(a + n - 4) == load32(b + n - 4);
+  if (n < 4) {
+    for (size_t i = 0; i < n; ++i)
+      if (a[i] != b[i]) return false;
+    return true;
+  }
+  return std::memcmp(a, b, n) == 0;
+}
+
 uint64_t mix(uint64_t h, uint64_t word) {
   h = (h ^ word) * 0xBF58476D1CE4E5B9ull;
   return h ^ (h >> 31);
@@ -51,7 +63,7 @@ bool WordCache::find(std::string_view piece, uint64_t hash, std::span<const int3
     const Slot& slot = slots_[i];
     if (slot.hash == 0) return false;
     if (slot.hash == hash && slot.piece_bytes == piece.size() &&
-        std::memcmp(pieces_.data() + slot.piece_offset, piece.data(), piece.size()) == 0) {
+        same_bytes(pieces_.data() + slot.piece_offset, piece.data(), piece.size())) {
       ids = {ids_.data() + slot.ids_offset, slot.n_ids};
       return true;
     }
