@@ -1,7 +1,9 @@
 // `dsv3 tokenize` and `dsv3 detokenize`, run as a user runs them: text or JSON on stdin.
 #include <gtest/gtest.h>
 
-#include <cstdio>
+#include <algorithm>
+#include <cstdlib>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include "dsv3/tokenizer/chat_template.h"
@@ -10,13 +12,13 @@
 namespace dsv3 {
 namespace {
 
-struct Run {
+struct CommandResult {
   int exit_code;
   std::string out, err;
 };
 
 // Runs `dsv3 <arguments>` with `input` on stdin.
-Run run_dsv3(const std::string& arguments, const std::string& input) {
+CommandResult run_dsv3(const std::string& arguments, const std::string& input) {
   const auto dir = std::filesystem::temp_directory_path() /
                    ("dsv3_cli_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -27,15 +29,15 @@ Run run_dsv3(const std::string& arguments, const std::string& input) {
                               (dir / "stdin").string() + " > " + (dir / "stdout").string() +
                               " 2> " + (dir / "stderr").string();
   const int status = std::system(command.c_str());
-  Run run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_file(dir / "stdout"),
-          test::read_file(dir / "stderr")};
+  CommandResult result{WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                       test::read_file(dir / "stdout"), test::read_file(dir / "stderr")};
   std::filesystem::remove_all(dir);
-  return run;
+  return result;
 }
 
 TEST(Cli, TokenizePrintsTheIdsAsAJsonArray) {
   const std::string text = "Hello, <｜User｜> 世界!\n";
-  const Run run = run_dsv3("tokenize", text);
+  const CommandResult run = run_dsv3("tokenize", text);
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(nlohmann::json::parse(run.out).get<std::vector<int32_t>>(),
             test::deepseek_tokenizer().encode(text));
@@ -44,14 +46,14 @@ TEST(Cli, TokenizePrintsTheIdsAsAJsonArray) {
 TEST(Cli, DetokenizePrintsTheTextExactly) {
   const std::string text = "  two lines\r\nand a tab\t";
   const nlohmann::json ids = test::deepseek_tokenizer().encode(text);
-  const Run run = run_dsv3("detokenize", ids.dump());
+  const CommandResult run = run_dsv3("detokenize", ids.dump());
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(run.out, text);
 }
 
 TEST(Cli, TakesTheTokenizerDirectoryFromModelFlag) {
   const auto dir = test::tokenizer_fixtures() / "small" / "flags";
-  const Run run = run_dsv3("tokenize -m " + dir.string(), "hello world");
+  const CommandResult run = run_dsv3("tokenize -m " + dir.string(), "hello world");
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(nlohmann::json::parse(run.out).get<std::vector<int32_t>>(),
             Tokenizer::load(dir).encode("hello world"));
@@ -61,7 +63,7 @@ TEST(Cli, TokenizeChatEncodesTheRenderedConversation) {
   const nlohmann::json request = {
       {"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}}},
       {"add_generation_prompt", true}};
-  const Run run = run_dsv3("tokenize --chat", request.dump());
+  const CommandResult run = run_dsv3("tokenize --chat", request.dump());
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const std::string rendered = render_chat(TokenizerConfig::load(DSV3_TOKENIZER_DIR), request);
   EXPECT_EQ(nlohmann::json::parse(run.out).get<std::vector<int32_t>>(),
@@ -69,26 +71,26 @@ TEST(Cli, TokenizeChatEncodesTheRenderedConversation) {
 }
 
 TEST(Cli, InvalidUtf8IsAOneLineError) {
-  const Run run = run_dsv3("tokenize", "bad \xFF byte");
+  const CommandResult run = run_dsv3("tokenize", "bad \xFF byte");
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.err.find("not valid UTF-8"), std::string::npos) << run.err;
   EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
 }
 
 TEST(Cli, DetokenizeRejectsInputThatIsNotAnArrayOfIds) {
-  const Run run = run_dsv3("detokenize", "[1, \"two\"]");
+  const CommandResult run = run_dsv3("detokenize", "[1, \"two\"]");
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.err.find("not a JSON array of token ids"), std::string::npos) << run.err;
 }
 
 TEST(Cli, DetokenizeNamesAnUnknownId) {
-  const Run run = run_dsv3("detokenize", "[5, 999999]");
+  const CommandResult run = run_dsv3("detokenize", "[5, 999999]");
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.err.find("token id 999999"), std::string::npos) << run.err;
 }
 
 TEST(Cli, AMissingTokenizerDirectoryIsAOneLineError) {
-  const Run run = run_dsv3("tokenize -m /nonexistent", "x");
+  const CommandResult run = run_dsv3("tokenize -m /nonexistent", "x");
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.err.find("/nonexistent/tokenizer.json: cannot open"), std::string::npos) << run.err;
 }
