@@ -13,6 +13,7 @@ std::string strip_white_space(std::string_view text, bool left, bool right) {
   return std::string(text.substr(begin, end - begin));
 }
 
+// `text` with every match of `pattern` (walked as `tokenizers` walks them) replaced by `content`.
 std::string replace_all(std::string_view text, const Regex& pattern, std::string_view content) {
   std::string out;
   size_t copied = 0;

@@ -43,8 +43,6 @@ class Regex {
     }
   }
 
-  const std::string& pattern() const { return pattern_; }
-
   // Whether some subject has an empty match (when not, a search at the end is known to fail).
   bool can_match_empty() const;
 
