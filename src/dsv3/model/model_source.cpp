@@ -1,5 +1,8 @@
 #include "dsv3/model/model_source.h"
 
+#include <filesystem>
+
+#include "dsv3/model/checkpoint.h"
 #include "dsv3/model/presets.h"
 #include "dsv3/util/error.h"
 
@@ -15,7 +18,12 @@ ModelSource open_model_source(const std::string& spec, const std::string& dtype)
     auto tensors = std::make_shared<PresetSource>(name, config, preset_dtype);
     return {std::move(config), std::move(tensors), true};
   }
-  fail("cannot open model directory ", spec, ": the safetensors loader is not in this build yet");
+  const std::filesystem::path dir(spec);
+  if (!std::filesystem::is_directory(dir)) fail("-m ", spec, ": no such model directory (or preset:NAME)");
+  if (!dtype.empty()) fail("flag --dtype applies to presets only: ", spec, " is used as stored");
+  ModelConfig config = ModelConfig::load(dir / "config.json");
+  auto tensors = std::make_shared<Checkpoint>(dir);
+  return {std::move(config), std::move(tensors), false};
 }
 
 }  // namespace dsv3

@@ -2,19 +2,12 @@
 
 #include <string>
 
+#include "dsv3/model/checkpoint.h"
 #include "dsv3/util/error.h"
 #include "dsv3/util/numeric.h"
 
 namespace dsv3 {
 namespace {
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Looks tensors up in a source and checks them; counts the bytes it binds.
 class Binder {
@@ -25,9 +18,7 @@ class Binder {
   TensorView tensor(const std::string& name, const std::vector<int64_t>& shape) {
     if (!source_.contains(name)) fail(source_.origin(), ": missing tensor ", name);
     TensorView t = source_.get(name);
-    if (t.shape != shape)
-      fail(source_.origin(), ": tensor ", name, " has shape ", shape_string(t.shape), ", config.json implies ",
-           shape_string(shape));
+    check_shape(t, shape, source_.origin());
     n_bytes_ += t.n_bytes;
     return t;
   }
@@ -41,9 +32,10 @@ class Binder {
     }
     if (w.is_fp8()) {
       const std::string scale_name = prefix + ".weight_scale_inv";
-      w.scale_inv = tensor(scale_name, {ceil_div(out_features, w.block_out), ceil_div(in_features, w.block_in)});
-      if (w.scale_inv.dtype != DType::F32)
-        fail(source_.origin(), ": tensor ", scale_name, " has dtype ", dtype_name(w.scale_inv.dtype), ", expected F32");
+      if (!source_.contains(scale_name)) fail(source_.origin(), ": missing tensor ", scale_name, " (block scales of FP8 ", w.weight.name, ")");
+      w.scale_inv = source_.get(scale_name);
+      check_fp8_block_scales(w.weight, w.scale_inv, source_.origin(), w.block_out, w.block_in);
+      n_bytes_ += w.scale_inv.n_bytes;
     }
     return w;
   }
