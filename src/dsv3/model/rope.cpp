@@ -34,10 +34,10 @@ RopeFrequencies rope_frequencies(const ModelConfig& config) {
   }
 
   const YarnScaling& yarn = *config.rope_scaling;
-  // transformers derives the factor from max_position_embeddings / original_max_position_embeddings
-  // for the frequencies and cos/sin factor (the config's `factor` still sets the softmax scale).
+  // transformers 5 uses the config's `factor` throughout, even where it differs from
+  // max_position_embeddings / original_max_position_embeddings (some earlier versions derived it).
   const double context = double(yarn.original_max_position_embeddings);
-  const double factor = double(config.max_position_embeddings) / context;
+  const double factor = yarn.factor;
   if (yarn.attention_factor) {
     out.attention_factor = float(*yarn.attention_factor);
   } else if (yarn.mscale != 0.0 && yarn.mscale_all_dim != 0.0) {
@@ -67,9 +67,7 @@ RopeFrequencies rope_frequencies(const ModelConfig& config) {
 
 float mla_softmax_scale(const ModelConfig& config) {
   double scale = 1.0 / std::sqrt(double(config.qk_head_dim()));
-  // transformers applies YaRN's mscale^2 to the V3 family's softmax scale only; its V2 attention
-  // uses the plain 1/sqrt(qk_head_dim).
-  if (config.family == ModelFamily::DeepseekV3 && config.rope_scaling && config.rope_scaling->mscale_all_dim != 0.0) {
+  if (config.rope_scaling && config.rope_scaling->mscale_all_dim != 0.0) {
     const double m = yarn_mscale(config.rope_scaling->factor, config.rope_scaling->mscale_all_dim);
     scale *= m * m;
   }

@@ -15,8 +15,7 @@ struct RopeFrequencies {
 
 RopeFrequencies rope_frequencies(const ModelConfig& config);
 
-// 1/sqrt(qk_nope + qk_rope), times mscale^2 under YaRN for the V3 family,
-// m = 0.1 * mscale_all_dim * ln(factor) + 1.
+// 1/sqrt(qk_nope + qk_rope), times mscale^2 under YaRN, m = 0.1 * mscale_all_dim * ln(factor) + 1.
 float mla_softmax_scale(const ModelConfig& config);
 
 }  // namespace dsv3
