@@ -128,7 +128,12 @@ std::vector<TensorView> parse_safetensors(const uint8_t* data, size_t size, cons
   std::vector<TensorView> views;
   views.reserve(header.size());
   for (const auto& [name, entry] : header.items()) {
-    if (name == "__metadata__") continue;
+    if (name == "__metadata__") {
+      // Free-form strings (format, provenance) that loading does not need; the format wants them strings.
+      if (!entry.is_object() || !std::all_of(entry.begin(), entry.end(), [](const json& v) { return v.is_string(); }))
+        fail(origin, ": __metadata__ of the safetensors header is not an object of strings");
+      continue;
+    }
     views.push_back(read_entry(name, entry, tensor_data, data_bytes, origin));
   }
   check_no_overlap(views, origin);

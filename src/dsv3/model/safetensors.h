@@ -1,6 +1,6 @@
 // One safetensors file: an 8-byte little-endian header length N, N bytes of JSON mapping each tensor
 // name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the byte after the
-// header; "__metadata__" is ignored), then the tensor bytes. The file is memory-mapped and its tensors
+// header; "__metadata__", an object of strings, is ignored), then the tensor bytes. The file is memory-mapped and its tensors
 // are views into the map: opening costs address space, not a copy.
 #pragma once
 
