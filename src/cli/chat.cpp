@@ -28,9 +28,9 @@ int run_chat(const Args& args) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
 
-  nlohmann::json messages = nlohmann::json::array();
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   if (auto system = args.get("system")) messages.push_back({{"role", "system"}, {"content", *system}});
-  const nlohmann::json initial = messages;
+  const nlohmann::ordered_json initial = messages;
   for (;;) {
     std::printf("> ");
     std::fflush(stdout);

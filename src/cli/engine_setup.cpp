@@ -40,8 +40,8 @@ GenerationRequest request_defaults(const Args& args) {
   return r;
 }
 
-std::vector<int32_t> encode_conversation(const ServingModel& model, const nlohmann::json& messages) {
-  const nlohmann::json request = {{"messages", messages}, {"add_generation_prompt", true}};
+std::vector<int32_t> encode_conversation(const ServingModel& model, const nlohmann::ordered_json& messages) {
+  const nlohmann::ordered_json request = {{"messages", messages}, {"add_generation_prompt", true}};
   return model.engine->tokenizer().encode(render_chat(model.chat, request), /*allow_special=*/true);
 }
 

@@ -25,6 +25,6 @@ ServingModel load_serving_model(const Args& args);
 // Sampling and stop settings from --temperature, --top-p, --seed, --max-new-tokens.
 GenerationRequest request_defaults(const Args& args);
 // The ids of a conversation rendered with the chat template, ready to generate the reply.
-std::vector<int32_t> encode_conversation(const ServingModel& model, const nlohmann::json& messages);
+std::vector<int32_t> encode_conversation(const ServingModel& model, const nlohmann::ordered_json& messages);
 
 }  // namespace dsv3::cli

@@ -22,8 +22,8 @@ const char* finish_name(FinishReason r) {
   return "?";
 }
 
-nlohmann::json conversation(const Args& args, const std::string& prompt) {
-  nlohmann::json messages = nlohmann::json::array();
+nlohmann::ordered_json conversation(const Args& args, const std::string& prompt) {
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   if (auto system = args.get("system")) messages.push_back({{"role", "system"}, {"content", *system}});
   messages.push_back({{"role", "user"}, {"content", prompt}});
   return messages;

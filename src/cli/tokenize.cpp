@@ -21,9 +21,9 @@ int run_tokenize(const Args& args) {
   const Tokenizer tokenizer = Tokenizer::load(dir);
   std::string input(std::istreambuf_iterator<char>(std::cin), {});
   if (args.has("chat")) {
-    nlohmann::json request;
+    nlohmann::ordered_json request;
     try {
-      request = nlohmann::json::parse(input);
+      request = nlohmann::ordered_json::parse(input);
     } catch (const nlohmann::json::exception& e) {
       fail("--chat: stdin is not a JSON conversation: ", e.what());
     }

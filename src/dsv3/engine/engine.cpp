@@ -13,6 +13,17 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The text a generated token adds. A model's vocabulary can be larger than its tokenizer's
+// (DeepSeek-V3: 129280 rows, 128815 tokens); an id without a token adds no text, as in
+// transformers' decode, rather than failing the request.
+std::string decode_generated(IncrementalDecoder& decoder, int32_t token) {
+  try {
+    return decoder.push(token);
+  } catch (const Error&) {
+    return {};
+  }
+}
+
 }  // namespace
 
 // A request the engine has taken: its cache, its progress and its text state.
@@ -111,7 +122,13 @@ void Engine::loop() {
       wake_.wait(lock, [&] { return stopping_ || !queued_.empty() || !running_.empty(); });
       if (stopping_) break;
     }
-    step();
+    try {
+      step();
+    } catch (const std::exception& e) {
+      // A bug must not take the server down: report it on the requests in flight and carry on.
+      log_warn("engine step failed: ", e.what());
+      fail_all_running(e.what());
+    }
   }
   // Shutting down: everything still here is cancelled.
   std::vector<std::unique_ptr<Active>> left;
@@ -126,6 +143,19 @@ void Engine::loop() {
     model_->release(a->sequence);
     GenerationUpdate update;
     update.finish = FinishReason::Cancelled;
+    update.usage = a->usage;
+    a->on_update(update);
+  }
+}
+
+void Engine::fail_all_running(const std::string& message) {
+  std::vector<std::unique_ptr<Active>> failed;
+  failed.swap(running_);
+  for (auto& a : failed) {
+    model_->release(a->sequence);
+    GenerationUpdate update;
+    update.finish = FinishReason::Error;
+    update.error = message;
     update.usage = a->usage;
     a->on_update(update);
   }
@@ -243,7 +273,7 @@ void Engine::step() {
       update.text = a.stop.push(a.decoder.finish());
       update.finish = FinishReason::Stop;
     } else {
-      update.text = a.stop.push(a.decoder.push(token));
+      update.text = a.stop.push(decode_generated(a.decoder, token));
       if (a.stop.stopped()) {
         update.finish = FinishReason::Stop;
       } else if (int64_t(a.generated.size()) >= stop.max_tokens) {
@@ -276,19 +306,21 @@ void Engine::step() {
       pages.release(a->sequence);
     }
     update.usage = a->usage;
-    a->on_update(update);
   }
-
-  std::lock_guard lock(mutex_);
-  for (auto& [a, update] : finished) {
-    ++stats_.requests_finished;
-    stats_.prompt_tokens += uint64_t(a->usage.prompt_tokens);
-    stats_.generated_tokens += uint64_t(a->usage.completion_tokens);
-    stats_.cached_prompt_tokens += uint64_t(a->usage.cached_tokens);
+  // Statistics first, so that a client told its request finished sees its pages freed.
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [a, update] : finished) {
+      ++stats_.requests_finished;
+      stats_.prompt_tokens += uint64_t(a->usage.prompt_tokens);
+      stats_.generated_tokens += uint64_t(a->usage.completion_tokens);
+      stats_.cached_prompt_tokens += uint64_t(a->usage.cached_tokens);
+    }
+    stats_.running = int64_t(running_.size());
+    stats_.queued = int64_t(queued_.size());
+    stats_.kv_pages_used = pages.n_in_use();
   }
-  stats_.running = int64_t(running_.size());
-  stats_.queued = int64_t(queued_.size());
-  stats_.kv_pages_used = pages.n_in_use();
+  for (auto& [a, update] : finished) a->on_update(update);
 }
 
 }  // namespace dsv3

@@ -59,6 +59,7 @@ class Engine {
   struct Active;
   void loop();
   void step();
+  void fail_all_running(const std::string& message);
 
   std::unique_ptr<DeepseekModel> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;

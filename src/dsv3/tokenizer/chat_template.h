@@ -31,9 +31,10 @@ class ChatTemplate {
   ChatTemplate& operator=(ChatTemplate&&) noexcept;
 
   // Renders with `context` as the template's variables: {"messages": [...], "add_generation_prompt":
-  // bool, "tools": [...], "bos_token": "...", "eos_token": "..."}. Throws dsv3::Error for
-  // raise_exception() and for run-time errors (undefined attribute of a non-object, bad types).
-  std::string render(const nlohmann::json& context) const;
+  // bool, "tools": [...], "bos_token": "...", "eos_token": "..."}. Objects keep their key order, as
+  // Python dicts do (tojson shows it). Throws dsv3::Error for raise_exception() and for run-time
+  // errors (attribute of an undefined value, bad operand types).
+  std::string render(const nlohmann::ordered_json& context) const;
 
  private:
   struct Program;
@@ -42,6 +43,6 @@ class ChatTemplate {
 
 // The conversation `request` ({"messages", "add_generation_prompt", "tools"}) rendered with the
 // template and special tokens of `config`: the text to encode with special tokens recognised.
-std::string render_chat(const TokenizerConfig& config, const nlohmann::json& request);
+std::string render_chat(const TokenizerConfig& config, const nlohmann::ordered_json& request);
 
 }  // namespace dsv3

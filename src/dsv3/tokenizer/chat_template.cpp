@@ -1,0 +1,35 @@
+#include "dsv3/tokenizer/chat_template.h"
+
+#include "dsv3/tokenizer/jinja.h"
+#include "dsv3/util/error.h"
+
+namespace dsv3 {
+
+struct ChatTemplate::Program {
+  jinja::Template compiled;
+};
+
+ChatTemplate::ChatTemplate(const std::string& source) : program_(std::make_unique<Program>(Program{jinja::Template(source)})) {}
+ChatTemplate::~ChatTemplate() = default;
+ChatTemplate::ChatTemplate(ChatTemplate&&) noexcept = default;
+ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
+
+std::string ChatTemplate::render(const nlohmann::ordered_json& context) const {
+  return program_->compiled.render(context);
+}
+
+std::string render_chat(const TokenizerConfig& config, const nlohmann::ordered_json& request) {
+  if (!request.is_object()) fail("a chat request must be a JSON object");
+  if (!request.contains("messages") || !request["messages"].is_array()) fail("a chat request needs a \"messages\" array");
+  for (const auto& m : request["messages"]) {
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+      fail("every message needs a string \"role\"");
+  }
+  nlohmann::ordered_json context = request;
+  if (!context.contains("add_generation_prompt")) context["add_generation_prompt"] = false;
+  context["bos_token"] = config.bos_token;
+  context["eos_token"] = config.eos_token;
+  return ChatTemplate(config.chat_template).render(context);
+}
+
+}  // namespace dsv3
