@@ -26,7 +26,9 @@ std::string render_chat(const TokenizerConfig& config, const nlohmann::ordered_j
       fail("every message needs a string \"role\"");
   }
   nlohmann::ordered_json context = request;
+  // As transformers' apply_chat_template: these are always defined, tools as None when absent.
   if (!context.contains("add_generation_prompt")) context["add_generation_prompt"] = false;
+  if (!context.contains("tools")) context["tools"] = nullptr;
   context["bos_token"] = config.bos_token;
   context["eos_token"] = config.eos_token;
   return ChatTemplate(config.chat_template).render(context);
