@@ -3,37 +3,16 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <unistd.h>
-#include <sys/wait.h>
 
 #include "dsv3/tokenizer/chat_template.h"
+#include "support/run_dsv3.h"
 #include "tokenizer/tokenizer_fixtures.h"
 
 namespace dsv3 {
 namespace {
 
-struct CommandResult {
-  int exit_code;
-  std::string out, err;
-};
-
-// Runs `dsv3 <arguments>` with `input` on stdin.
-CommandResult run_dsv3(const std::string& arguments, const std::string& input) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("dsv3_cli_test_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  {
-    std::ofstream(dir / "stdin", std::ios::binary) << input;
-  }
-  const std::string command = std::string(DSV3_BINARY) + " " + arguments + " < " +
-                              (dir / "stdin").string() + " > " + (dir / "stdout").string() +
-                              " 2> " + (dir / "stderr").string();
-  const int status = std::system(command.c_str());
-  CommandResult result{WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                       test::read_file(dir / "stdout"), test::read_file(dir / "stderr")};
-  std::filesystem::remove_all(dir);
-  return result;
-}
+using test::CommandResult;
+using test::run_dsv3;
 
 TEST(Cli, TokenizePrintsTheIdsAsAJsonArray) {
   const std::string text = "Hello, <｜User｜> 世界!\n";
