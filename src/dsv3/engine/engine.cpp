@@ -76,8 +76,7 @@ uint64_t Engine::submit(GenerationRequest request, UpdateCallback on_update) {
   if (request.stop.max_tokens < 1) fail("max_tokens must be at least 1, got ", request.stop.max_tokens);
   validate(request.sampling);
   const int64_t total = int64_t(request.prompt.size()) + request.stop.max_tokens;
-  const int64_t cache_tokens = model_->pages().n_pages() * model_->pages().page_size();
-  const int64_t context = std::min(config.max_position_embeddings, cache_tokens);
+  const int64_t context = context_tokens();
   if (total > context)
     fail("the prompt (", request.prompt.size(), " tokens) plus max_tokens (", request.stop.max_tokens,
          ") is longer than the context of ", context, " tokens");
@@ -108,6 +107,10 @@ void Engine::shutdown() {
     wake_.notify_one();
   }
   if (thread_.joinable()) thread_.join();
+}
+
+int64_t Engine::context_tokens() const {
+  return std::min(model_->config().max_position_embeddings, model_->pages().n_pages() * model_->pages().page_size());
 }
 
 EngineStats Engine::stats() const {

@@ -53,6 +53,8 @@ class Engine {
 
   EngineStats stats() const;
   const ModelConfig& model_config() const { return model_->config(); }
+  // The longest prompt plus completion a request may have: the model's positions or the cache.
+  int64_t context_tokens() const;
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 
  private:
