@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/engine_setup.h"
 #include "cli/model_options.h"
+#include "dsv3/bench/serving_bench.h"
 #include "dsv3/bench/memory_bandwidth.h"
 #include "dsv3/bench/decode_bytes.h"
 #include "dsv3/util/error.h"
@@ -25,7 +27,45 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// Serving mode (--clients N): throughput and latency percentiles of many concurrent requests.
+void write_json(const Args& args, const nlohmann::json& result) {
+  if (auto path = args.get("json")) {
+    std::ofstream out(*path);
+    if (!out) fail("cannot write --json ", *path);
+    out << result.dump(2) << "\n";
+  }
+}
+
+int run_serving(const Args& args) {
+  ServingBenchParams params;
+  params.n_clients = args.get_int("clients", 8);
+  params.n_requests = args.get_int("requests", 2 * params.n_clients);
+  params.prompt_tokens = args.get_int("prompt-tokens", 128);
+  params.output_tokens = args.get_int("output-tokens", 64);
+  ServingModel model = load_serving_model(args);
+  const ServingBenchResult r = run_serving_bench(*model.engine, params);
+  const nlohmann::json result = {
+      {"model", model.name}, {"dtype", args.get_or("dtype", "")}, {"threads", ThreadPool::global().n_threads()},
+      {"clients", params.n_clients}, {"requests", params.n_requests}, {"prompt_tokens", params.prompt_tokens},
+      {"output_tokens", params.output_tokens}, {"wall_s", r.wall_s}, {"output_tokens_per_s", r.output_tokens_per_s},
+      {"total_tokens_per_s", r.total_tokens_per_s}, {"ttft_ms", {{"p50", 1e3 * r.ttft_p50_s}, {"p90", 1e3 * r.ttft_p90_s},
+      {"p99", 1e3 * r.ttft_p99_s}}}, {"itl_ms", {{"p50", 1e3 * r.itl_p50_s}, {"p90", 1e3 * r.itl_p90_s},
+      {"p99", 1e3 * r.itl_p99_s}}}};
+  std::printf("%-34s %s, %d threads\n", "model", model.name.c_str(), ThreadPool::global().n_threads());
+  std::printf("%-34s %lld clients, %lld requests of %lld + %lld tokens\n", "load", (long long)params.n_clients,
+              (long long)params.n_requests, (long long)params.prompt_tokens, (long long)params.output_tokens);
+  std::printf("%-34s %.1f output tokens/s (%.1f with prompts), %.1f s\n", "throughput", r.output_tokens_per_s,
+              r.total_tokens_per_s, r.wall_s);
+  std::printf("%-34s p50 %.0f ms, p90 %.0f ms, p99 %.0f ms\n", "time to first token", 1e3 * r.ttft_p50_s,
+              1e3 * r.ttft_p90_s, 1e3 * r.ttft_p99_s);
+  std::printf("%-34s p50 %.1f ms, p90 %.1f ms, p99 %.1f ms\n", "inter-token latency", 1e3 * r.itl_p50_s,
+              1e3 * r.itl_p90_s, 1e3 * r.itl_p99_s);
+  write_json(args, result);
+  return 0;
+}
+
 int run_bench(const Args& args) {
+  if (args.has("clients")) return run_serving(args);
   const int64_t prompt_len = args.get_int("prompt-tokens", 128);
   const int64_t decode_len = args.get_int("decode-tokens", 32);
   if (prompt_len <= 0 || decode_len <= 0) fail("--prompt-tokens and --decode-tokens must be positive");
@@ -82,11 +122,7 @@ int run_bench(const Args& args) {
   std::printf("%-34s %.1f GB/s\n", "measured memory read bandwidth", bandwidth / 1e9);
   std::printf("%-34s %.2f tokens/s\n", "bandwidth bound", bound_tokens_per_s);
   std::printf("%-34s %.0f%%\n", "fraction of bound", 100.0 * tokens_per_s / bound_tokens_per_s);
-  if (auto path = args.get("json")) {
-    std::ofstream out(*path);
-    if (!out) fail("cannot write --json ", *path);
-    out << result.dump(2) << "\n";
-  }
+  write_json(args, result);
   return 0;
 }
 
@@ -95,11 +131,14 @@ std::vector<FlagSpec> flags() {
   f.push_back({"prompt-tokens", "", true, "prompt length before the timed decode (default 128)"});
   f.push_back({"decode-tokens", "", true, "decode steps timed (default 32)"});
   f.push_back({"json", "", true, "also write the results as JSON to this file"});
+  f.push_back({"clients", "", true, "serving mode: concurrent clients, each keeping one request in flight"});
+  f.push_back({"requests", "", true, "serving mode: requests in all (default 2 x clients)"});
+  f.push_back({"output-tokens", "", true, "serving mode: tokens each request generates (default 64)"});
   return f;
 }
 
 const CommandRegistration registration{
-    {"bench", "decode throughput against the memory-bandwidth bound (prefill too)", flags(), run_bench}};
+    {"bench", "decode throughput against the memory-bandwidth bound; with --clients, serving throughput and latency", flags(), run_bench}};
 
 }  // namespace
 }  // namespace dsv3::cli
