@@ -1,4 +1,4 @@
-# make demo: install dependencies, build, and run the built-in demo model.
+# make demo: install dependencies, build, and serve the built-in demo model on http://127.0.0.1:8000/v1.
 # make test: install dependencies, build, and run every test.
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -21,7 +21,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: build
-	./$(BUILD)/dsv3 run -p "What is the capital of France?" --max-new-tokens 32
+	./$(BUILD)/dsv3 serve --host 127.0.0.1 --port 8000
 
 bench: build
 	./$(BUILD)/dsv3 bench --device cpu -m preset:moonlight --dtype fp8
