@@ -58,7 +58,9 @@ TEST_P(WeightKernels, RowDotAndLinearMatchDecodedReference) {
       double ref = 0.0;
       for (int64_t c = 0; c < in; ++c) ref += double(row[c]) * x[t * in + c];
       EXPECT_NEAR(y[t * out + r], ref, 1e-4 * (1.0 + std::abs(ref))) << "row " << r << " token " << t;
-      if (t == 0) EXPECT_NEAR(cpu::weight_row_dot(w.linear, r, x.data()), ref, 1e-4 * (1.0 + std::abs(ref)));
+      if (t == 0) {
+        EXPECT_NEAR(cpu::weight_row_dot(w.linear, r, x.data()), ref, 1e-4 * (1.0 + std::abs(ref)));
+      }
     }
   }
 }

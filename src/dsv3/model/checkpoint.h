@@ -28,6 +28,7 @@ class Checkpoint : public TensorSource {
   TensorView get(const std::string& name) const override;
   std::vector<std::string> names() const override;  // sorted
   std::string origin() const override { return dir_.string(); }
+  std::string location(const std::string& name) const override { return file_of(name).string(); }
 
   // The shard that holds tensor `name` (for messages); throws like get().
   const std::filesystem::path& file_of(const std::string& name) const;

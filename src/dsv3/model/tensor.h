@@ -34,6 +34,11 @@ class TensorSource {
   virtual std::vector<std::string> names() const = 0;
   // Where the tensors come from, for messages: a directory, or "preset:NAME".
   virtual std::string origin() const = 0;
+  // Where tensor `name` is stored, for messages about it: its file where there is one.
+  virtual std::string location(const std::string& name) const {
+    (void)name;
+    return origin();
+  }
 };
 
 }  // namespace dsv3

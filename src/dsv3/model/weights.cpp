@@ -18,7 +18,7 @@ class Binder {
   TensorView tensor(const std::string& name, const std::vector<int64_t>& shape) {
     if (!source_.contains(name)) fail(source_.origin(), ": missing tensor ", name);
     TensorView t = source_.get(name);
-    check_shape(t, shape, source_.origin());
+    check_shape(t, shape, source_.location(name));
     n_bytes_ += t.n_bytes;
     return t;
   }
@@ -34,7 +34,7 @@ class Binder {
       const std::string scale_name = prefix + ".weight_scale_inv";
       if (!source_.contains(scale_name)) fail(source_.origin(), ": missing tensor ", scale_name, " (block scales of FP8 ", w.weight.name, ")");
       w.scale_inv = source_.get(scale_name);
-      check_fp8_block_scales(w.weight, w.scale_inv, source_.origin(), w.block_out, w.block_in);
+      check_fp8_block_scales(w.weight, w.scale_inv, source_.location(scale_name), w.block_out, w.block_in);
       n_bytes_ += w.scale_inv.n_bytes;
     }
     return w;
@@ -43,7 +43,7 @@ class Binder {
   // A vector (norm weight, router bias) widened to float32 in backend memory.
   ActBuffer vector(const std::string& name, int64_t size) {
     TensorView t = tensor(name, {size});
-    if (t.dtype == DType::F8_E4M3) fail(source_.origin(), ": tensor ", name, " is F8_E4M3; norms and biases must not be");
+    if (t.dtype == DType::F8_E4M3) fail(source_.location(name), ": tensor ", name, " is F8_E4M3; norms and biases must not be");
     std::vector<float> values(static_cast<size_t>(size));
     for (int64_t i = 0; i < size; ++i) {
       switch (t.dtype) {
@@ -134,7 +134,8 @@ ModelWeights ModelWeights::bind(const ModelConfig& config, const TensorSource& s
   ModelWeights w;
   Binder binder(config, source, backend, w.n_bytes);
   w.embed_tokens = binder.tensor("model.embed_tokens.weight", {config.vocab_size, config.hidden_size});
-  if (w.embed_tokens.dtype == DType::F8_E4M3) fail(source.origin(), ": model.embed_tokens.weight must not be F8_E4M3");
+  if (w.embed_tokens.dtype == DType::F8_E4M3)
+    fail(source.location("model.embed_tokens.weight"), ": model.embed_tokens.weight must not be F8_E4M3");
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) w.layers.push_back(binder.layer(i, config.is_moe_layer(i)));
   w.norm = binder.vector("model.norm.weight", config.hidden_size);
   w.lm_head = binder.linear("lm_head", config.vocab_size, config.hidden_size);
