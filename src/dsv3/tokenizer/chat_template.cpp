@@ -1,29 +1,31 @@
 #include "dsv3/tokenizer/chat_template.h"
 
-#include "dsv3/tokenizer/jinja.h"
+#include "dsv3/tokenizer/jinja_eval.h"
+#include "dsv3/tokenizer/jinja_parser.h"
 #include "dsv3/util/error.h"
 
 namespace dsv3 {
 
 struct ChatTemplate::Program {
-  jinja::Template compiled;
+  jinja::Body body;
 };
 
-ChatTemplate::ChatTemplate(const std::string& source) : program_(std::make_unique<Program>(Program{jinja::Template(source)})) {}
+ChatTemplate::ChatTemplate(const std::string& source)
+    : program_(std::make_unique<Program>(Program{jinja::parse(source)})) {}
 ChatTemplate::~ChatTemplate() = default;
 ChatTemplate::ChatTemplate(ChatTemplate&&) noexcept = default;
 ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
 
 std::string ChatTemplate::render(const nlohmann::ordered_json& context) const {
-  return program_->compiled.render(context);
+  return jinja::render(program_->body, context);
 }
 
 std::string render_chat(const TokenizerConfig& config, const nlohmann::ordered_json& request) {
+  if (config.chat_template.empty()) fail("the tokenizer config has no chat_template");
   if (!request.is_object()) fail("a chat request must be a JSON object");
   if (!request.contains("messages") || !request["messages"].is_array()) fail("a chat request needs a \"messages\" array");
   for (const auto& m : request["messages"]) {
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-      fail("every message needs a string \"role\"");
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) fail("every message needs a string \"role\"");
   }
   nlohmann::ordered_json context = request;
   // As transformers' apply_chat_template: these are always defined, tools as None when absent.

@@ -1,6 +1,8 @@
-// The chat template of tokenizer_config.json, rendered by dsv3's own Jinja subset (jinja/ beside
-// this file). Covers what the DeepSeek V2.5, V3, V3-0324 and R1 templates use; anything else is a
-// dsv3::Error naming the construct.
+// The chat template of tokenizer_config.json, rendered by dsv3's own Jinja subset (the jinja_*
+// files beside this one: lexer, parser, values, operators, filters, functions, renderer) exactly
+// as transformers' apply_chat_template renders it with jinja2. Covers what the DeepSeek V2.5, V3,
+// V3-0324 and R1 templates use and the common rest of jinja2; anything else is a dsv3::Error
+// naming the construct.
 #pragma once
 
 #include <filesystem>
@@ -18,7 +20,9 @@ struct TokenizerConfig {
   std::string eos_token;
   bool add_bos_token = true;
 
-  // Reads `dir`/tokenizer_config.json; throws dsv3::Error naming the file and field.
+  // Reads `dir`/tokenizer_config.json; without a chat_template field there, the template comes from
+  // `dir`/chat_template.jinja when present (as transformers saves it), else stays empty. Throws
+  // dsv3::Error naming the file and field.
   static TokenizerConfig load(const std::filesystem::path& dir);
 };
 
@@ -42,7 +46,8 @@ class ChatTemplate {
 };
 
 // The conversation `request` ({"messages", "add_generation_prompt", "tools"}) rendered with the
-// template and special tokens of `config`: the text to encode with special tokens recognised.
+// template and special tokens of `config`: the text to encode with special tokens recognised and no
+// bos token added (the template writes it). Throws dsv3::Error when `config` has no template.
 std::string render_chat(const TokenizerConfig& config, const nlohmann::ordered_json& request);
 
 }  // namespace dsv3

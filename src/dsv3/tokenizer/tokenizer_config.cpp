@@ -1,4 +1,5 @@
 #include <fstream>
+#include <iterator>
 
 #include "dsv3/tokenizer/chat_template.h"
 #include "dsv3/util/error.h"
@@ -31,8 +32,16 @@ TokenizerConfig TokenizerConfig::load(const std::filesystem::path& dir) {
   TokenizerConfig config;
   config.bos_token = token_text(j, "bos_token", file);
   config.eos_token = token_text(j, "eos_token", file);
-  if (j.contains("add_bos_token") && j["add_bos_token"].is_boolean()) config.add_bos_token = j["add_bos_token"].get<bool>();
-  if (!j.contains("chat_template")) fail(file, ": no chat_template");
+  if (j.contains("add_bos_token") && !j["add_bos_token"].is_null()) {
+    if (!j["add_bos_token"].is_boolean()) fail(file, ": field add_bos_token must be true or false");
+    config.add_bos_token = j["add_bos_token"].get<bool>();
+  }
+  if (!j.contains("chat_template") || j["chat_template"].is_null()) {
+    // transformers 4.43 and later save the template beside the config instead.
+    std::ifstream jinja_file(dir / "chat_template.jinja");
+    if (jinja_file) config.chat_template.assign(std::istreambuf_iterator<char>(jinja_file), {});
+    return config;
+  }
   const nlohmann::json& t = j["chat_template"];
   if (t.is_string()) {
     config.chat_template = t.get<std::string>();
