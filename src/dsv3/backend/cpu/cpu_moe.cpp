@@ -1,8 +1,10 @@
 // DeepSeekMoE on the CPU (REFERENCE.md, DeepSeekMoE FFN): the router and the routed experts.
-// Selection follows transformers, the oracle: experts outside the chosen groups are masked to 0.0
-// (not -inf) before the final top-k, and normalisation adds 1e-20 to the denominator.
+// Selection follows transformers, the oracle: experts outside the chosen groups are masked to -inf
+// before the final top-k (V2's positive probabilities make that equal to its 0.0 mask), and
+// normalisation adds 1e-20 to the denominator.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -41,7 +43,7 @@ std::vector<float> group_limited(const std::vector<float>& choice, const RouterP
     group_scores[size_t(g)] = p.topk_method == TopkMethod::NoauxTc ? members[0] + (members.size() > 1 ? members[1] : 0.0f)
                                                                      : members[0];
   }
-  std::vector<float> masked(choice.size(), 0.0f);
+  std::vector<float> masked(choice.size(), -std::numeric_limits<float>::infinity());
   for (int32_t g : top_k_indices(group_scores, p.topk_group))
     std::copy_n(choice.begin() + g * per_group, per_group, masked.begin() + g * per_group);
   return masked;
