@@ -4,70 +4,18 @@
 // margin is under 0.02; and decoding token by token through the latent cache equals one prefill.
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <filesystem>
-#include <fstream>
-
-#include <nlohmann/json.hpp>
-
-#include "dsv3/backend/backend.h"
-#include "dsv3/model/deepseek_model.h"
-#include "dsv3/model/model_source.h"
+#include "fidelity/fixture_cases.h"
 
 namespace dsv3 {
 namespace {
 
-namespace fs = std::filesystem;
-
 constexpr double kLogitsTolerance = 1e-3;
 constexpr float kGreedyMarginFloor = 0.02f;
-
-std::vector<std::string> fixture_names() {
-  std::vector<std::string> names;
-  const fs::path root = fs::path(DSV3_FIXTURES_DIR) / "models";
-  if (fs::exists(root))
-    for (const auto& entry : fs::directory_iterator(root))
-      if (fs::exists(entry.path() / "expected.json")) names.push_back(entry.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-struct Fixture {
-  fs::path dir;
-  nlohmann::json expected;
-  std::unique_ptr<DeepseekModel> model;
-};
-
-Fixture load_fixture(const std::string& name) {
-  Fixture f;
-  f.dir = fs::path(DSV3_FIXTURES_DIR) / "models" / name;
-  std::ifstream in(f.dir / "expected.json");
-  f.expected = nlohmann::json::parse(in);
-  ModelSource source = open_model_source(f.dir.string(), "");
-  f.model = std::make_unique<DeepseekModel>(source.config, source.tensors, make_backend("cpu"), 4096);
-  return f;
-}
-
-std::vector<float> read_floats(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<float> v(fs::file_size(path) / sizeof(float));
-  in.read(reinterpret_cast<char*>(v.data()), std::streamsize(v.size() * sizeof(float)));
-  return v;
-}
-
-double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0.0, ref = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += double(a[i] - b[i]) * double(a[i] - b[i]);
-    ref += double(b[i]) * double(b[i]);
-  }
-  return std::sqrt(diff / ref);
-}
 
 class TransformersFixture : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TransformersFixture, LogitsOfEveryPositionMatch) {
-  Fixture f = load_fixture(GetParam());
+  Fixture f = load_fixture(GetParam(), "cpu");
   const std::vector<int32_t> ids = f.expected.at("ids").get<std::vector<int32_t>>();
   const std::vector<float> reference = read_floats(f.dir / f.expected.at("logits_file").get<std::string>());
   CacheSequence sequence;
@@ -78,7 +26,7 @@ TEST_P(TransformersFixture, LogitsOfEveryPositionMatch) {
 }
 
 TEST_P(TransformersFixture, GreedyTokensMatchWhileTheReferenceIsDecisive) {
-  Fixture f = load_fixture(GetParam());
+  Fixture f = load_fixture(GetParam(), "cpu");
   const auto& greedy = f.expected.at("greedy");
   const std::vector<int32_t> expected = greedy.at("tokens").get<std::vector<int32_t>>();
   const std::vector<float> margins = greedy.at("top2_margins").get<std::vector<float>>();
@@ -94,7 +42,7 @@ TEST_P(TransformersFixture, GreedyTokensMatchWhileTheReferenceIsDecisive) {
 }
 
 TEST_P(TransformersFixture, TokenByTokenDecodeEqualsPrefill) {
-  Fixture f = load_fixture(GetParam());
+  Fixture f = load_fixture(GetParam(), "cpu");
   const std::vector<int32_t> ids = f.expected.at("ids").get<std::vector<int32_t>>();
   CacheSequence prefill_sequence, decode_sequence;
   const ForwardChunk chunk{&prefill_sequence, ids};

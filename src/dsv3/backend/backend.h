@@ -71,6 +71,9 @@ class Backend {
   virtual ActBuffer upload(std::span<const float> values, int64_t rows, int64_t cols) = 0;
   virtual void download(const Act& src, float* dst) = 0;  // rows * cols floats, row-major
   virtual Buffer alloc_cache(const LatentCacheLayout& layout) = 0;
+  // A stored weight where this backend's ops read it: the CPU reads it in place (memory-mapped);
+  // CUDA copies it to device memory once and returns a view of the copy, owned by the backend.
+  virtual TensorView place(const TensorView& stored) { return stored; }
 
   // out[i] = table[ids[i]] (table [vocab, H] in its stored dtype).
   virtual void embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) = 0;

@@ -25,7 +25,7 @@ class Binder {
 
   LinearWeight linear(const std::string& prefix, int64_t out_features, int64_t in_features) {
     LinearWeight w;
-    w.weight = tensor(prefix + ".weight", {out_features, in_features});
+    w.weight = backend_.place(tensor(prefix + ".weight", {out_features, in_features}));
     if (config_.quantization_config) {
       w.block_out = config_.quantization_config->block_out;
       w.block_in = config_.quantization_config->block_in;
@@ -35,6 +35,7 @@ class Binder {
       if (!source_.contains(scale_name)) fail(source_.origin(), ": missing tensor ", scale_name, " (block scales of FP8 ", w.weight.name, ")");
       w.scale_inv = source_.get(scale_name);
       check_fp8_block_scales(w.weight, w.scale_inv, source_.location(scale_name), w.block_out, w.block_in);
+      w.scale_inv = backend_.place(w.scale_inv);
       n_bytes_ += w.scale_inv.n_bytes;
     }
     return w;
@@ -136,6 +137,7 @@ ModelWeights ModelWeights::bind(const ModelConfig& config, const TensorSource& s
   w.embed_tokens = binder.tensor("model.embed_tokens.weight", {config.vocab_size, config.hidden_size});
   if (w.embed_tokens.dtype == DType::F8_E4M3)
     fail(source.location("model.embed_tokens.weight"), ": model.embed_tokens.weight must not be F8_E4M3");
+  w.embed_tokens = backend.place(w.embed_tokens);
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) w.layers.push_back(binder.layer(i, config.is_moe_layer(i)));
   w.norm = binder.vector("model.norm.weight", config.hidden_size);
   w.lm_head = binder.linear("lm_head", config.vocab_size, config.hidden_size);

@@ -1,0 +1,164 @@
+#include "dsv3/backend/cuda/cuda_backend.h"
+
+#include <algorithm>
+
+#include "dsv3/util/error.h"
+
+namespace dsv3 {
+namespace {
+
+// Rows up to which the weight-streaming kernel beats cuBLASLt: it reads the weight once per 16 rows.
+constexpr int64_t kSmallRows = 16;
+
+}  // namespace
+
+namespace cuda {
+
+bool device_present() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+}  // namespace cuda
+
+using cuda::matrix;
+
+CudaBackend::CudaBackend() {
+  if (!cuda::device_present()) fail("--device cuda: no CUDA device is visible to this process");
+  DSV3_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  pool_ = std::make_shared<cuda::DevicePool>();
+  gemm_ = std::make_unique<cuda::GemmRunner>(stream_);
+}
+
+CudaBackend::~CudaBackend() {
+  cudaStreamSynchronize(stream_);
+  gemm_.reset();
+  cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::copy_to_device(void* dst, const void* src, size_t n_bytes) {
+  // From pageable memory the copy is staged before the call returns, so `src` may go at once.
+  if (n_bytes > 0) DSV3_CUDA_CHECK(cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyHostToDevice, stream_));
+}
+
+void CudaBackend::synchronize() { DSV3_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+ActBuffer CudaBackend::alloc(int64_t rows, int64_t cols) {
+  Buffer memory = pool_->allocate(size_t(rows * cols) * sizeof(float));
+  Act view{memory.data(), rows, cols, cols, 4};
+  return {std::move(memory), view};
+}
+
+ActBuffer CudaBackend::upload(std::span<const float> values, int64_t rows, int64_t cols) {
+  DSV3_ASSERT(int64_t(values.size()) == rows * cols);
+  ActBuffer b = alloc(rows, cols);
+  copy_to_device(b.view.data, values.data(), values.size_bytes());
+  return b;
+}
+
+void CudaBackend::download(const Act& src, float* dst) {
+  if (src.rows > 0)
+    DSV3_CUDA_CHECK(cudaMemcpy2DAsync(dst, size_t(src.cols) * 4, src.data, size_t(src.stride) * 4,
+                                      size_t(src.cols) * 4, size_t(src.rows), cudaMemcpyDeviceToHost, stream_));
+  synchronize();
+}
+
+Buffer CudaBackend::alloc_cache(const LatentCacheLayout& layout) {
+  return cuda::device_alloc(size_t(layout.n_layers * layout.layer_elems()) * sizeof(float), "the latent KV cache");
+}
+
+TensorView CudaBackend::place(const TensorView& stored) {
+  Buffer copy = cuda::device_alloc(stored.n_bytes, stored.name.c_str());
+  DSV3_CUDA_CHECK(cudaMemcpy(copy.data(), stored.data, stored.n_bytes, cudaMemcpyHostToDevice));
+  TensorView placed = stored;
+  placed.data = static_cast<const uint8_t*>(copy.data());
+  placed_.push_back(std::move(copy));
+  return placed;
+}
+
+void CudaBackend::embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) {
+  const int64_t vocab = table.shape.at(0);
+  for (int32_t id : ids)
+    if (id < 0 || id >= vocab) fail("token id ", id, " is outside the vocabulary (", vocab, ")");
+  Buffer ids_device = to_device(ids);
+  cuda::launch_embed(cuda::weight(table), static_cast<const int32_t*>(ids_device.data()), matrix(out), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::gather_rows(const Act& x, std::span<const int32_t> rows, const Act& out) {
+  Buffer rows_device = to_device(rows);
+  cuda::launch_gather_rows(matrix(x), static_cast<const int32_t*>(rows_device.data()), matrix(out), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) {
+  cuda::launch_rmsnorm(matrix(x), static_cast<const float*>(weight.data), eps, matrix(out), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::linear(const Act& x, const LinearWeight& w, const Act& out) { linear_with(LinearPath::Auto, x, w, out); }
+
+void CudaBackend::linear_with(LinearPath path, const Act& x, const LinearWeight& w, const Act& out) {
+  DSV3_ASSERT(x.cols == w.in_features() && out.cols == w.out_features() && x.rows == out.rows, "linear ",
+              w.weight.name);
+  const bool tensor_core_dtype = w.weight.dtype == DType::BF16 || w.weight.dtype == DType::F8_E4M3;
+  if (path == LinearPath::Auto) path = x.rows <= kSmallRows || !tensor_core_dtype ? LinearPath::Small : LinearPath::Gemm;
+  if (path == LinearPath::Small) {
+    cuda::launch_linear_small(cuda::weight(w), matrix(x), matrix(out), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  DSV3_ASSERT(tensor_core_dtype, "cuBLASLt path for ", dtype_name(w.weight.dtype), " weight ", w.weight.name);
+  linear_gemm(x, w, out, path == LinearPath::Gemm);
+}
+
+void CudaBackend::linear_gemm(const Act& x, const LinearWeight& w, const Act& out, bool allow_fp8) {
+  const int64_t M = x.rows, N = w.out_features(), K = w.in_features();
+  if (M == 0) return;
+  auto* y = static_cast<float*>(out.data);
+  if (allow_fp8 && w.is_fp8() && w.block_out == 128 && w.block_in == 128 && gemm_->fp8_supported(M, N, K, out.stride)) {
+    Buffer codes = scratch(size_t(M * K)), scales = scratch(size_t((K + 127) / 128 * M) * sizeof(float));
+    cuda::launch_quantize_fp8(matrix(x), static_cast<uint8_t*>(codes.data()), static_cast<float*>(scales.data()), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    gemm_->fp8_block_scaled(static_cast<const uint8_t*>(codes.data()), static_cast<const float*>(scales.data()),
+                            w.weight.data, reinterpret_cast<const float*>(w.scale_inv.data), M, N, K, y, out.stride);
+    return;
+  }
+  Buffer dequantised;
+  const uint16_t* w_bf16 = reinterpret_cast<const uint16_t*>(w.weight.data);
+  if (w.weight.dtype != DType::BF16) {
+    dequantised = scratch(size_t(N * K) * 2);
+    cuda::launch_weight_to_bf16(cuda::weight(w), static_cast<uint16_t*>(dequantised.data()), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    w_bf16 = static_cast<const uint16_t*>(dequantised.data());
+  }
+  Buffer x_bf16 = scratch(size_t(M * K) * 2);
+  cuda::launch_to_bf16(matrix(x), static_cast<uint16_t*>(x_bf16.data()), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+  gemm_->bf16(static_cast<const uint16_t*>(x_bf16.data()), w_bf16, M, N, K, y, out.stride);
+}
+
+void CudaBackend::add(const Act& x, const Act& y) {
+  cuda::launch_add(matrix(x), matrix(y), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::silu_mul(const Act& gate, const Act& up, const Act& out) {
+  cuda::launch_silu_mul(matrix(gate), matrix(up), matrix(out), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::rope(const Act& x, int64_t head_dim, int64_t offset, const RopeTable& table,
+                       std::span<const int32_t> positions) {
+  Buffer positions_device = to_device(positions);
+  cuda::launch_rope(matrix(x), head_dim, offset, static_cast<const float*>(table.inv_freq.view.data),
+                    table.inv_freq.view.cols, table.attention_factor,
+                    static_cast<const int32_t*>(positions_device.data()), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace dsv3

@@ -1,0 +1,104 @@
+// The CUDA backend: float32 activations in device memory from a caching pool, weights copied to the
+// device once in their stored format (BF16, or FP8 with 128x128 block scales), one stream for all
+// work. Few rows stream weights through our own kernels; many rows go to cuBLASLt (BF16, or FP8 with
+// DeepSeek's block scaling).
+#pragma once
+
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "dsv3/backend/backend.h"
+#include "dsv3/backend/cuda/device_pool.h"
+#include "dsv3/backend/cuda/gemm.h"
+#include "dsv3/backend/cuda/kernels.h"
+
+namespace dsv3 {
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend();
+  ~CudaBackend() override;
+
+  std::string name() const override { return "cuda"; }
+
+  ActBuffer alloc(int64_t rows, int64_t cols) override;
+  ActBuffer upload(std::span<const float> values, int64_t rows, int64_t cols) override;
+  void download(const Act& src, float* dst) override;
+  Buffer alloc_cache(const LatentCacheLayout& layout) override;
+  TensorView place(const TensorView& stored) override;
+
+  void embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) override;
+  void gather_rows(const Act& x, std::span<const int32_t> rows, const Act& out) override;
+  void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) override;
+  void linear(const Act& x, const LinearWeight& w, const Act& out) override;
+  void add(const Act& x, const Act& y) override;
+  void silu_mul(const Act& gate, const Act& up, const Act& out) override;
+  void rope(const Act& x, int64_t head_dim, int64_t offset, const RopeTable& table,
+            std::span<const int32_t> positions) override;
+
+  void cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
+                   const CacheSequence& sequence, int64_t start, const Act& rows) override;
+  void mla_prefill(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
+                   const LatentCacheLayout& layout, int64_t layer, const CacheSequence& sequence,
+                   int64_t start, const Act& out) override;
+  void mla_decode(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
+                  const LatentCacheLayout& layout, int64_t layer, std::span<const DecodeItem> items,
+                  const Act& out) override;
+
+  Routing moe_route(const Act& x, const LinearWeight& gate, const Act* e_score_correction_bias,
+                    const RouterParams& params) override;
+  void moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
+                   const Act& out) override;
+
+  // Host values into fresh device memory (queued on the stream).
+  template <typename T>
+  Buffer to_device(std::span<const T> values) {
+    Buffer b = pool_->allocate(values.size_bytes());
+    copy_to_device(b.data(), values.data(), values.size_bytes());
+    return b;
+  }
+  // Waits for every queued op and reports a fault of any of them.
+  void synchronize();
+  cudaStream_t stream() const { return stream_; }
+
+  // Products with their path forced, for the op tests and the bench: `Small` streams the weight
+  // through our kernel, `Gemm` takes cuBLASLt (FP8 weights: the block-scaled FP8 product where
+  // cuBLASLt has one, else BF16 on the dequantised weight), `GemmBf16` always the latter.
+  enum class LinearPath { Auto, Small, Gemm, GemmBf16 };
+  void linear_with(LinearPath path, const Act& x, const LinearWeight& w, const Act& out);
+
+ private:
+  void copy_to_device(void* dst, const void* src, size_t n_bytes);
+  Buffer scratch(size_t n_bytes) { return pool_->allocate(n_bytes); }
+  void linear_gemm(const Act& x, const LinearWeight& w, const Act& out, bool allow_fp8);
+  // The experts' weights as a device array (gate, up, down per expert), made once per layer.
+  const cuda::DeviceWeight* expert_table(std::span<const ExpertWeights> experts);
+  // The experts of a large batch: one synchronisation for the plan's offsets, then each chosen
+  // expert's tokens through linear(); y [n_pairs, hidden] in slot order.
+  void moe_experts_by_expert(const Act& x, std::span<const ExpertWeights> experts, const cuda::MoePlan& plan, float* y);
+
+  cudaStream_t stream_ = nullptr;
+  std::shared_ptr<cuda::DevicePool> pool_;
+  std::unique_ptr<cuda::GemmRunner> gemm_;
+  std::vector<Buffer> placed_;  // weights copied to the device
+  std::unordered_map<const void*, Buffer> expert_tables_;
+};
+
+namespace cuda {
+
+inline DeviceMatrix matrix(const Act& a) { return {static_cast<float*>(a.data), a.rows, a.cols, a.stride}; }
+
+inline DeviceWeight weight(const LinearWeight& w) {
+  return {w.weight.data, w.weight.dtype, w.out_features(), w.in_features(),
+          reinterpret_cast<const float*>(w.scale_inv.data), w.block_out, w.block_in};
+}
+
+inline DeviceWeight weight(const TensorView& t) { return {t.data, t.dtype, t.shape.at(0), t.shape.at(1), nullptr}; }
+
+// Whether a GPU can be used by this process.
+bool device_present();
+
+}  // namespace cuda
+}  // namespace dsv3

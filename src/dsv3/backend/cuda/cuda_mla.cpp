@@ -1,0 +1,119 @@
+// MLA on the GPU over the paged latent cache. Prefill expands the context through kv_b_proj and runs
+// causal attention as two cuBLAS batched products (one batch entry a head) around a softmax kernel,
+// a chunk of query rows at a time so that the scores stay within a memory budget; decode stays in
+// the latent space (mla_decode.cu).
+#include <algorithm>
+#include <vector>
+
+#include "dsv3/backend/cuda/cuda_backend.h"
+
+namespace dsv3 {
+namespace {
+
+constexpr size_t kScoreBudgetBytes = size_t(1) << 30;  // float32 scores of one prefill chunk
+
+cuda::MlaDims dims_of(const MlaShape& s) {
+  return {int(s.n_heads), int(s.qk_nope_head_dim), int(s.qk_rope_head_dim), int(s.v_head_dim), int(s.kv_lora_rank),
+          s.softmax_scale};
+}
+
+cuda::DeviceCacheLayer cache_layer(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer) {
+  return {static_cast<float*>(cache.data()) + layer * layout.layer_elems(), layout.page_size, layout.row_width()};
+}
+
+}  // namespace
+
+using cuda::matrix;
+
+void CudaBackend::cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
+                              const CacheSequence& sequence, int64_t start, const Act& rows) {
+  DSV3_ASSERT(rows.cols == layout.row_width());
+  Buffer table = to_device(std::span<const int32_t>(sequence.block_table));
+  cuda::launch_cache_write(cache_layer(cache, layout, layer), static_cast<const int32_t*>(table.data()), start,
+                           matrix(rows), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::mla_prefill(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
+                              const LatentCacheLayout& layout, int64_t layer, const CacheSequence& sequence,
+                              int64_t start, const Act& out) {
+  const cuda::MlaDims d = dims_of(shape);
+  const int64_t n = q.rows, context = start + n, H = d.n_heads;
+  Buffer table = to_device(std::span<const int32_t>(sequence.block_table));
+  ActBuffer latent = alloc(context, layout.row_width());
+  cuda::launch_cache_gather(cache_layer(cache, layout, layer), static_cast<const int32_t*>(table.data()),
+                            matrix(latent.view), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+  ActBuffer kv = alloc(context, H * d.kv_width());
+  linear(latent.view.cols_slice(0, d.d_c), kv_b_proj, kv.view);
+
+  Buffer q_bf16 = scratch(size_t(n * H * d.qk()) * 2);
+  Buffer k_bf16 = scratch(size_t(context * H * d.qk()) * 2), v_bf16 = scratch(size_t(context * H * d.v_dim) * 2);
+  cuda::launch_mla_pack_q(d, matrix(q), static_cast<uint16_t*>(q_bf16.data()), stream_);
+  cuda::launch_mla_pack_kv(d, matrix(kv.view), matrix(latent.view), static_cast<uint16_t*>(k_bf16.data()),
+                           static_cast<uint16_t*>(v_bf16.data()), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+
+  const auto* qb = static_cast<const uint16_t*>(q_bf16.data());
+  const int64_t chunk_rows = std::clamp<int64_t>(int64_t(kScoreBudgetBytes / (size_t(H * context) * 4)), 1, n);
+  const float one = 1.0f, zero = 0.0f;
+  for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
+    const int64_t rows = std::min(chunk_rows, n - r0), keys = start + r0 + rows;
+    Buffer scores = scratch(size_t(H * rows * keys) * 4), probs = scratch(size_t(H * rows * keys) * 2);
+    // scores_h [rows, keys] (column-major keys x rows) = K_h Q_h^T.
+    DSV3_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        gemm_->blas(), CUBLAS_OP_T, CUBLAS_OP_N, int(keys), int(rows), d.qk(), &one, k_bf16.data(), CUDA_R_16BF,
+        int(H * d.qk()), d.qk(), qb + r0 * H * d.qk(), CUDA_R_16BF, int(H * d.qk()), d.qk(), &zero, scores.data(),
+        CUDA_R_32F, int(keys), rows * keys, int(H), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    cuda::launch_mla_causal_softmax(static_cast<const float*>(scores.data()), int(H), rows, keys, start + r0,
+                                    d.softmax_scale, static_cast<uint16_t*>(probs.data()), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    // out_h [rows, v_dim] (column-major v_dim x rows, ld = out.stride) = V_h^T P_h^T.
+    DSV3_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        gemm_->blas(), CUBLAS_OP_N, CUBLAS_OP_N, d.v_dim, int(rows), int(keys), &one, v_bf16.data(), CUDA_R_16BF,
+        int(H * d.v_dim), d.v_dim, probs.data(), CUDA_R_16BF, int(keys), rows * keys, &zero,
+        static_cast<float*>(out.data) + r0 * out.stride, CUDA_R_32F, int(out.stride), d.v_dim, int(H),
+        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+}
+
+void CudaBackend::mla_decode(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
+                             const LatentCacheLayout& layout, int64_t layer, std::span<const DecodeItem> items,
+                             const Act& out) {
+  const cuda::MlaDims d = dims_of(shape);
+  const int n_items = int(items.size());
+  std::vector<cuda::MlaItem> packed;
+  std::vector<int32_t> tables;
+  int64_t max_context = 1;
+  for (const DecodeItem& item : items) {
+    packed.push_back({int32_t(item.q_row), int32_t(item.context_len), int32_t(tables.size())});
+    tables.insert(tables.end(), item.sequence->block_table.begin(), item.sequence->block_table.end());
+    max_context = std::max(max_context, item.context_len);
+  }
+  Buffer items_device = to_device(std::span<const cuda::MlaItem>(packed));
+  Buffer tables_device = to_device(std::span<const int32_t>(tables));
+  const auto* items_ptr = static_cast<const cuda::MlaItem*>(items_device.data());
+
+  Buffer q_latent = scratch(size_t(n_items) * size_t(d.n_heads * d.d_c) * 4);
+  cuda::launch_mla_absorb(d, matrix(q), items_ptr, n_items, cuda::weight(kv_b_proj), static_cast<float*>(q_latent.data()),
+                          stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+
+  // Split long contexts so that about two blocks run on every SM; each part keeps >= 64 rows.
+  int sm_count = 0;
+  DSV3_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, 0));
+  const int64_t blocks = int64_t(n_items) * ((d.n_heads + 15) / 16);
+  const int n_splits = int(std::clamp<int64_t>((2 * sm_count + blocks - 1) / blocks, 1, std::max<int64_t>(1, max_context / 64)));
+  Buffer partial = scratch(size_t(n_items) * n_splits * d.n_heads * (d.d_c + 2) * 4);
+  Buffer o_latent = scratch(size_t(n_items) * size_t(d.n_heads * d.d_c) * 4);
+  cuda::launch_mla_decode_attention(d, matrix(q), static_cast<const float*>(q_latent.data()), items_ptr, n_items,
+                                    static_cast<const int32_t*>(tables_device.data()), cache_layer(cache, layout, layer),
+                                    n_splits, static_cast<float*>(partial.data()), static_cast<float*>(o_latent.data()),
+                                    stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+  cuda::launch_mla_unabsorb(d, static_cast<const float*>(o_latent.data()), items_ptr, n_items, cuda::weight(kv_b_proj),
+                            matrix(out), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace dsv3

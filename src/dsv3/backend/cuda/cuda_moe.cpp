@@ -1,0 +1,113 @@
+// DeepSeekMoE on the GPU. The router runs in float32 through the weight-streaming kernel (expert
+// choice is sensitive to rounding, and transformers routes in float32). The (token, expert) pairs are
+// sorted by expert on the device; for decode-sized batches the experts' products then run without
+// the host knowing which experts were chosen (moe.cu), for larger ones each chosen expert's tokens go
+// through the linear path (cuBLASLt) after one synchronisation that reads the counts.
+#include <vector>
+
+#include "dsv3/backend/cuda/cuda_backend.h"
+
+namespace dsv3 {
+namespace {
+
+// Tokens up to which the experts run on the device-side plan alone.
+constexpr int64_t kDevicePlanTokens = 256;
+constexpr int64_t kMaxExperts = 1024;
+
+}  // namespace
+
+using cuda::matrix;
+
+Routing CudaBackend::moe_route(const Act& x, const LinearWeight& gate, const Act* e_score_correction_bias,
+                               const RouterParams& p) {
+  const int64_t n = x.rows, n_experts = gate.out_features();
+  if (n_experts > kMaxExperts || p.n_group > 32)
+    fail("--device cuda: routing over ", n_experts, " experts in ", p.n_group, " groups is not supported (at most ",
+         kMaxExperts, " experts and 32 groups)");
+  Buffer logits = scratch(size_t(n * n_experts) * 4);
+  const cuda::DeviceMatrix logits_m{static_cast<float*>(logits.data()), n, n_experts, n_experts};
+  cuda::launch_linear_small(cuda::weight(gate), matrix(x), logits_m, stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+
+  Routing routing{scratch(size_t(n * p.top_k) * 4), scratch(size_t(n * p.top_k) * 4), n, p.top_k};
+  cuda::RouterConfig config;
+  config.sigmoid = p.scoring_func == ScoringFunc::Sigmoid;
+  config.group_rule = p.n_group <= 1 ? 0 : p.topk_method == TopkMethod::NoauxTc ? 1 : p.topk_method == TopkMethod::GroupLimitedGreedy ? 2 : 0;
+  config.n_group = int(p.n_group), config.topk_group = int(p.topk_group), config.top_k = int(p.top_k);
+  config.normalise = p.norm_topk_prob;
+  config.routed_scaling_factor = p.routed_scaling_factor;
+  cuda::launch_moe_route(static_cast<const float*>(logits.data()), n, int(n_experts),
+                         e_score_correction_bias ? static_cast<const float*>(e_score_correction_bias->data) : nullptr,
+                         config, static_cast<int32_t*>(routing.expert_ids.data()),
+                         static_cast<float*>(routing.expert_weights.data()), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+  return routing;
+}
+
+const cuda::DeviceWeight* CudaBackend::expert_table(std::span<const ExpertWeights> experts) {
+  auto it = expert_tables_.find(experts.data());
+  if (it == expert_tables_.end()) {
+    std::vector<cuda::DeviceWeight> table;
+    for (const ExpertWeights& e : experts)
+      for (const LinearWeight* w : {&e.gate_proj, &e.up_proj, &e.down_proj}) table.push_back(cuda::weight(*w));
+    it = expert_tables_.emplace(experts.data(), to_device(std::span<const cuda::DeviceWeight>(table))).first;
+  }
+  return static_cast<const cuda::DeviceWeight*>(it->second.data());
+}
+
+void CudaBackend::moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
+                              const Act& out) {
+  const int64_t n = routing.n_tokens, top_k = routing.top_k, n_pairs = n * top_k;
+  const int n_experts = int(experts.size());
+  const int64_t hidden = x.cols, width = experts[0].gate_proj.out_features();
+  Buffer plan_memory = scratch(size_t(3 * n_experts + 2 + 2 * n_pairs) * 4);
+  auto* base = static_cast<int32_t*>(plan_memory.data());
+  const cuda::MoePlan plan{base, base + n_experts, base + 2 * n_experts + 1, base + 2 * n_experts + 1 + n_pairs,
+                           base + 2 * n_experts + 1 + 2 * n_pairs};
+  cuda::launch_moe_plan(static_cast<const int32_t*>(routing.expert_ids.data()), n_pairs, int(top_k), n_experts, plan,
+                        stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+
+  Buffer y = scratch(size_t(n_pairs * hidden) * 4);
+  if (n <= kDevicePlanTokens) {
+    const cuda::DeviceWeight* table = expert_table(experts);
+    const cuda::DeviceWeight gate_shape = cuda::weight(experts[0].gate_proj), down_shape = cuda::weight(experts[0].down_proj);
+    Buffer h = scratch(size_t(n_pairs * width) * 4);
+    const int max_active = int(std::min<int64_t>(n_experts, n_pairs));
+    // Every expert weight is its own cudaMalloc (256-byte aligned), so the first stands for all.
+    cuda::launch_moe_gate_up(table, gate_shape, n_experts, max_active, plan, matrix(x),
+                             cuda::vector_rows_ok(gate_shape, x.data, x.stride), static_cast<float*>(h.data()), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    cuda::launch_moe_down(table, down_shape, n_experts, max_active, plan, static_cast<const float*>(h.data()),
+                          cuda::vector_rows_ok(down_shape, h.data(), width), static_cast<float*>(y.data()), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+  } else {
+    moe_experts_by_expert(x, experts, plan, static_cast<float*>(y.data()));
+  }
+  cuda::launch_moe_combine(static_cast<const float*>(y.data()), static_cast<const float*>(routing.expert_weights.data()),
+                           plan, int(top_k), matrix(out), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::moe_experts_by_expert(const Act& x, std::span<const ExpertWeights> experts, const cuda::MoePlan& plan,
+                                        float* y) {
+  const int n_experts = int(experts.size());
+  std::vector<int32_t> offsets(size_t(n_experts) + 1);
+  DSV3_CUDA_CHECK(cudaMemcpyAsync(offsets.data(), plan.offsets, offsets.size() * 4, cudaMemcpyDeviceToHost, stream_));
+  synchronize();
+  for (int e = 0; e < n_experts; ++e) {
+    const int64_t first = offsets[size_t(e)], count = offsets[size_t(e) + 1] - first;
+    if (count == 0) continue;
+    const ExpertWeights& expert = experts[size_t(e)];
+    const int64_t width = expert.gate_proj.out_features();
+    ActBuffer xs = alloc(count, x.cols), gate = alloc(count, width), up = alloc(count, width);
+    cuda::launch_gather_rows(matrix(x), plan.slot_token + first, matrix(xs.view), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    linear(xs.view, expert.gate_proj, gate.view);
+    linear(xs.view, expert.up_proj, up.view);
+    silu_mul(gate.view, up.view, gate.view);
+    linear(gate.view, expert.down_proj, Act{y + first * x.cols, count, x.cols, x.cols, 4});
+  }
+}
+
+}  // namespace dsv3

@@ -1,0 +1,140 @@
+// Row-wise and elementwise kernels of the backend seam; each mirrors the CPU op of the same name.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/weight_element.cuh"
+
+namespace dsv3::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ float block_sum(float value) {
+  __shared__ float partial[32];
+  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) partial[warp] = value;
+  __syncthreads();
+  if (warp == 0) {
+    value = lane < int(blockDim.x / 32) ? partial[lane] : 0.0f;
+    for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
+    if (lane == 0) partial[0] = value;
+  }
+  __syncthreads();
+  const float total = partial[0];
+  __syncthreads();
+  return total;
+}
+
+__global__ void embed_kernel(DeviceWeight table, const int32_t* ids, DeviceMatrix out) {
+  const int64_t row = ids[blockIdx.x];
+  float* o = out.data + blockIdx.x * out.stride;
+  for (int64_t c = threadIdx.x; c < out.cols; c += blockDim.x) o[c] = weight_element(table, row, c);
+}
+
+__global__ void gather_rows_kernel(DeviceMatrix x, const int32_t* rows, DeviceMatrix out) {
+  const float* src = x.data + int64_t(rows[blockIdx.x]) * x.stride;
+  float* dst = out.data + blockIdx.x * out.stride;
+  for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) dst[c] = src[c];
+}
+
+// out = weight * x / sqrt(mean(x^2) + eps); out may alias x (each thread reads before it writes).
+__global__ void rmsnorm_kernel(DeviceMatrix x, const float* weight, float eps, DeviceMatrix out) {
+  const float* xr = x.data + blockIdx.x * x.stride;
+  float* yr = out.data + blockIdx.x * out.stride;
+  float sum = 0.0f;
+  for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) sum += xr[c] * xr[c];
+  const float inv_rms = 1.0f / sqrtf(block_sum(sum) / float(x.cols) + eps);
+  for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) yr[c] = weight[c] * (xr[c] * inv_rms);
+}
+
+__global__ void add_kernel(DeviceMatrix x, DeviceMatrix y) {
+  float* xr = x.data + blockIdx.x * x.stride;
+  const float* yr = y.data + blockIdx.x * y.stride;
+  for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) xr[c] += yr[c];
+}
+
+__global__ void silu_mul_kernel(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix out) {
+  const float* g = gate.data + blockIdx.x * gate.stride;
+  const float* u = up.data + blockIdx.x * up.stride;
+  float* o = out.data + blockIdx.x * out.stride;
+  for (int64_t c = threadIdx.x; c < gate.cols; c += blockDim.x) o[c] = g[c] / (1.0f + expf(-g[c])) * u[c];
+}
+
+// One block a row; pairs (2i, 2i+1) of every head rotated by position * inv_freq[i]. The angle is a
+// float32 product, as transformers computes it; cos and sin in double, as the CPU op takes them.
+__global__ void rope_kernel(DeviceMatrix x, int64_t head_dim, int64_t offset, const float* inv_freq, int64_t n_pairs,
+                            float attention_factor, const int32_t* positions) {
+  float* xr = x.data + blockIdx.x * x.stride;
+  const int64_t n_heads = x.cols / head_dim;
+  const float position = float(positions[blockIdx.x]);
+  for (int64_t task = threadIdx.x; task < n_heads * n_pairs; task += blockDim.x) {
+    const int64_t h = task / n_pairs, i = task % n_pairs;
+    const float angle = position * inv_freq[i];
+    const float cos_a = float(cos(double(angle))) * attention_factor;
+    const float sin_a = float(sin(double(angle))) * attention_factor;
+    float* pair = xr + h * head_dim + offset + 2 * i;
+    const float a = pair[0], b = pair[1];
+    pair[0] = a * cos_a - b * sin_a;
+    pair[1] = b * cos_a + a * sin_a;
+  }
+}
+
+__device__ float* cache_row(DeviceCacheLayer cache, const int32_t* block_table, int64_t position) {
+  const int64_t page = block_table[position / cache.page_size];
+  return cache.data + (page * cache.page_size + position % cache.page_size) * cache.row_width;
+}
+
+__global__ void cache_write_kernel(DeviceCacheLayer cache, const int32_t* block_table, int64_t start,
+                                   DeviceMatrix rows) {
+  float* dst = cache_row(cache, block_table, start + blockIdx.x);
+  const float* src = rows.data + blockIdx.x * rows.stride;
+  for (int64_t c = threadIdx.x; c < cache.row_width; c += blockDim.x) dst[c] = src[c];
+}
+
+__global__ void cache_gather_kernel(DeviceCacheLayer cache, const int32_t* block_table, DeviceMatrix out) {
+  const float* src = cache_row(cache, block_table, blockIdx.x);
+  float* dst = out.data + blockIdx.x * out.stride;
+  for (int64_t c = threadIdx.x; c < cache.row_width; c += blockDim.x) dst[c] = src[c];
+}
+
+}  // namespace
+
+void launch_embed(const DeviceWeight& table, const int32_t* ids, DeviceMatrix out, cudaStream_t stream) {
+  if (out.rows > 0) embed_kernel<<<unsigned(out.rows), kThreads, 0, stream>>>(table, ids, out);
+}
+
+void launch_gather_rows(DeviceMatrix x, const int32_t* rows, DeviceMatrix out, cudaStream_t stream) {
+  if (out.rows > 0) gather_rows_kernel<<<unsigned(out.rows), kThreads, 0, stream>>>(x, rows, out);
+}
+
+void launch_rmsnorm(DeviceMatrix x, const float* weight, float eps, DeviceMatrix out, cudaStream_t stream) {
+  if (x.rows > 0) rmsnorm_kernel<<<unsigned(x.rows), kThreads, 0, stream>>>(x, weight, eps, out);
+}
+
+void launch_add(DeviceMatrix x, DeviceMatrix y, cudaStream_t stream) {
+  if (x.rows > 0) add_kernel<<<unsigned(x.rows), kThreads, 0, stream>>>(x, y);
+}
+
+void launch_silu_mul(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix out, cudaStream_t stream) {
+  if (gate.rows > 0) silu_mul_kernel<<<unsigned(gate.rows), kThreads, 0, stream>>>(gate, up, out);
+}
+
+void launch_rope(DeviceMatrix x, int64_t head_dim, int64_t offset, const float* inv_freq, int64_t n_pairs,
+                 float attention_factor, const int32_t* positions, cudaStream_t stream) {
+  if (x.rows > 0)
+    rope_kernel<<<unsigned(x.rows), kThreads, 0, stream>>>(x, head_dim, offset, inv_freq, n_pairs, attention_factor,
+                                                           positions);
+}
+
+void launch_cache_write(DeviceCacheLayer cache, const int32_t* block_table, int64_t start, DeviceMatrix rows,
+                        cudaStream_t stream) {
+  if (rows.rows > 0) cache_write_kernel<<<unsigned(rows.rows), kThreads, 0, stream>>>(cache, block_table, start, rows);
+}
+
+void launch_cache_gather(DeviceCacheLayer cache, const int32_t* block_table, DeviceMatrix out, cudaStream_t stream) {
+  if (out.rows > 0) cache_gather_kernel<<<unsigned(out.rows), kThreads, 0, stream>>>(cache, block_table, out);
+}
+
+}  // namespace dsv3::cuda

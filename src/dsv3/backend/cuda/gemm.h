@@ -1,0 +1,54 @@
+// Matrix products through cuBLASLt (prefill and large batches, where tensor cores do the work) and
+// cuBLAS's strided batched GEMM (attention over many heads). All outputs are float32.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <tuple>
+
+#include "dsv3/backend/cuda/cuda_check.h"
+
+namespace dsv3::cuda {
+
+class GemmRunner {
+ public:
+  explicit GemmRunner(cudaStream_t stream);
+  ~GemmRunner();
+  GemmRunner(const GemmRunner&) = delete;
+  GemmRunner& operator=(const GemmRunner&) = delete;
+
+  // y [M, N] (rows ldy floats apart) = x [M, K] . w [N, K]^T, x and w contiguous BF16.
+  void bf16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N, int64_t K, float* y, int64_t ldy);
+
+  // DeepSeek's FP8 recipe on cuBLASLt's block-scaled modes: x codes [M, K] with one float scale a row
+  // and 128 columns (x_scales[k_block * M + m], CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F), w codes
+  // [N, K] with scale_inv [ceil(N/128), ceil(K/128)] (CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F).
+  // False when cuBLASLt offers no algorithm for the shape; nothing is queued then.
+  // Whether fp8_block_scaled has an algorithm for this shape.
+  bool fp8_supported(int64_t M, int64_t N, int64_t K, int64_t ldy);
+  bool fp8_block_scaled(const uint8_t* x, const float* x_scales, const uint8_t* w, const float* w_scales,
+                        int64_t M, int64_t N, int64_t K, float* y, int64_t ldy);
+
+  cublasHandle_t blas() const { return blas_; }
+
+ private:
+  enum class Kind { Bf16, Fp8BlockScaled };
+  // A plan for one (kind, M, N, K, ldy): descriptors and the algorithm cuBLASLt chose; `ok` false
+  // when it found none.
+  struct Plan {
+    bool ok = false;
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  Plan& plan(Kind kind, int64_t M, int64_t N, int64_t K, int64_t ldy);
+
+  cudaStream_t stream_;
+  cublasLtHandle_t lt_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 64u << 20;
+  std::map<std::tuple<Kind, int64_t, int64_t, int64_t, int64_t>, Plan> plans_;
+};
+
+}  // namespace dsv3::cuda

@@ -1,0 +1,144 @@
+// Host-side launchers of the CUDA kernels (the .cu files of this folder). They take raw device
+// pointers and a stream, check nothing about ownership, and queue work without synchronising.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "dsv3/util/dtype.h"
+
+namespace dsv3::cuda {
+
+// A float32 matrix in device memory: `rows` rows of `cols`, rows `stride` floats apart.
+struct DeviceMatrix {
+  float* data = nullptr;
+  int64_t rows = 0, cols = 0, stride = 0;
+};
+
+// A weight [rows, cols] in its stored dtype; for FP8 the float32 block scales
+// scale_inv [ceil(rows / block_out), ceil(cols / block_in)].
+struct DeviceWeight {
+  const void* data = nullptr;
+  DType dtype = DType::BF16;
+  int64_t rows = 0, cols = 0;
+  const float* scale_inv = nullptr;
+  int64_t block_out = 128, block_in = 128;
+};
+
+// One layer of the paged latent cache: pages of page_size rows of row_width floats.
+struct DeviceCacheLayer {
+  float* data = nullptr;
+  int64_t page_size = 0, row_width = 0;
+};
+
+// Elementwise and row ops (elementwise.cu).
+void launch_embed(const DeviceWeight& table, const int32_t* ids, DeviceMatrix out, cudaStream_t stream);
+void launch_gather_rows(DeviceMatrix x, const int32_t* rows, DeviceMatrix out, cudaStream_t stream);
+void launch_rmsnorm(DeviceMatrix x, const float* weight, float eps, DeviceMatrix out, cudaStream_t stream);
+void launch_add(DeviceMatrix x, DeviceMatrix y, cudaStream_t stream);
+void launch_silu_mul(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix out, cudaStream_t stream);
+void launch_rope(DeviceMatrix x, int64_t head_dim, int64_t offset, const float* inv_freq, int64_t n_pairs,
+                 float attention_factor, const int32_t* positions, cudaStream_t stream);
+// Rows of `rows` to cache positions start.. of the sequence whose pages are block_table.
+void launch_cache_write(DeviceCacheLayer cache, const int32_t* block_table, int64_t start, DeviceMatrix rows,
+                        cudaStream_t stream);
+// Cache positions 0..out.rows-1 of a sequence into out [n, row_width].
+void launch_cache_gather(DeviceCacheLayer cache, const int32_t* block_table, DeviceMatrix out, cudaStream_t stream);
+
+// Linear layers (linear.cu).
+// Whether the 16-byte weight-streaming path may read W, and input rows starting at x `stride` floats
+// apart (16-byte alignment, columns in whole vectors).
+bool vector_rows_ok(const DeviceWeight& w, const void* x, int64_t stride);
+// y = x W^T for a few rows of x, streaming W once per 16 rows: the decode path.
+void launch_linear_small(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, cudaStream_t stream);
+// out [rows, cols] contiguous = bf16(x).
+void launch_to_bf16(DeviceMatrix x, uint16_t* out, cudaStream_t stream);
+// out [w.rows, w.cols] contiguous = bf16 of the real weight (FP8 block scales applied).
+void launch_weight_to_bf16(const DeviceWeight& w, uint16_t* out, cudaStream_t stream);
+// DeepSeek's activation quantisation: per row and 128-column group, scale = max|x| / 448 and
+// codes = e4m3(x / scale). codes [rows, cols] contiguous; scales[group * rows + row].
+void launch_quantize_fp8(DeviceMatrix x, uint8_t* codes, float* scales, cudaStream_t stream);
+
+}  // namespace dsv3::cuda
+
+namespace dsv3::cuda {
+
+// MLA (mla_decode.cu, mla_prefill.cu). Shapes as MlaShape names them.
+struct MlaDims {
+  int n_heads = 0, nope = 0, rope = 0, v_dim = 0, d_c = 0;
+  float softmax_scale = 0.0f;
+  __host__ __device__ int qk() const { return nope + rope; }
+  __host__ __device__ int kv_width() const { return nope + v_dim; }  // per head in kv_b_proj: k_nope rows, then v rows
+};
+
+// One decode item as the kernels read it: its query row, tokens attended to, and where its block
+// table starts in the flat table array.
+struct MlaItem {
+  int32_t q_row = 0, context_len = 0, table_offset = 0;
+};
+
+// q_latent [n_items, n_heads, d_c] = W_uk^T q_nope per item and head (the absorbed query).
+void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
+                       float* q_latent, cudaStream_t stream);
+// Attention of the absorbed queries over the latent cache, the context split into n_splits parts;
+// then the parts are merged into o_latent [n_items, n_heads, d_c]. `partial` holds
+// n_items * n_splits * n_heads * (d_c + 2) floats.
+void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items,
+                                 int n_items, const int32_t* tables, DeviceCacheLayer cache, int n_splits,
+                                 float* partial, float* o_latent, cudaStream_t stream);
+// out[q_row][h * v_dim + r] = W_uv[h][r] . o_latent[item][h].
+void launch_mla_unabsorb(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
+                         const DeviceWeight& kv_b_proj, DeviceMatrix out, cudaStream_t stream);
+
+// Prefill operands in BF16, head-major within a row: q [n, H, qk], k [ctx, H, qk] (k_nope from kv,
+// the shared k_pe from the latent rows), v [ctx, H, v_dim].
+void launch_mla_pack_q(MlaDims dims, DeviceMatrix q, uint16_t* q_bf16, cudaStream_t stream);
+void launch_mla_pack_kv(MlaDims dims, DeviceMatrix kv, DeviceMatrix latent, uint16_t* k_bf16, uint16_t* v_bf16,
+                        cudaStream_t stream);
+// Row i of each head's scores [n_heads, rows, keys] sees keys 0..first_visible + i: softmax of the
+// scaled scores there, zero beyond, as BF16 probabilities of the same shape.
+void launch_mla_causal_softmax(const float* scores, int n_heads, int64_t rows, int64_t keys, int64_t first_visible,
+                               float scale, uint16_t* probs, cudaStream_t stream);
+
+}  // namespace dsv3::cuda
+
+namespace dsv3::cuda {
+
+// DeepSeekMoE (moe.cu).
+struct RouterConfig {
+  bool sigmoid = true;       // else softmax
+  int group_rule = 0;        // 0: no groups, 1: V3 (sum of a group's top 2), 2: V2 (a group's best)
+  int n_group = 1, topk_group = 1, top_k = 1;
+  bool normalise = true;
+  float routed_scaling_factor = 1.0f;
+};
+// ids, weights [n, top_k] from router logits [n, n_experts] (and the correction bias, or null),
+// choosing exactly as the CPU router does.
+void launch_moe_route(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
+                      int32_t* ids, float* weights, cudaStream_t stream);
+
+// The pairs (token, k) sorted by expert: counts[e], offsets[e] (n_experts + 1 of them), for each slot
+// (a position in that order) its token, for each pair its slot, and the experts with tokens in
+// active[0..n_active) (n_active stored at active[n_experts]).
+struct MoePlan {
+  int32_t* counts = nullptr;
+  int32_t* offsets = nullptr;
+  int32_t* slot_token = nullptr;
+  int32_t* pair_slot = nullptr;
+  int32_t* active = nullptr;
+};
+void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, MoePlan plan, cudaStream_t stream);
+// For every active expert and each of its slots: hidden[slot] = silu(gate . x[token]) * (up . x[token]).
+// experts: device array of n_experts * 3 weights (gate, up, down), all shaped as `shape` (a gate or
+// a down weight); max_active bounds the experts with tokens. hidden [n_pairs, width].
+void launch_moe_gate_up(const DeviceWeight* experts, const DeviceWeight& shape, int n_experts, int max_active,
+                        MoePlan plan, DeviceMatrix x, bool vector, float* hidden, cudaStream_t stream);
+// y[slot] = down . hidden[slot]; y [n_pairs, hidden_size].
+void launch_moe_down(const DeviceWeight* experts, const DeviceWeight& shape, int n_experts, int max_active,
+                     MoePlan plan, const float* hidden, bool vector, float* y, cudaStream_t stream);
+// out[t] = sum_k weights[t][k] * y[pair_slot[t * top_k + k]].
+void launch_moe_combine(const float* y, const float* weights, MoePlan plan, int top_k, DeviceMatrix out,
+                        cudaStream_t stream);
+
+}  // namespace dsv3::cuda

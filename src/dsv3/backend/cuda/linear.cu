@@ -1,0 +1,103 @@
+// Linear layers for few rows (the decode path, where the work is reading the weight) and the
+// conversions that feed cuBLASLt for many rows.
+//
+// linear_small: each warp owns one output row (or a 1/wpr share of its columns when rows are few)
+// and multiplies it into up to kTokens input rows at once (row_dots.cuh), so the weight crosses the
+// memory bus once per kTokens rows.
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+
+#include <algorithm>
+
+#include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/row_dots.cuh"
+
+namespace dsv3::cuda {
+namespace {
+
+template <int kTokens>
+__global__ void __launch_bounds__(kRowWarps * 32) linear_small_kernel(DeviceWeight w, bool vector, DeviceMatrix x,
+                                                                      DeviceMatrix y, int wpr) {
+  const int warp = threadIdx.x / 32, part = warp % wpr;
+  const int64_t row = int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr;
+  const int64_t t0 = int64_t(blockIdx.y) * kTokens;
+  const int n_tokens = int(min(int64_t(kTokens), x.rows - t0));
+  const float* x_rows[kTokens];
+#pragma unroll
+  for (int t = 0; t < kTokens; ++t) x_rows[t] = x.data + (t0 + min(t, n_tokens - 1)) * x.stride;
+  float acc[kTokens] = {};
+  if (row < w.rows) row_dots<kTokens>(w, vector, row, part, wpr, x_rows, n_tokens, acc);
+  float total;
+  if (reduce_row<kTokens>(acc, part, wpr, n_tokens, total) && row < w.rows)
+    y.data[(t0 + threadIdx.x % 32) * y.stride + row] = total;
+}
+
+template <int kTokens>
+void launch_tokens(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, cudaStream_t stream) {
+  // Enough warps to keep every SM streaming: split a row over up to 8 warps when rows are few.
+  const int wpr = warps_per_row(w);
+  const dim3 grid(unsigned((w.rows + kRowWarps / wpr - 1) / (kRowWarps / wpr)), unsigned((x.rows + kTokens - 1) / kTokens));
+  const bool vector = vector_rows_ok(w, x.data, x.stride);
+  linear_small_kernel<kTokens><<<grid, kRowWarps * 32, 0, stream>>>(w, vector, x, y, wpr);
+}
+
+__global__ void to_bf16_kernel(DeviceMatrix x, __nv_bfloat16* out) {
+  const float* xr = x.data + blockIdx.x * x.stride;
+  __nv_bfloat16* o = out + blockIdx.x * x.cols;
+  for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) o[c] = __float2bfloat16(xr[c]);
+}
+
+__global__ void weight_to_bf16_kernel(DeviceWeight w, __nv_bfloat16* out) {
+  const int64_t n = w.rows * w.cols;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = __float2bfloat16(weight_element(w, i / w.cols, i % w.cols));
+}
+
+// One block of 128 threads a (row, 128-column group).
+__global__ void quantize_fp8_kernel(DeviceMatrix x, __nv_fp8_storage_t* codes, float* scales) {
+  __shared__ float warp_max[4];
+  const int64_t row = blockIdx.y, col = int64_t(blockIdx.x) * 128 + threadIdx.x;
+  const float v = col < x.cols ? x.data[row * x.stride + col] : 0.0f;
+  float amax = fabsf(v);
+  for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
+  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = amax;
+  __syncthreads();
+  amax = fmaxf(fmaxf(warp_max[0], warp_max[1]), fmaxf(warp_max[2], warp_max[3]));
+  const float scale = fmaxf(amax, 1e-12f) / 448.0f;  // 448: the largest finite e4m3 value
+  if (col < x.cols) codes[row * x.cols + col] = __nv_cvt_float_to_fp8(v / scale, __NV_SATFINITE, __NV_E4M3);
+  if (threadIdx.x == 0) scales[int64_t(blockIdx.x) * x.rows + row] = scale;
+}
+
+}  // namespace
+
+bool vector_rows_ok(const DeviceWeight& w, const void* x, int64_t stride) {
+  auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  return w.cols % 16 == 0 && aligned16(w.data) && aligned16(x) && stride % 4 == 0 &&
+         (w.dtype != DType::F8_E4M3 || w.block_in % 16 == 0);
+}
+
+void launch_linear_small(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, cudaStream_t stream) {
+  if (x.rows == 0 || w.rows == 0) return;
+  if (x.rows == 1) return launch_tokens<1>(w, x, y, stream);
+  if (x.rows <= 4) return launch_tokens<4>(w, x, y, stream);
+  if (x.rows <= 8) return launch_tokens<8>(w, x, y, stream);
+  launch_tokens<16>(w, x, y, stream);
+}
+
+void launch_to_bf16(DeviceMatrix x, uint16_t* out, cudaStream_t stream) {
+  if (x.rows > 0) to_bf16_kernel<<<unsigned(x.rows), 256, 0, stream>>>(x, reinterpret_cast<__nv_bfloat16*>(out));
+}
+
+void launch_weight_to_bf16(const DeviceWeight& w, uint16_t* out, cudaStream_t stream) {
+  const int64_t blocks = std::min<int64_t>((w.rows * w.cols + 255) / 256, 65536);
+  if (blocks > 0)
+    weight_to_bf16_kernel<<<unsigned(blocks), 256, 0, stream>>>(w, reinterpret_cast<__nv_bfloat16*>(out));
+}
+
+void launch_quantize_fp8(DeviceMatrix x, uint8_t* codes, float* scales, cudaStream_t stream) {
+  if (x.rows == 0) return;
+  const dim3 grid(unsigned((x.cols + 127) / 128), unsigned(x.rows));
+  quantize_fp8_kernel<<<grid, 128, 0, stream>>>(x, reinterpret_cast<__nv_fp8_storage_t*>(codes), scales);
+}
+
+}  // namespace dsv3::cuda

@@ -1,0 +1,66 @@
+// The transformers-made fixture models (tests/fixtures/models/*, made by
+// tools/reference/make_fixtures.py) and what their tests share: loading one on a backend, reading
+// its expected logits, and the relative L2 distance they are judged by.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dsv3/backend/backend.h"
+#include "dsv3/model/deepseek_model.h"
+#include "dsv3/model/model_source.h"
+
+namespace dsv3 {
+
+namespace fs = std::filesystem;
+
+inline std::vector<std::string> fixture_names() {
+  std::vector<std::string> names;
+  const fs::path root = fs::path(DSV3_FIXTURES_DIR) / "models";
+  if (fs::exists(root))
+    for (const auto& entry : fs::directory_iterator(root))
+      if (fs::exists(entry.path() / "expected.json")) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+struct Fixture {
+  fs::path dir;
+  nlohmann::json expected;
+  std::unique_ptr<DeepseekModel> model;
+};
+
+inline Fixture load_fixture(const std::string& name, const std::string& device) {
+  Fixture f;
+  f.dir = fs::path(DSV3_FIXTURES_DIR) / "models" / name;
+  std::ifstream in(f.dir / "expected.json");
+  f.expected = nlohmann::json::parse(in);
+  ModelSource source = open_model_source(f.dir.string(), "");
+  f.model = std::make_unique<DeepseekModel>(source.config, source.tensors, make_backend(device), 4096);
+  return f;
+}
+
+inline std::vector<float> read_floats(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<float> v(fs::file_size(path) / sizeof(float));
+  in.read(reinterpret_cast<char*>(v.data()), std::streamsize(v.size() * sizeof(float)));
+  return v;
+}
+
+inline double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0.0, ref = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += double(a[i] - b[i]) * double(a[i] - b[i]);
+    ref += double(b[i]) * double(b[i]);
+  }
+  return std::sqrt(diff / ref);
+}
+
+}  // namespace dsv3
