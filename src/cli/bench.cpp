@@ -13,7 +13,6 @@
 #include "cli/engine_setup.h"
 #include "cli/model_options.h"
 #include "dsv3/bench/serving_bench.h"
-#include "dsv3/bench/memory_bandwidth.h"
 #include "dsv3/bench/decode_bytes.h"
 #include "dsv3/util/error.h"
 #include "dsv3/util/thread_pool.h"
@@ -77,7 +76,7 @@ int run_bench(const Args& args) {
   std::vector<int32_t> prompt(static_cast<size_t>(prompt_len));
   for (int32_t& t : prompt) t = token(rng);
 
-  const double bandwidth = measure_read_bandwidth_bytes_per_s();
+  const double bandwidth = model->backend().measure_read_bandwidth();
 
   CacheSequence sequence;
   const ForwardChunk prefill{&sequence, prompt};

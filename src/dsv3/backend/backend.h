@@ -75,6 +75,9 @@ class Backend {
   // CUDA copies it to device memory once and returns a view of the copy, owned by the backend.
   virtual TensorView place(const TensorView& stored) { return stored; }
 
+  // The read bandwidth of the memory the weights live in, measured now, in bytes a second.
+  virtual double measure_read_bandwidth() = 0;
+
   // out[i] = table[ids[i]] (table [vocab, H] in its stored dtype).
   virtual void embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) = 0;
   // out[r] = rows[r] of x for r in `rows`.

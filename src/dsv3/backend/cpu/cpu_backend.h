@@ -14,6 +14,7 @@ class CpuBackend final : public Backend {
   ActBuffer upload(std::span<const float> values, int64_t rows, int64_t cols) override;
   void download(const Act& src, float* dst) override;
   Buffer alloc_cache(const LatentCacheLayout& layout) override;
+  double measure_read_bandwidth() override;
 
   void embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) override;
   void gather_rows(const Act& x, std::span<const int32_t> rows, const Act& out) override;

@@ -1,6 +1,7 @@
 #include "dsv3/backend/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "dsv3/util/error.h"
 
@@ -32,20 +33,57 @@ CudaBackend::CudaBackend() {
   DSV3_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   pool_ = std::make_shared<cuda::DevicePool>();
   gemm_ = std::make_unique<cuda::GemmRunner>(stream_);
+  DSV3_CUDA_CHECK(cudaMallocHost(&staging_, staging_bytes_));
 }
 
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
+  cudaFreeHost(staging_);
   gemm_.reset();
   cudaStreamDestroy(stream_);
 }
 
 void CudaBackend::copy_to_device(void* dst, const void* src, size_t n_bytes) {
-  // From pageable memory the copy is staged before the call returns, so `src` may go at once.
-  if (n_bytes > 0) DSV3_CUDA_CHECK(cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyHostToDevice, stream_));
+  if (n_bytes == 0) return;
+  if (n_bytes > staging_bytes_ / 4) {  // large (weights of tests, uploads at load): pageable is fine
+    DSV3_CUDA_CHECK(cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyHostToDevice, stream_));
+    return;
+  }
+  const size_t aligned = (n_bytes + 255) / 256 * 256;
+  if (staging_used_ + aligned > staging_bytes_) {
+    synchronize();  // every queued copy out of the ring has finished
+    staging_used_ = 0;
+  }
+  void* region = static_cast<uint8_t*>(staging_) + staging_used_;
+  staging_used_ += aligned;
+  std::memcpy(region, src, n_bytes);
+  DSV3_CUDA_CHECK(cudaMemcpyAsync(dst, region, n_bytes, cudaMemcpyHostToDevice, stream_));
 }
 
 void CudaBackend::synchronize() { DSV3_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+double CudaBackend::measure_read_bandwidth() {
+  constexpr size_t kBytes = size_t(4) << 30;
+  Buffer data = cuda::device_alloc(kBytes, "the bandwidth probe"), sink = cuda::device_alloc(4096, "the bandwidth probe");
+  DSV3_CUDA_CHECK(cudaMemsetAsync(data.data(), 1, kBytes, stream_));
+  cudaEvent_t begin, end;
+  DSV3_CUDA_CHECK(cudaEventCreate(&begin));
+  DSV3_CUDA_CHECK(cudaEventCreate(&end));
+  float best_ms = 1e30f;
+  for (int pass = 0; pass < 5; ++pass) {
+    DSV3_CUDA_CHECK(cudaEventRecord(begin, stream_));
+    cuda::launch_read_probe(data.data(), kBytes, static_cast<float*>(sink.data()), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    DSV3_CUDA_CHECK(cudaEventRecord(end, stream_));
+    DSV3_CUDA_CHECK(cudaEventSynchronize(end));
+    float ms = 0.0f;
+    DSV3_CUDA_CHECK(cudaEventElapsedTime(&ms, begin, end));
+    best_ms = std::min(best_ms, ms);
+  }
+  cudaEventDestroy(begin);
+  cudaEventDestroy(end);
+  return double(kBytes) / (double(best_ms) * 1e-3);
+}
 
 ActBuffer CudaBackend::alloc(int64_t rows, int64_t cols) {
   Buffer memory = pool_->allocate(size_t(rows * cols) * sizeof(float));
@@ -120,12 +158,22 @@ void CudaBackend::linear_gemm(const Act& x, const LinearWeight& w, const Act& ou
   const int64_t M = x.rows, N = w.out_features(), K = w.in_features();
   if (M == 0) return;
   auto* y = static_cast<float*>(out.data);
-  if (allow_fp8 && w.is_fp8() && w.block_out == 128 && w.block_in == 128 && gemm_->fp8_supported(M, N, K, out.stride)) {
-    Buffer codes = scratch(size_t(M * K)), scales = scratch(size_t((K + 127) / 128 * M) * sizeof(float));
-    cuda::launch_quantize_fp8(matrix(x), static_cast<uint8_t*>(codes.data()), static_cast<float*>(scales.data()), stream_);
+  // The FP8 product takes rows in multiples of 16: padding rows have zero codes and scales.
+  const int64_t M16 = (M + 15) / 16 * 16, k_groups = (K + 127) / 128;
+  if (allow_fp8 && w.is_fp8() && w.block_out == 128 && w.block_in == 128 && gemm_->fp8_supported(M16, N, K)) {
+    Buffer codes = scratch(size_t(M16 * K)), scales = scratch(size_t(k_groups * M16) * sizeof(float));
+    Buffer d = scratch(size_t(M16 * N) * 4);
+    DSV3_CUDA_CHECK(cudaMemsetAsync(codes.data(), 0, size_t(M16 * K), stream_));
+    DSV3_CUDA_CHECK(cudaMemsetAsync(scales.data(), 0, size_t(k_groups * M16) * sizeof(float), stream_));
+    cuda::launch_quantize_fp8(matrix(x), static_cast<uint8_t*>(codes.data()), static_cast<float*>(scales.data()), M16,
+                              stream_);
     DSV3_CUDA_CHECK_LAUNCH();
+    bool d_is_bf16 = false;
     gemm_->fp8_block_scaled(static_cast<const uint8_t*>(codes.data()), static_cast<const float*>(scales.data()),
-                            w.weight.data, reinterpret_cast<const float*>(w.scale_inv.data), M, N, K, y, out.stride);
+                            w.weight.data, reinterpret_cast<const float*>(w.scale_inv.data), M16, N, K, d.data(),
+                            &d_is_bf16);
+    cuda::launch_columns_to_rows(d.data(), d_is_bf16, M16, M, N, y, out.stride, stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
     return;
   }
   Buffer dequantised;

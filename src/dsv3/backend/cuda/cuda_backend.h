@@ -63,6 +63,11 @@ class CudaBackend final : public Backend {
   void synchronize();
   cudaStream_t stream() const { return stream_; }
 
+  // Whether cuBLASLt has a block-scaled FP8 product for this shape (what LinearPath::Gemm takes).
+  bool fp8_gemm_available(int64_t M, int64_t N, int64_t K) { return gemm_->fp8_supported((M + 15) / 16 * 16, N, K); }
+  // Reads a large device buffer; bytes read per second.
+  double measure_read_bandwidth() override;
+
   // Products with their path forced, for the op tests and the bench: `Small` streams the weight
   // through our kernel, `Gemm` takes cuBLASLt (FP8 weights: the block-scaled FP8 product where
   // cuBLASLt has one, else BF16 on the dequantised weight), `GemmBf16` always the latter.
@@ -83,6 +88,11 @@ class CudaBackend final : public Backend {
   std::shared_ptr<cuda::DevicePool> pool_;
   std::unique_ptr<cuda::GemmRunner> gemm_;
   std::vector<Buffer> placed_;  // weights copied to the device
+  // Pinned staging memory for small uploads: a copy from pageable memory would first wait for the
+  // stream to drain, stalling the GPU at every op that takes host values (positions, block tables).
+  // Regions are handed out in order; before the ring wraps, the stream is drained once.
+  void* staging_ = nullptr;
+  size_t staging_bytes_ = 64u << 20, staging_used_ = 0;
   std::unordered_map<const void*, Buffer> expert_tables_;
 };
 

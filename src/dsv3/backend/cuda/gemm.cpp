@@ -25,24 +25,7 @@ GemmRunner::~GemmRunner() {
   cublasLtDestroy(lt_);
 }
 
-GemmRunner::Plan& GemmRunner::plan(Kind kind, int64_t M, int64_t N, int64_t K, int64_t ldy) {
-  auto [it, inserted] = plans_.try_emplace({kind, M, N, K, ldy});
-  Plan& p = it->second;
-  if (!inserted) return p;
-  const cudaDataType_t in_type = kind == Kind::Bf16 ? CUDA_R_16BF : CUDA_R_8F_E4M3;
-  DSV3_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t transpose = CUBLAS_OP_T, plain = CUBLAS_OP_N;
-  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)));
-  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof(plain)));
-  if (kind == Kind::Fp8BlockScaled) {
-    const int32_t a_mode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F, b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
-    DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &a_mode, sizeof(a_mode)));
-    DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &b_mode, sizeof(b_mode)));
-  }
-  DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_type, uint64_t(K), uint64_t(N), K));
-  DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, uint64_t(K), uint64_t(M), K));
-  DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32F, uint64_t(N), uint64_t(M), ldy));
-
+bool GemmRunner::find_algorithm(Plan& p) {
   cublasLtMatmulPreference_t preference = nullptr;
   DSV3_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
   DSV3_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
@@ -54,6 +37,38 @@ GemmRunner::Plan& GemmRunner::plan(Kind kind, int64_t M, int64_t N, int64_t K, i
   cublasLtMatmulPreferenceDestroy(preference);
   p.ok = status == CUBLAS_STATUS_SUCCESS && found > 0;
   if (p.ok) p.algo = result.algo;
+  return p.ok;
+}
+
+GemmRunner::Plan& GemmRunner::plan(Kind kind, int64_t M, int64_t N, int64_t K, int64_t ldy) {
+  auto [it, inserted] = plans_.try_emplace({kind, M, N, K, ldy});
+  Plan& p = it->second;
+  if (!inserted) return p;
+  const cudaDataType_t in_type = kind == Kind::Bf16 ? CUDA_R_16BF : CUDA_R_8F_E4M3;
+  DSV3_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t transpose = CUBLAS_OP_T, plain = CUBLAS_OP_N;
+  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)));
+  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof(plain)));
+  if (kind == Kind::Bf16) {
+    // A = w (K x N, transposed), B = x (K x M): y^T [N, M] column-major is y row-major.
+    DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_type, uint64_t(K), uint64_t(N), K));
+    DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, uint64_t(K), uint64_t(M), K));
+    DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32F, uint64_t(N), uint64_t(M), ldy));
+    find_algorithm(p);
+    return p;
+  }
+  // A = x (K x M, transposed, 1x128 scales), B = w (K x N, 128x128 scales): d [M, N] column-major.
+  const int32_t a_mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F, b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &a_mode, sizeof(a_mode)));
+  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &b_mode, sizeof(b_mode)));
+  DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_type, uint64_t(K), uint64_t(M), K));
+  DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, uint64_t(K), uint64_t(N), K));
+  for (const cudaDataType_t d_type : {CUDA_R_32F, CUDA_R_16BF}) {
+    if (p.d) cublasLtMatrixLayoutDestroy(p.d);
+    DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, d_type, uint64_t(M), uint64_t(N), M));
+    p.d_type = d_type;
+    if (find_algorithm(p)) break;
+  }
   return p;
 }
 
@@ -65,21 +80,21 @@ void GemmRunner::bf16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N
                                    workspace_bytes_, stream_));
 }
 
-bool GemmRunner::fp8_supported(int64_t M, int64_t N, int64_t K, int64_t ldy) {
+bool GemmRunner::fp8_supported(int64_t M, int64_t N, int64_t K) {
   // FP8 tensor-core products need K and N in multiples of 16 bytes.
-  return K % 16 == 0 && N % 16 == 0 && plan(Kind::Fp8BlockScaled, M, N, K, ldy).ok;
+  return K % 16 == 0 && N % 16 == 0 && M % 16 == 0 && plan(Kind::Fp8BlockScaled, M, N, K, M).ok;
 }
 
-bool GemmRunner::fp8_block_scaled(const uint8_t* x, const float* x_scales, const uint8_t* w, const float* w_scales,
-                                  int64_t M, int64_t N, int64_t K, float* y, int64_t ldy) {
-  if (!fp8_supported(M, N, K, ldy)) return false;
-  Plan& p = plan(Kind::Fp8BlockScaled, M, N, K, ldy);
-  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scales, sizeof(w_scales)));
-  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scales, sizeof(x_scales)));
+void GemmRunner::fp8_block_scaled(const uint8_t* x, const float* x_scales, const uint8_t* w, const float* w_scales,
+                                  int64_t M, int64_t N, int64_t K, void* d, bool* d_is_bf16) {
+  Plan& p = plan(Kind::Fp8BlockScaled, M, N, K, M);
+  DSV3_ASSERT(p.ok);
+  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &x_scales, sizeof(x_scales)));
+  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &w_scales, sizeof(w_scales)));
   const float one = 1.0f, zero = 0.0f;
-  DSV3_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &one, w, p.a, x, p.b, &zero, y, p.d, y, p.d, &p.algo, workspace_,
+  DSV3_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &one, x, p.a, w, p.b, &zero, d, p.d, d, p.d, &p.algo, workspace_,
                                    workspace_bytes_, stream_));
-  return true;
+  *d_is_bf16 = p.d_type == CUDA_R_16BF;
 }
 
 }  // namespace dsv3::cuda

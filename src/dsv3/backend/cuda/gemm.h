@@ -23,11 +23,12 @@ class GemmRunner {
   // DeepSeek's FP8 recipe on cuBLASLt's block-scaled modes: x codes [M, K] with one float scale a row
   // and 128 columns (x_scales[k_block * M + m], CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F), w codes
   // [N, K] with scale_inv [ceil(N/128), ceil(K/128)] (CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F).
-  // False when cuBLASLt offers no algorithm for the shape; nothing is queued then.
+  // cuBLASLt takes the 1x128-scaled operand as A, so the product comes out column-major:
+  // d[n * M + m], float32 or (where cuBLASLt offers only that) BF16, which *d_is_bf16 tells.
   // Whether fp8_block_scaled has an algorithm for this shape.
-  bool fp8_supported(int64_t M, int64_t N, int64_t K, int64_t ldy);
-  bool fp8_block_scaled(const uint8_t* x, const float* x_scales, const uint8_t* w, const float* w_scales,
-                        int64_t M, int64_t N, int64_t K, float* y, int64_t ldy);
+  bool fp8_supported(int64_t M, int64_t N, int64_t K);
+  void fp8_block_scaled(const uint8_t* x, const float* x_scales, const uint8_t* w, const float* w_scales, int64_t M,
+                        int64_t N, int64_t K, void* d, bool* d_is_bf16);
 
   cublasHandle_t blas() const { return blas_; }
 
@@ -40,7 +41,9 @@ class GemmRunner {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
+    cudaDataType_t d_type = CUDA_R_32F;
   };
+  bool find_algorithm(Plan& p);
   Plan& plan(Kind kind, int64_t M, int64_t N, int64_t K, int64_t ldy);
 
   cudaStream_t stream_;

@@ -46,6 +46,12 @@ void launch_cache_write(DeviceCacheLayer cache, const int32_t* block_table, int6
 // Cache positions 0..out.rows-1 of a sequence into out [n, row_width].
 void launch_cache_gather(DeviceCacheLayer cache, const int32_t* block_table, DeviceMatrix out, cudaStream_t stream);
 
+// Reads n_bytes at `data` with 16-byte loads over the whole GPU; one float per block to sink.
+void launch_read_probe(const void* data, size_t n_bytes, float* sink, cudaStream_t stream);
+// y [M, N] (rows ldy apart) = d, a column-major product (d[n * ldd + m]) in float32 or BF16.
+void launch_columns_to_rows(const void* d, bool d_is_bf16, int64_t ldd, int64_t M, int64_t N, float* y, int64_t ldy,
+                            cudaStream_t stream);
+
 // Linear layers (linear.cu).
 // Whether the 16-byte weight-streaming path may read W, and input rows starting at x `stride` floats
 // apart (16-byte alignment, columns in whole vectors).
@@ -57,8 +63,8 @@ void launch_to_bf16(DeviceMatrix x, uint16_t* out, cudaStream_t stream);
 // out [w.rows, w.cols] contiguous = bf16 of the real weight (FP8 block scales applied).
 void launch_weight_to_bf16(const DeviceWeight& w, uint16_t* out, cudaStream_t stream);
 // DeepSeek's activation quantisation: per row and 128-column group, scale = max|x| / 448 and
-// codes = e4m3(x / scale). codes [rows, cols] contiguous; scales[group * rows + row].
-void launch_quantize_fp8(DeviceMatrix x, uint8_t* codes, float* scales, cudaStream_t stream);
+// codes = e4m3(x / scale). codes [rows, cols] contiguous; scales[group * scale_stride + row].
+void launch_quantize_fp8(DeviceMatrix x, uint8_t* codes, float* scales, int64_t scale_stride, cudaStream_t stream);
 
 }  // namespace dsv3::cuda
 

@@ -54,7 +54,7 @@ __global__ void weight_to_bf16_kernel(DeviceWeight w, __nv_bfloat16* out) {
 }
 
 // One block of 128 threads a (row, 128-column group).
-__global__ void quantize_fp8_kernel(DeviceMatrix x, __nv_fp8_storage_t* codes, float* scales) {
+__global__ void quantize_fp8_kernel(DeviceMatrix x, __nv_fp8_storage_t* codes, float* scales, int64_t scale_stride) {
   __shared__ float warp_max[4];
   const int64_t row = blockIdx.y, col = int64_t(blockIdx.x) * 128 + threadIdx.x;
   const float v = col < x.cols ? x.data[row * x.stride + col] : 0.0f;
@@ -65,7 +65,7 @@ __global__ void quantize_fp8_kernel(DeviceMatrix x, __nv_fp8_storage_t* codes, f
   amax = fmaxf(fmaxf(warp_max[0], warp_max[1]), fmaxf(warp_max[2], warp_max[3]));
   const float scale = fmaxf(amax, 1e-12f) / 448.0f;  // 448: the largest finite e4m3 value
   if (col < x.cols) codes[row * x.cols + col] = __nv_cvt_float_to_fp8(v / scale, __NV_SATFINITE, __NV_E4M3);
-  if (threadIdx.x == 0) scales[int64_t(blockIdx.x) * x.rows + row] = scale;
+  if (threadIdx.x == 0) scales[int64_t(blockIdx.x) * scale_stride + row] = scale;
 }
 
 }  // namespace
@@ -94,10 +94,10 @@ void launch_weight_to_bf16(const DeviceWeight& w, uint16_t* out, cudaStream_t st
     weight_to_bf16_kernel<<<unsigned(blocks), 256, 0, stream>>>(w, reinterpret_cast<__nv_bfloat16*>(out));
 }
 
-void launch_quantize_fp8(DeviceMatrix x, uint8_t* codes, float* scales, cudaStream_t stream) {
+void launch_quantize_fp8(DeviceMatrix x, uint8_t* codes, float* scales, int64_t scale_stride, cudaStream_t stream) {
   if (x.rows == 0) return;
   const dim3 grid(unsigned((x.cols + 127) / 128), unsigned(x.rows));
-  quantize_fp8_kernel<<<grid, 128, 0, stream>>>(x, reinterpret_cast<__nv_fp8_storage_t*>(codes), scales);
+  quantize_fp8_kernel<<<grid, 128, 0, stream>>>(x, reinterpret_cast<__nv_fp8_storage_t*>(codes), scales, scale_stride);
 }
 
 }  // namespace dsv3::cuda

@@ -1,4 +1,6 @@
-#include "dsv3/bench/memory_bandwidth.h"
+// The CPU's memory read bandwidth, measured: all threads of the pool sum disjoint parts of a buffer
+// far larger than the caches; the best of several passes counts.
+#include "dsv3/backend/cpu/cpu_backend.h"
 
 #include <immintrin.h>
 
@@ -11,7 +13,7 @@
 
 namespace dsv3 {
 
-double measure_read_bandwidth_bytes_per_s() {
+double CpuBackend::measure_read_bandwidth() {
   constexpr size_t kBytes = size_t(1) << 30;  // 1 GiB: far beyond any last-level cache
   constexpr int kPasses = 5;
   std::vector<float> buffer(kBytes / sizeof(float), 1.0f);
