@@ -72,11 +72,12 @@ GemmRunner::Plan& GemmRunner::plan(Kind kind, int64_t M, int64_t N, int64_t K, i
   return p;
 }
 
-void GemmRunner::bf16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N, int64_t K, float* y, int64_t ldy) {
+void GemmRunner::bf16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N, int64_t K, float* y, int64_t ldy,
+                      bool accumulate) {
   Plan& p = plan(Kind::Bf16, M, N, K, ldy);
   if (!p.ok) fail("cuBLASLt has no BF16 algorithm for a ", M, "x", N, "x", K, " product");
-  const float one = 1.0f, zero = 0.0f;
-  DSV3_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &one, w, p.a, x, p.b, &zero, y, p.d, y, p.d, &p.algo, workspace_,
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  DSV3_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &one, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo, workspace_,
                                    workspace_bytes_, stream_));
 }
 

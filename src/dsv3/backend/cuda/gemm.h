@@ -17,8 +17,10 @@ class GemmRunner {
   GemmRunner(const GemmRunner&) = delete;
   GemmRunner& operator=(const GemmRunner&) = delete;
 
-  // y [M, N] (rows ldy floats apart) = x [M, K] . w [N, K]^T, x and w contiguous BF16.
-  void bf16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N, int64_t K, float* y, int64_t ldy);
+  // y [M, N] (rows ldy floats apart) = x [M, K] . w [N, K]^T (+ y when accumulate), x and w
+  // contiguous BF16.
+  void bf16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N, int64_t K, float* y, int64_t ldy,
+            bool accumulate);
 
   // DeepSeek's FP8 recipe on cuBLASLt's block-scaled modes: x codes [M, K] with one float scale a row
   // and 128 columns (x_scales[k_block * M + m], CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F), w codes

@@ -58,8 +58,9 @@ void launch_columns_to_rows(const void* d, bool d_is_bf16, int64_t ldd, int64_t 
 bool vector_rows_ok(const DeviceWeight& w, const void* x, int64_t stride);
 // y = x W^T for a few rows of x, streaming W once per 16 rows: the decode path.
 void launch_linear_small(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, cudaStream_t stream);
-// out [rows, cols] contiguous = bf16(x).
-void launch_to_bf16(DeviceMatrix x, uint16_t* out, cudaStream_t stream);
+// x as two BF16 matrices [rows, cols] contiguous: high = bf16(x), low = bf16(x - high); high + low
+// carries 16 bits of x's mantissa, so two BF16 products give float32-input accuracy.
+void launch_to_bf16_pair(DeviceMatrix x, uint16_t* high, uint16_t* low, cudaStream_t stream);
 // out [w.rows, w.cols] contiguous = bf16 of the real weight (FP8 block scales applied).
 void launch_weight_to_bf16(const DeviceWeight& w, uint16_t* out, cudaStream_t stream);
 // DeepSeek's activation quantisation: per row and 128-column group, scale = max|x| / 448 and

@@ -41,10 +41,15 @@ void launch_tokens(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, cudaSt
   linear_small_kernel<kTokens><<<grid, kRowWarps * 32, 0, stream>>>(w, vector, x, y, wpr);
 }
 
-__global__ void to_bf16_kernel(DeviceMatrix x, __nv_bfloat16* out) {
+__global__ void to_bf16_pair_kernel(DeviceMatrix x, __nv_bfloat16* high, __nv_bfloat16* low) {
   const float* xr = x.data + blockIdx.x * x.stride;
-  __nv_bfloat16* o = out + blockIdx.x * x.cols;
-  for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) o[c] = __float2bfloat16(xr[c]);
+  __nv_bfloat16* h = high + blockIdx.x * x.cols;
+  __nv_bfloat16* l = low + blockIdx.x * x.cols;
+  for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) {
+    const __nv_bfloat16 top = __float2bfloat16(xr[c]);
+    h[c] = top;
+    l[c] = __float2bfloat16(xr[c] - __bfloat162float(top));
+  }
 }
 
 __global__ void weight_to_bf16_kernel(DeviceWeight w, __nv_bfloat16* out) {
@@ -84,8 +89,10 @@ void launch_linear_small(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, 
   launch_tokens<16>(w, x, y, stream);
 }
 
-void launch_to_bf16(DeviceMatrix x, uint16_t* out, cudaStream_t stream) {
-  if (x.rows > 0) to_bf16_kernel<<<unsigned(x.rows), 256, 0, stream>>>(x, reinterpret_cast<__nv_bfloat16*>(out));
+void launch_to_bf16_pair(DeviceMatrix x, uint16_t* high, uint16_t* low, cudaStream_t stream) {
+  if (x.rows > 0)
+    to_bf16_pair_kernel<<<unsigned(x.rows), 256, 0, stream>>>(x, reinterpret_cast<__nv_bfloat16*>(high),
+                                                              reinterpret_cast<__nv_bfloat16*>(low));
 }
 
 void launch_weight_to_bf16(const DeviceWeight& w, uint16_t* out, cudaStream_t stream) {
