@@ -94,6 +94,9 @@ class CudaBackend final : public Backend {
   void* staging_ = nullptr;
   size_t staging_bytes_ = 64u << 20, staging_used_ = 0;
   std::unordered_map<const void*, Buffer> expert_tables_;
+  // kv_b_proj in float32 for MLA decode, which reads it column-wise for every step: made once.
+  const cuda::DeviceWeight& float_weight(const LinearWeight& w);
+  std::unordered_map<const void*, std::pair<Buffer, cuda::DeviceWeight>> float_weights_;
 };
 
 namespace cuda {

@@ -45,12 +45,14 @@ Routing CudaBackend::moe_route(const Act& x, const LinearWeight& gate, const Act
 }
 
 const cuda::DeviceWeight* CudaBackend::expert_table(std::span<const ExpertWeights> experts) {
-  auto it = expert_tables_.find(experts.data());
+  // Keyed by device memory that place() made: it is never freed, so never reused, while we live.
+  const void* key = experts[0].gate_proj.weight.data;
+  auto it = expert_tables_.find(key);
   if (it == expert_tables_.end()) {
     std::vector<cuda::DeviceWeight> table;
     for (const ExpertWeights& e : experts)
       for (const LinearWeight* w : {&e.gate_proj, &e.up_proj, &e.down_proj}) table.push_back(cuda::weight(*w));
-    it = expert_tables_.emplace(experts.data(), to_device(std::span<const cuda::DeviceWeight>(table))).first;
+    it = expert_tables_.emplace(key, to_device(std::span<const cuda::DeviceWeight>(table))).first;
   }
   return static_cast<const cuda::DeviceWeight*>(it->second.data());
 }

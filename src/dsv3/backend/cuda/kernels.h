@@ -63,6 +63,8 @@ void launch_linear_small(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, 
 void launch_to_bf16_pair(DeviceMatrix x, uint16_t* high, uint16_t* low, cudaStream_t stream);
 // out [w.rows, w.cols] contiguous = bf16 of the real weight (FP8 block scales applied).
 void launch_weight_to_bf16(const DeviceWeight& w, uint16_t* out, cudaStream_t stream);
+// out [w.rows, w.cols] contiguous = the real weight in float32.
+void launch_weight_to_f32(const DeviceWeight& w, float* out, cudaStream_t stream);
 // DeepSeek's activation quantisation: per row and 128-column group, scale = max|x| / 448 and
 // codes = e4m3(x / scale). codes [rows, cols] contiguous; scales[group * scale_stride + row].
 void launch_quantize_fp8(DeviceMatrix x, uint8_t* codes, float* scales, int64_t scale_stride, cudaStream_t stream);
@@ -98,15 +100,14 @@ void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_la
 void launch_mla_unabsorb(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
                          const DeviceWeight& kv_b_proj, DeviceMatrix out, cudaStream_t stream);
 
-// Prefill operands in BF16, head-major within a row: q [n, H, qk], k [ctx, H, qk] (k_nope from kv,
-// the shared k_pe from the latent rows), v [ctx, H, v_dim].
-void launch_mla_pack_q(MlaDims dims, DeviceMatrix q, uint16_t* q_bf16, cudaStream_t stream);
-void launch_mla_pack_kv(MlaDims dims, DeviceMatrix kv, DeviceMatrix latent, uint16_t* k_bf16, uint16_t* v_bf16,
-                        cudaStream_t stream);
+// Prefill operands, head-major within a row: q [n, H, qk], k [ctx, H, qk] (k_nope from kv, the
+// shared k_pe from the latent rows), v [ctx, H, v_dim].
+void launch_mla_pack_q(MlaDims dims, DeviceMatrix q, float* q_packed, cudaStream_t stream);
+void launch_mla_pack_kv(MlaDims dims, DeviceMatrix kv, DeviceMatrix latent, float* k, float* v, cudaStream_t stream);
 // Row i of each head's scores [n_heads, rows, keys] sees keys 0..first_visible + i: softmax of the
-// scaled scores there, zero beyond, as BF16 probabilities of the same shape.
+// scaled scores there, zero beyond, as probabilities of the same shape.
 void launch_mla_causal_softmax(const float* scores, int n_heads, int64_t rows, int64_t keys, int64_t first_visible,
-                               float scale, uint16_t* probs, cudaStream_t stream);
+                               float scale, float* probs, cudaStream_t stream);
 
 }  // namespace dsv3::cuda
 

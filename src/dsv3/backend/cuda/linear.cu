@@ -58,6 +58,12 @@ __global__ void weight_to_bf16_kernel(DeviceWeight w, __nv_bfloat16* out) {
     out[i] = __float2bfloat16(weight_element(w, i / w.cols, i % w.cols));
 }
 
+__global__ void weight_to_f32_kernel(DeviceWeight w, float* out) {
+  const int64_t n = w.rows * w.cols;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = weight_element(w, i / w.cols, i % w.cols);
+}
+
 // One block of 128 threads a (row, 128-column group).
 __global__ void quantize_fp8_kernel(DeviceMatrix x, __nv_fp8_storage_t* codes, float* scales, int64_t scale_stride) {
   __shared__ float warp_max[4];
@@ -99,6 +105,11 @@ void launch_weight_to_bf16(const DeviceWeight& w, uint16_t* out, cudaStream_t st
   const int64_t blocks = std::min<int64_t>((w.rows * w.cols + 255) / 256, 65536);
   if (blocks > 0)
     weight_to_bf16_kernel<<<unsigned(blocks), 256, 0, stream>>>(w, reinterpret_cast<__nv_bfloat16*>(out));
+}
+
+void launch_weight_to_f32(const DeviceWeight& w, float* out, cudaStream_t stream) {
+  const int64_t blocks = std::min<int64_t>((w.rows * w.cols + 255) / 256, 65536);
+  if (blocks > 0) weight_to_f32_kernel<<<unsigned(blocks), 256, 0, stream>>>(w, out);
 }
 
 void launch_quantize_fp8(DeviceMatrix x, uint8_t* codes, float* scales, int64_t scale_stride, cudaStream_t stream) {

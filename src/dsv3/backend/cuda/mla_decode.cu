@@ -21,18 +21,20 @@ __device__ inline float warp_sum(float v) {
   return v;
 }
 
-// grid (n_heads, item groups); thread c of the block produces column c of q_latent.
+// grid (n_heads, column blocks of 128, item groups); thread c of the block produces column c of
+// q_latent for up to kItemsPerBlock items.
 __global__ void absorb_kernel(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, DeviceWeight w,
                               float* q_latent) {
   extern __shared__ float q_nope[];  // [kItemsPerBlock][nope]
-  const int h = blockIdx.x, first = blockIdx.y * kItemsPerBlock;
+  const int h = blockIdx.x, first = blockIdx.z * kItemsPerBlock;
   const int n = min(kItemsPerBlock, n_items - first);
   for (int i = threadIdx.x; i < n * dims.nope; i += blockDim.x) {
     const int item = i / dims.nope, d = i % dims.nope;
     q_nope[i] = q.data[int64_t(items[first + item].q_row) * q.stride + h * dims.qk() + d];
   }
   __syncthreads();
-  for (int c = threadIdx.x; c < dims.d_c; c += blockDim.x) {
+  for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < min(dims.d_c, int(blockIdx.y + 1) * int(blockDim.x));
+       c += blockDim.x) {
     float acc[kItemsPerBlock] = {};
     for (int d = 0; d < dims.nope; ++d) {
       const float wv = weight_element(w, int64_t(h) * dims.kv_width() + d, c);
@@ -187,9 +189,10 @@ __global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaIt
 
 void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
                        float* q_latent, cudaStream_t stream) {
-  const dim3 grid(unsigned(dims.n_heads), unsigned((n_items + kItemsPerBlock - 1) / kItemsPerBlock));
+  const dim3 grid(unsigned(dims.n_heads), unsigned((dims.d_c + 127) / 128),
+                  unsigned((n_items + kItemsPerBlock - 1) / kItemsPerBlock));
   const size_t smem = sizeof(float) * kItemsPerBlock * dims.nope;
-  absorb_kernel<<<grid, 512, smem, stream>>>(dims, q, items, n_items, kv_b_proj, q_latent);
+  absorb_kernel<<<grid, 128, smem, stream>>>(dims, q, items, n_items, kv_b_proj, q_latent);
 }
 
 void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items,

@@ -1,5 +1,5 @@
-// MLA prefill in the expanded form (REFERENCE.md, MLA): operands packed to BF16 for cuBLAS's batched
-// products over heads, and the causal softmax between the two products.
+// MLA prefill in the expanded form (REFERENCE.md, MLA): operands packed head-major for cuBLAS's
+// batched float32 products over heads, and the causal softmax between the two products.
 #include <cuda_bf16.h>
 
 #include <cfloat>
@@ -9,27 +9,26 @@
 namespace dsv3::cuda {
 namespace {
 
-__global__ void pack_q_kernel(MlaDims dims, DeviceMatrix q, __nv_bfloat16* out) {
+__global__ void pack_q_kernel(MlaDims dims, DeviceMatrix q, float* out) {
   const float* row = q.data + blockIdx.x * q.stride;
-  __nv_bfloat16* o = out + int64_t(blockIdx.x) * dims.n_heads * dims.qk();
-  for (int i = threadIdx.x; i < dims.n_heads * dims.qk(); i += blockDim.x) o[i] = __float2bfloat16(row[i]);
+  float* o = out + int64_t(blockIdx.x) * dims.n_heads * dims.qk();
+  for (int i = threadIdx.x; i < dims.n_heads * dims.qk(); i += blockDim.x) o[i] = row[i];
 }
 
 // One block a context row: k[h] = (k_nope of head h, the shared rotated k_pe), v[h].
-__global__ void pack_kv_kernel(MlaDims dims, DeviceMatrix kv, DeviceMatrix latent, __nv_bfloat16* k,
-                               __nv_bfloat16* v) {
+__global__ void pack_kv_kernel(MlaDims dims, DeviceMatrix kv, DeviceMatrix latent, float* k, float* v) {
   const int64_t j = blockIdx.x;
   const float* kv_row = kv.data + j * kv.stride;
   const float* k_pe = latent.data + j * latent.stride + dims.d_c;
-  __nv_bfloat16* k_row = k + j * dims.n_heads * dims.qk();
-  __nv_bfloat16* v_row = v + j * dims.n_heads * dims.v_dim;
+  float* k_row = k + j * dims.n_heads * dims.qk();
+  float* v_row = v + j * dims.n_heads * dims.v_dim;
   for (int i = threadIdx.x; i < dims.n_heads * dims.qk(); i += blockDim.x) {
     const int h = i / dims.qk(), d = i % dims.qk();
-    k_row[i] = __float2bfloat16(d < dims.nope ? kv_row[h * dims.kv_width() + d] : k_pe[d - dims.nope]);
+    k_row[i] = d < dims.nope ? kv_row[h * dims.kv_width() + d] : k_pe[d - dims.nope];
   }
   for (int i = threadIdx.x; i < dims.n_heads * dims.v_dim; i += blockDim.x) {
     const int h = i / dims.v_dim, d = i % dims.v_dim;
-    v_row[i] = __float2bfloat16(kv_row[h * dims.kv_width() + dims.nope + d]);
+    v_row[i] = kv_row[h * dims.kv_width() + dims.nope + d];
   }
 }
 
@@ -58,10 +57,10 @@ __device__ float block_reduce(float v, bool is_max) {
 
 // grid (rows, n_heads).
 __global__ void causal_softmax_kernel(const float* scores, int64_t rows, int64_t keys, int64_t first_visible,
-                                      float scale, __nv_bfloat16* probs) {
+                                      float scale, float* probs) {
   const int64_t offset = (int64_t(blockIdx.y) * rows + blockIdx.x) * keys;
   const float* s = scores + offset;
-  __nv_bfloat16* p = probs + offset;
+  float* p = probs + offset;
   const int64_t visible = min(keys, first_visible + blockIdx.x + 1);
   float m = -FLT_MAX;
   for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) m = fmaxf(m, s[j] * scale);
@@ -70,27 +69,24 @@ __global__ void causal_softmax_kernel(const float* scores, int64_t rows, int64_t
   for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) sum += expf(s[j] * scale - m);
   const float inv_sum = 1.0f / block_reduce(sum, false);
   for (int64_t j = threadIdx.x; j < keys; j += blockDim.x)
-    p[j] = __float2bfloat16(j < visible ? expf(s[j] * scale - m) * inv_sum : 0.0f);
+    p[j] = j < visible ? expf(s[j] * scale - m) * inv_sum : 0.0f;
 }
 
 }  // namespace
 
-void launch_mla_pack_q(MlaDims dims, DeviceMatrix q, uint16_t* q_bf16, cudaStream_t stream) {
-  if (q.rows > 0) pack_q_kernel<<<unsigned(q.rows), 256, 0, stream>>>(dims, q, reinterpret_cast<__nv_bfloat16*>(q_bf16));
+void launch_mla_pack_q(MlaDims dims, DeviceMatrix q, float* q_packed, cudaStream_t stream) {
+  if (q.rows > 0) pack_q_kernel<<<unsigned(q.rows), 256, 0, stream>>>(dims, q, q_packed);
 }
 
-void launch_mla_pack_kv(MlaDims dims, DeviceMatrix kv, DeviceMatrix latent, uint16_t* k_bf16, uint16_t* v_bf16,
-                        cudaStream_t stream) {
-  if (kv.rows > 0)
-    pack_kv_kernel<<<unsigned(kv.rows), 256, 0, stream>>>(dims, kv, latent, reinterpret_cast<__nv_bfloat16*>(k_bf16),
-                                                          reinterpret_cast<__nv_bfloat16*>(v_bf16));
+void launch_mla_pack_kv(MlaDims dims, DeviceMatrix kv, DeviceMatrix latent, float* k, float* v, cudaStream_t stream) {
+  if (kv.rows > 0) pack_kv_kernel<<<unsigned(kv.rows), 256, 0, stream>>>(dims, kv, latent, k, v);
 }
 
 void launch_mla_causal_softmax(const float* scores, int n_heads, int64_t rows, int64_t keys, int64_t first_visible,
-                               float scale, uint16_t* probs, cudaStream_t stream) {
+                               float scale, float* probs, cudaStream_t stream) {
   if (rows > 0)
-    causal_softmax_kernel<<<dim3(unsigned(rows), unsigned(n_heads)), 256, 0, stream>>>(
-        scores, rows, keys, first_visible, scale, reinterpret_cast<__nv_bfloat16*>(probs));
+    causal_softmax_kernel<<<dim3(unsigned(rows), unsigned(n_heads)), 256, 0, stream>>>(scores, rows, keys,
+                                                                                       first_visible, scale, probs);
 }
 
 }  // namespace dsv3::cuda

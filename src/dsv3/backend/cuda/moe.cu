@@ -200,14 +200,14 @@ void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_exper
 
 void launch_moe_gate_up(const DeviceWeight* experts, const DeviceWeight& shape, int n_experts, int max_active,
                         MoePlan plan, DeviceMatrix x, bool vector, float* hidden, cudaStream_t stream) {
-  const int wpr = warps_per_row(shape);
+  const int wpr = warps_per_row(shape, max_active);
   const dim3 grid(unsigned((shape.rows + kRowWarps / wpr - 1) / (kRowWarps / wpr)), unsigned(max_active));
   gate_up_kernel<<<grid, kRowWarps * 32, 0, stream>>>(experts, wpr, plan, n_experts, x, vector, hidden, shape.rows);
 }
 
 void launch_moe_down(const DeviceWeight* experts, const DeviceWeight& shape, int n_experts, int max_active,
                      MoePlan plan, const float* hidden, bool vector, float* y, cudaStream_t stream) {
-  const int wpr = warps_per_row(shape);
+  const int wpr = warps_per_row(shape, max_active);
   const dim3 grid(unsigned((shape.rows + kRowWarps / wpr - 1) / (kRowWarps / wpr)), unsigned(max_active));
   down_kernel<<<grid, kRowWarps * 32, 0, stream>>>(experts, wpr, plan, n_experts, hidden, vector, y);
 }

@@ -92,10 +92,11 @@ __device__ bool reduce_row(float (&acc)[kTokens], int part, int wpr, int n_token
   return true;
 }
 
-// Host side: warps sharing a row, so that few rows still give every SM enough loads in flight.
-inline int warps_per_row(const DeviceWeight& w) {
+// Host side: warps sharing a row, so that few rows (times `copies`, the matrices a launch streams)
+// still give every SM enough loads in flight.
+inline int warps_per_row(const DeviceWeight& w, int64_t copies = 1) {
   int wpr = 1;
-  while (wpr < kRowWarps && w.rows * wpr < 8192 && w.cols >= int64_t(wpr) * 2 * 32 * 16) wpr *= 2;
+  while (wpr < kRowWarps && w.rows * copies * wpr < 8192 && w.cols >= int64_t(wpr) * 2 * 32 * 16) wpr *= 2;
   return wpr;
 }
 
