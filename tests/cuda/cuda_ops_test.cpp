@@ -245,7 +245,8 @@ TEST_F(CudaOps, MlaMatchesTheCpu) {
       cpu.mla_prefill(shape, pq.host.view, kv_b->host, c.host, c.layout, 1, c.sequences[index], start, po.host.view);
       gpu->mla_prefill(shape, pq.device.view, kv_b->device, c.device, c.layout, 1, c.sequences[index], start,
                        po.device.view);
-      EXPECT_LE(relative_l2(device_values(po.device.view), host_values(po.host.view)), 1e-4)
+      // kv_b_proj expands the context on BF16 tensor cores (the weight dequantised to BF16).
+      EXPECT_LE(relative_l2(device_values(po.device.view), host_values(po.host.view)), 1e-2)
           << "prefill " << dtype_name(dtype) << " start " << start;
     }
   }
