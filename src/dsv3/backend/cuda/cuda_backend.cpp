@@ -31,6 +31,7 @@ using cuda::matrix;
 CudaBackend::CudaBackend() {
   if (!cuda::device_present()) fail("--device cuda: no CUDA device is visible to this process");
   DSV3_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  DSV3_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, 0));
   pool_ = std::make_shared<cuda::DevicePool>();
   gemm_ = std::make_unique<cuda::GemmRunner>(stream_);
   DSV3_CUDA_CHECK(cudaMallocHost(&staging_, staging_bytes_));

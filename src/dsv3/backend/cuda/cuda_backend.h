@@ -85,6 +85,7 @@ class CudaBackend final : public Backend {
   void moe_experts_by_expert(const Act& x, std::span<const ExpertWeights> experts, const cuda::MoePlan& plan, float* y);
 
   cudaStream_t stream_ = nullptr;
+  int sm_count_ = 0;
   std::shared_ptr<cuda::DevicePool> pool_;
   std::unique_ptr<cuda::GemmRunner> gemm_;
   std::vector<Buffer> placed_;  // weights copied to the device

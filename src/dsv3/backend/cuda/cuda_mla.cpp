@@ -113,10 +113,8 @@ void CudaBackend::mla_decode(const MlaShape& shape, const Act& q, const LinearWe
   DSV3_CUDA_CHECK_LAUNCH();
 
   // Split long contexts so that about two blocks run on every SM; each part keeps >= 64 rows.
-  int sm_count = 0;
-  DSV3_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, 0));
   const int64_t blocks = int64_t(n_items) * ((d.n_heads + 15) / 16);
-  const int n_splits = int(std::clamp<int64_t>((2 * sm_count + blocks - 1) / blocks, 1, std::max<int64_t>(1, max_context / 64)));
+  const int n_splits = int(std::clamp<int64_t>((2 * sm_count_ + blocks - 1) / blocks, 1, std::max<int64_t>(1, max_context / 64)));
   Buffer partial = scratch(size_t(n_items) * n_splits * d.n_heads * (d.d_c + 2) * 4);
   Buffer o_latent = scratch(size_t(n_items) * size_t(d.n_heads * d.d_c) * 4);
   cuda::launch_mla_decode_attention(d, matrix(q), static_cast<const float*>(q_latent.data()), items_ptr, n_items,

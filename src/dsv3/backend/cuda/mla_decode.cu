@@ -5,7 +5,7 @@
 #include <cfloat>
 
 #include "dsv3/backend/cuda/kernels.h"
-#include "dsv3/backend/cuda/weight_element.cuh"
+#include "dsv3/backend/cuda/row_dots.cuh"
 
 namespace dsv3::cuda {
 namespace {
@@ -15,11 +15,6 @@ constexpr int kHeadGroup = 16;  // heads sharing one pass over the cache
 constexpr int kTile = 8;        // cache rows a step
 constexpr int kThreads = 256;
 constexpr int kMaxColsPerThread = 4;  // d_c <= 1024
-
-__device__ inline float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
 
 // grid (n_heads, column blocks of 128, item groups); thread c of the block produces column c of
 // q_latent for up to kItemsPerBlock items.

@@ -1,7 +1,5 @@
 // MLA prefill in the expanded form (REFERENCE.md, MLA): operands packed head-major for cuBLAS's
 // batched float32 products over heads, and the causal softmax between the two products.
-#include <cuda_bf16.h>
-
 #include <cfloat>
 
 #include "dsv3/backend/cuda/kernels.h"
