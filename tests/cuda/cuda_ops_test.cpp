@@ -46,6 +46,17 @@ class CudaOps : public ::testing::Test {
     const std::vector<float> v = random(size_t(rows * cols), scale);
     return {cpu.upload(v, rows, cols), gpu->upload(v, rows, cols)};
   }
+  // int32 values for an op on each backend: the host vector itself, and a device copy.
+  struct IndexPair {
+    std::vector<int32_t> values;
+    Buffer copy;
+    Indices host() const { return {values.data(), int64_t(values.size())}; }
+    Indices device() const { return {static_cast<const int32_t*>(copy.data()), int64_t(values.size())}; }
+  };
+  IndexPair indices(std::vector<int32_t> values) {
+    Buffer copy = gpu->to_device(std::span<const int32_t>(values));
+    return {std::move(values), std::move(copy)};
+  }
   std::vector<float> host_values(const Act& a) {
     std::vector<float> v(size_t(a.rows * a.cols));
     cpu.download(a, v.data());
@@ -116,8 +127,9 @@ TEST_F(CudaOps, RowOpsMatchTheCpu) {
     std::vector<int32_t> picks;
     for (int64_t i = 0; i < rows; i += 2) picks.push_back(int32_t(rows - 1 - i));
     Pair picked = activations(int64_t(picks.size()), cols);
-    cpu.gather_rows(x.host.view, picks, picked.host.view);
-    gpu->gather_rows(x.device.view, picks, picked.device.view);
+    const IndexPair pick_indices = indices(picks);
+    cpu.gather_rows(x.host.view, pick_indices.host(), picked.host.view);
+    gpu->gather_rows(x.device.view, pick_indices.device(), picked.device.view);
     EXPECT_LE(relative_l2(device_values(picked.device.view), host_values(picked.host.view)), 1e-6) << "gather_rows " << rows;
   }
 }
@@ -130,18 +142,47 @@ TEST_F(CudaOps, RopeAndEmbedMatchTheCpu) {
   std::vector<int32_t> positions;
   for (int64_t r = 0; r < rows; ++r) positions.push_back(int32_t(r * 977 % 30000));
   Pair x = activations(rows, heads * head_dim);
-  cpu.rope(x.host.view, head_dim, offset, host_table, positions);
-  gpu->rope(x.device.view, head_dim, offset, device_table, positions);
+  const IndexPair position_indices = indices(positions);
+  cpu.rope(x.host.view, head_dim, offset, host_table, position_indices.host());
+  gpu->rope(x.device.view, head_dim, offset, device_table, position_indices.device());
   EXPECT_LE(relative_l2(device_values(x.device.view), host_values(x.host.view)), 1e-6);
 
   auto table = weight(DType::BF16, 300, 96);
-  const std::vector<int32_t> ids = {5, 0, 299, 17, 5};
+  const IndexPair ids = indices({5, 0, 299, 17, 5});
   Pair out = activations(5, 96);
-  cpu.embed(table->host.weight, ids, out.host.view);
-  gpu->embed(table->device.weight, ids, out.device.view);
+  cpu.embed(table->host.weight, ids.host(), out.host.view);
+  gpu->embed(table->device.weight, ids.device(), out.device.view);
   EXPECT_EQ(device_values(out.device.view), host_values(out.host.view));
-  const std::vector<int32_t> bad = {300};
-  EXPECT_THROW(gpu->embed(table->device.weight, bad, out.device.view.rows_slice(0, 1)), Error);
+}
+
+// A step given a replay key runs directly the first time, is recorded as a graph the second and
+// replayed after that: every run must see its own inputs, including inputs that grow within their
+// recorded room (block tables).
+TEST_F(CudaOps, RecordedStepsReplayWithNewInputs) {
+  auto table = weight(DType::BF16, 300, 96);
+  const std::vector<float> inv_freq = random(16, 0.1f);
+  const RopeTable host_rope{cpu.upload(inv_freq, 1, 16), 1.0f}, device_rope{gpu->upload(inv_freq, 1, 16), 1.0f};
+  std::uniform_int_distribution<int32_t> id(0, 299);
+  for (int run = 0; run < 5; ++run) {
+    std::vector<std::vector<int32_t>> inputs(3);
+    for (int i = 0; i < 6; ++i) inputs[0].push_back(id(rng));
+    inputs[1] = {int32_t(run % 6), 5, 2};
+    // Grows from run to run; rope reads its first three values as positions.
+    for (int i = 0; i < 33 + run; ++i) inputs[2].push_back(id(rng) * 10);
+    auto step = [&](Backend& be, const TensorView& weights, const RopeTable& rope) {
+      return [&be, &weights, &rope](std::span<const Indices> in) {
+        ActBuffer x = be.alloc(in[0].size, 96), picked = be.alloc(in[1].size, 96);
+        be.embed(weights, in[0], x.view);
+        be.gather_rows(x.view, in[1], picked.view);
+        be.rope(picked.view, 96, 64, rope, in[2]);
+        return picked;
+      };
+    };
+    std::vector<float> expected, got;
+    cpu.run_step(std::nullopt, inputs, step(cpu, table->host.weight, host_rope), expected);
+    gpu->run_step(7, inputs, step(*gpu, table->device.weight, device_rope), got);
+    EXPECT_LE(relative_l2(got, expected), 1e-6) << "run " << run;
+  }
 }
 
 TEST_F(CudaOps, WeightStreamingLinearMatchesTheCpu) {
@@ -220,8 +261,11 @@ TEST_F(CudaOps, MlaMatchesTheCpu) {
     for (int64_t p = 0; p < (length + 63) / 64; ++p) s.block_table.push_back(next_page--);
     s.n_tokens = length;
     Pair rows = activations(length, width);
-    cpu.cache_write(c.host, c.layout, 1, s, 0, rows.host.view);
-    gpu->cache_write(c.device, c.layout, 1, s, 0, rows.device.view);
+    std::vector<int32_t> slots;
+    for (int64_t position = 0; position < length; ++position) slots.push_back(cache_slot(c.layout, s.block_table, position));
+    const IndexPair slot_indices = indices(slots);
+    cpu.cache_write(c.host, c.layout, 1, slot_indices.host(), rows.host.view);
+    gpu->cache_write(c.device, c.layout, 1, slot_indices.device(), rows.device.view);
     c.sequences.push_back(s);
   }
   for (const DType dtype : {DType::BF16, DType::F8_E4M3}) {
@@ -229,10 +273,17 @@ TEST_F(CudaOps, MlaMatchesTheCpu) {
     const int64_t n = int64_t(lengths.size());
     Pair q = activations(n + 3, shape.n_heads * shape.qk_head_dim());
     Pair out = activations(n + 3, shape.n_heads * shape.v_head_dim);
-    std::vector<DecodeItem> items;
-    for (int64_t i = 0; i < n; ++i) items.push_back({i + 2, &c.sequences[size_t(i)], lengths[size_t(i)]});
-    cpu.mla_decode(shape, q.host.view, kv_b->host, c.host, c.layout, 1, items, out.host.view);
-    gpu->mla_decode(shape, q.device.view, kv_b->device, c.device, c.layout, 1, items, out.device.view);
+    std::vector<int32_t> items, tables;
+    for (int64_t i = 0; i < n; ++i) {
+      const CacheSequence& s = c.sequences[size_t(i)];
+      items.insert(items.end(), {int32_t(i + 2), int32_t(lengths[size_t(i)]), int32_t(tables.size())});
+      tables.insert(tables.end(), s.block_table.begin(), s.block_table.end());
+    }
+    const IndexPair item_indices = indices(items), table_indices = indices(tables);
+    const DecodeBatch host_batch{item_indices.host(), table_indices.host(), n};
+    const DecodeBatch device_batch{item_indices.device(), table_indices.device(), n};
+    cpu.mla_decode(shape, q.host.view, kv_b->host, c.host, c.layout, 1, host_batch, out.host.view);
+    gpu->mla_decode(shape, q.device.view, kv_b->device, c.device, c.layout, 1, device_batch, out.device.view);
     const Act written_host = out.host.view.rows_slice(2, n), written_device = out.device.view.rows_slice(2, n);
     EXPECT_LE(relative_l2(device_values(written_device), host_values(written_host)), 1e-4) << "decode " << dtype_name(dtype);
 

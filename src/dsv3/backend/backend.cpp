@@ -8,6 +8,15 @@
 
 namespace dsv3 {
 
+void Backend::run_step(std::optional<uint64_t>, std::span<const std::vector<int32_t>> inputs, const StepBody& body,
+                       std::vector<float>& result) {
+  std::vector<Indices> views;
+  for (const std::vector<int32_t>& values : inputs) views.push_back({values.data(), int64_t(values.size())});
+  const ActBuffer out = body(views);
+  result.resize(size_t(out.view.rows * out.view.cols));
+  download(out.view, result.data());
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& name) {
 #ifdef DSV3_HAVE_CUDA
   if (name == "cuda" || (name.empty() && cuda::device_present())) return std::make_unique<CudaBackend>();

@@ -3,9 +3,12 @@
 // Shapes in comments are [rows, cols] of Act views; all views are row-major.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "dsv3/backend/buffer.h"
 #include "dsv3/backend/latent_cache.h"
@@ -32,11 +35,20 @@ struct MlaShape {
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
 };
 
-// One sequence's decode step in mla_decode: its query row and the cache it attends to.
-struct DecodeItem {
-  int64_t q_row = 0;
-  const CacheSequence* sequence = nullptr;
-  int64_t context_len = 0;  // tokens attended to, this step's own included
+// int32 values an op reads (token ids, positions, cache slots, decode items, block tables): in
+// backend memory, put there once a forward pass by run_step.
+struct Indices {
+  const int32_t* data = nullptr;
+  int64_t size = 0;
+};
+
+// The sequences of a decode step as mla_decode reads them.
+struct DecodeBatch {
+  // Three values an item: its query row, the tokens it attends to (this step's included), and where
+  // its block table starts in `tables`.
+  Indices items;
+  Indices tables;  // the items' block tables, one after another
+  int64_t n_items = 0;
 };
 
 struct RouterParams {
@@ -75,13 +87,22 @@ class Backend {
   // CUDA copies it to device memory once and returns a view of the copy, owned by the backend.
   virtual TensorView place(const TensorView& stored) { return stored; }
 
+  // A forward pass: puts `inputs` (host values) in backend memory, runs `body` over them, and
+  // downloads the matrix it returns into `result` (resized to rows * cols). Given a `replay_key`, a
+  // backend may record the body's ops and, at a later call with that key and inputs of the same sizes,
+  // replay the record over the new inputs without running the body (CUDA graphs): the body must then
+  // do the same work every time for one key and take host values only through `inputs`.
+  using StepBody = std::function<ActBuffer(std::span<const Indices> inputs)>;
+  virtual void run_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,
+                        const StepBody& body, std::vector<float>& result);
+
   // The read bandwidth of the memory the weights live in, measured now, in bytes a second.
   virtual double measure_read_bandwidth() = 0;
 
   // out[i] = table[ids[i]] (table [vocab, H] in its stored dtype).
-  virtual void embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) = 0;
+  virtual void embed(const TensorView& table, const Indices& ids, const Act& out) = 0;
   // out[r] = rows[r] of x for r in `rows`.
-  virtual void gather_rows(const Act& x, std::span<const int32_t> rows, const Act& out) = 0;
+  virtual void gather_rows(const Act& x, const Indices& rows, const Act& out) = 0;
   // out = weight * x / sqrt(mean(x^2) + eps), per row; out may alias x.
   virtual void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) = 0;
   // out = x W^T over a weight in its stored format.
@@ -93,12 +114,13 @@ class Backend {
   // Rotates, in place, elements [offset, offset + rope_dim) of each head_dim-wide head of every row
   // of x, row r at position positions[r].
   virtual void rope(const Act& x, int64_t head_dim, int64_t offset, const RopeTable& table,
-                    std::span<const int32_t> positions) = 0;
+                    const Indices& positions) = 0;
 
   // MLA over the latent cache.
-  // Stores rows [n, kv_lora_rank + qk_rope] (c_kv, rotated k_pe) at positions start.. of `sequence`.
-  virtual void cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
-                           const CacheSequence& sequence, int64_t start, const Act& rows) = 0;
+  // Stores rows [n, kv_lora_rank + qk_rope] (c_kv, rotated k_pe), row i in cache slot slots[i]
+  // (cache_slot()).
+  virtual void cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer, const Indices& slots,
+                           const Act& rows) = 0;
   // Expanded form: q [n, n_heads * qk_head_dim] for positions start..start+n-1 of `sequence`
   // attends causally to cache positions 0..start+n-1, whose k_nope and v come from kv_b_proj(c_kv).
   // out [n, n_heads * v_head_dim].
@@ -109,7 +131,7 @@ class Backend {
   // values mapped back through W_uv, never expanding the cache.
   virtual void mla_decode(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj,
                           const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
-                          std::span<const DecodeItem> items, const Act& out) = 0;
+                          const DecodeBatch& batch, const Act& out) = 0;
 
   // DeepSeekMoE.
   // Router: scores from gate (float32), expert selection per RouterParams, weights of the chosen.

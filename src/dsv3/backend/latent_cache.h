@@ -27,4 +27,9 @@ struct CacheSequence {
   int64_t n_tokens = 0;
 };
 
+// The cache slot of a sequence's position: its row in every layer, page * page_size + offset.
+inline int32_t cache_slot(const LatentCacheLayout& layout, std::span<const int32_t> block_table, int64_t position) {
+  return int32_t(block_table[size_t(position / layout.page_size)] * layout.page_size + position % layout.page_size);
+}
+
 }  // namespace dsv3

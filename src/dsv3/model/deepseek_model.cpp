@@ -15,10 +15,17 @@ constexpr int64_t kPageSize = 64;  // tokens a cache page
 // The flattened batch: every chunk's tokens in order, and where each chunk starts.
 struct DeepseekModel::Batch {
   std::span<const ForwardChunk> chunks;
-  std::vector<int32_t> ids;
-  std::vector<int32_t> positions;
   std::vector<int64_t> first_row;  // row of each chunk's first token
   std::vector<int64_t> start;      // cache position of each chunk's first token
+};
+
+// The host values of a forward pass, in the order run_step takes them.
+enum StepInput { kIds, kPositions, kSlots, kDecodeItems, kDecodeTables, kOutputRows, kStepInputs };
+
+// The device-side views of them, for the ops.
+struct DeepseekModel::StepIndices {
+  std::span<const Indices> inputs;
+  DecodeBatch decode;
 };
 
 DeepseekModel::DeepseekModel(ModelConfig config, std::shared_ptr<const TensorSource> source,
@@ -44,52 +51,72 @@ DeepseekModel::DeepseekModel(ModelConfig config, std::shared_ptr<const TensorSou
 }
 
 std::vector<float> DeepseekModel::forward(std::span<const ForwardChunk> chunks, bool all_positions) {
-  Backend& be = *backend_;
-  const int64_t hidden = config_.hidden_size;
-  Batch batch{chunks, {}, {}, {}, {}};
+  Batch batch{chunks, {}, {}};
+  std::vector<std::vector<int32_t>> inputs(kStepInputs);
+  int64_t n_decode = 0;
   for (const ForwardChunk& chunk : chunks) {
     DSV3_ASSERT(!chunk.tokens.empty());
-    const int64_t start = chunk.sequence->n_tokens;
-    pages_.reserve(*chunk.sequence, start + int64_t(chunk.tokens.size()));
-    batch.first_row.push_back(int64_t(batch.ids.size()));
+    CacheSequence& sequence = *chunk.sequence;
+    const int64_t start = sequence.n_tokens, n = int64_t(chunk.tokens.size());
+    pages_.reserve(sequence, start + n);
+    const int64_t first = int64_t(inputs[kIds].size());
+    batch.first_row.push_back(first);
     batch.start.push_back(start);
-    for (size_t i = 0; i < chunk.tokens.size(); ++i) {
-      batch.ids.push_back(chunk.tokens[i]);
-      batch.positions.push_back(int32_t(start + int64_t(i)));
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t id = chunk.tokens[size_t(i)];
+      if (id < 0 || id >= config_.vocab_size)
+        fail("token id ", id, " is outside the vocabulary (", config_.vocab_size, ")");
+      inputs[kIds].push_back(id);
+      inputs[kPositions].push_back(int32_t(start + i));
+      inputs[kSlots].push_back(cache_slot(cache_layout_, sequence.block_table, start + i));
     }
+    if (n == 1) {
+      std::vector<int32_t>& tables = inputs[kDecodeTables];
+      inputs[kDecodeItems].insert(inputs[kDecodeItems].end(),
+                                  {int32_t(first), int32_t(start + 1), int32_t(tables.size())});
+      tables.insert(tables.end(), sequence.block_table.begin(), sequence.block_table.end());
+      ++n_decode;
+    }
+    for (int64_t r = all_positions ? first : first + n - 1; r < first + n; ++r) inputs[kOutputRows].push_back(int32_t(r));
   }
-  const int64_t n = int64_t(batch.ids.size());
+  // A step of decode chunks alone does the same work for every batch of its size: replayable.
+  const bool replayable = n_decode == int64_t(chunks.size()) && !all_positions;
+  std::vector<float> logits;
+  backend_->run_step(replayable ? std::optional<uint64_t>(n_decode) : std::nullopt, inputs,
+                     [&](std::span<const Indices> device_inputs) {
+                       const StepIndices step{device_inputs, {device_inputs[kDecodeItems], device_inputs[kDecodeTables], n_decode}};
+                       return run_layers(batch, step);
+                     },
+                     logits);
+  for (const ForwardChunk& chunk : chunks) chunk.sequence->n_tokens += int64_t(chunk.tokens.size());
+  return logits;
+}
 
+ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step) {
+  Backend& be = *backend_;
+  const int64_t hidden = config_.hidden_size, n = step.inputs[kIds].size;
   ActBuffer x = be.alloc(n, hidden), h = be.alloc(n, hidden), sublayer_out = be.alloc(n, hidden);
-  be.embed(weights_.embed_tokens, batch.ids, x.view);
+  be.embed(weights_.embed_tokens, step.inputs[kIds], x.view);
   const float eps = float(config_.rms_norm_eps);
   for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer) {
     const LayerWeights& lw = weights_.layers[size_t(layer)];
     be.rmsnorm(x.view, lw.input_layernorm.view, eps, h.view);
-    attention(layer, batch, h.view, sublayer_out.view);
+    attention(layer, batch, step, h.view, sublayer_out.view);
     be.add(x.view, sublayer_out.view);
     be.rmsnorm(x.view, lw.post_attention_layernorm.view, eps, h.view);
     feed_forward(layer, h.view, sublayer_out.view);
     be.add(x.view, sublayer_out.view);
   }
-  for (size_t c = 0; c < chunks.size(); ++c) chunks[c].sequence->n_tokens += int64_t(chunks[c].tokens.size());
-
-  std::vector<int32_t> rows;
-  for (size_t c = 0; c < chunks.size(); ++c) {
-    const int64_t end = batch.first_row[c] + int64_t(chunks[c].tokens.size());
-    for (int64_t r = all_positions ? batch.first_row[c] : end - 1; r < end; ++r) rows.push_back(int32_t(r));
-  }
-  const int64_t n_out = int64_t(rows.size());
-  ActBuffer last = be.alloc(n_out, hidden), logits = be.alloc(n_out, config_.vocab_size);
+  const Indices& rows = step.inputs[kOutputRows];
+  ActBuffer last = be.alloc(rows.size, hidden), logits = be.alloc(rows.size, config_.vocab_size);
   be.gather_rows(x.view, rows, last.view);
   be.rmsnorm(last.view, weights_.norm.view, eps, last.view);
   be.linear(last.view, weights_.lm_head, logits.view);
-  std::vector<float> host(static_cast<size_t>(n_out * config_.vocab_size));
-  be.download(logits.view, host.data());
-  return host;
+  return logits;
 }
 
-void DeepseekModel::attention(int64_t layer, const Batch& batch, const Act& h, const Act& out) {
+void DeepseekModel::attention(int64_t layer, const Batch& batch, const StepIndices& step, const Act& h,
+                              const Act& out) {
   Backend& be = *backend_;
   const AttentionWeights& w = weights_.layers[size_t(layer)].self_attn;
   const int64_t n = h.rows, d_c = config_.kv_lora_rank, rope_dim = config_.qk_rope_head_dim;
@@ -110,24 +137,19 @@ void DeepseekModel::attention(int64_t layer, const Batch& batch, const Act& h, c
   be.linear(h, w.kv_a_proj_with_mqa, kv.view);
   const Act c_kv = kv.view.cols_slice(0, d_c);
   be.rmsnorm(c_kv, w.kv_a_layernorm.view, kLatentNormEps, c_kv);
-  be.rope(q.view, qk, config_.qk_nope_head_dim, rope_, batch.positions);
-  be.rope(kv.view.cols_slice(d_c, rope_dim), rope_dim, 0, rope_, batch.positions);
+  be.rope(q.view, qk, config_.qk_nope_head_dim, rope_, step.inputs[kPositions]);
+  be.rope(kv.view.cols_slice(d_c, rope_dim), rope_dim, 0, rope_, step.inputs[kPositions]);
+  be.cache_write(cache_, cache_layout_, layer, step.inputs[kSlots], kv.view);
 
   ActBuffer attn = be.alloc(n, config_.num_attention_heads * config_.v_head_dim);
-  std::vector<DecodeItem> decode_items;
   for (size_t c = 0; c < batch.chunks.size(); ++c) {
-    const CacheSequence& sequence = *batch.chunks[c].sequence;
     const int64_t rows = int64_t(batch.chunks[c].tokens.size()), first = batch.first_row[c];
-    be.cache_write(cache_, cache_layout_, layer, sequence, batch.start[c], kv.view.rows_slice(first, rows));
-    if (rows == 1) {
-      decode_items.push_back({first, &sequence, batch.start[c] + 1});
-    } else {
-      be.mla_prefill(mla_, q.view.rows_slice(first, rows), w.kv_b_proj, cache_, cache_layout_, layer, sequence,
-                     batch.start[c], attn.view.rows_slice(first, rows));
-    }
+    if (rows > 1)
+      be.mla_prefill(mla_, q.view.rows_slice(first, rows), w.kv_b_proj, cache_, cache_layout_, layer,
+                     *batch.chunks[c].sequence, batch.start[c], attn.view.rows_slice(first, rows));
   }
-  if (!decode_items.empty())
-    be.mla_decode(mla_, q.view, w.kv_b_proj, cache_, cache_layout_, layer, decode_items, attn.view);
+  if (step.decode.n_items > 0)
+    be.mla_decode(mla_, q.view, w.kv_b_proj, cache_, cache_layout_, layer, step.decode, attn.view);
   be.linear(attn.view, w.o_proj, out);
 }
 

@@ -42,7 +42,10 @@ class DeepseekModel {
 
  private:
   struct Batch;
-  void attention(int64_t layer, const Batch& batch, const Act& h, const Act& out);
+  struct StepIndices;
+  // The layers and the head over the step's inputs in backend memory: the logits.
+  ActBuffer run_layers(const Batch& batch, const StepIndices& step);
+  void attention(int64_t layer, const Batch& batch, const StepIndices& step, const Act& h, const Act& out);
   void feed_forward(int64_t layer, const Act& h, const Act& out);
   void expert_ffn(const ExpertWeights& w, const Act& h, const Act& out);
 

@@ -20,14 +20,6 @@ Buffer host_alloc(size_t n_bytes) {
   return Buffer(p, n_bytes, [](void* q) { std::free(q); });
 }
 
-float* cache_row(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
-                 const CacheSequence& sequence, int64_t position) {
-  const int64_t page = sequence.block_table.at(size_t(position / layout.page_size));
-  const int64_t slot = position % layout.page_size;
-  return static_cast<float*>(cache.data()) + layer * layout.layer_elems() + page * layout.page_elems() +
-         slot * layout.row_width();
-}
-
 }  // namespace cpu
 
 using cpu::row_ptr;
@@ -53,7 +45,8 @@ Buffer CpuBackend::alloc_cache(const LatentCacheLayout& layout) {
   return cpu::host_alloc(size_t(layout.n_layers * layout.layer_elems()) * sizeof(float));
 }
 
-void CpuBackend::embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) {
+void CpuBackend::embed(const TensorView& table, const Indices& indices, const Act& out) {
+  const std::span<const int32_t> ids = cpu::host_values(indices);
   const int64_t vocab = table.shape.at(0);
   const LinearWeight as_rows{table, {}, 128, 128};
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -62,7 +55,8 @@ void CpuBackend::embed(const TensorView& table, std::span<const int32_t> ids, co
   }
 }
 
-void CpuBackend::gather_rows(const Act& x, std::span<const int32_t> rows, const Act& out) {
+void CpuBackend::gather_rows(const Act& x, const Indices& indices, const Act& out) {
+  const std::span<const int32_t> rows = cpu::host_values(indices);
   for (size_t i = 0; i < rows.size(); ++i)
     std::memcpy(row_ptr(out, int64_t(i)), row_ptr(x, rows[i]), size_t(x.cols) * 4);
 }
@@ -105,7 +99,8 @@ void CpuBackend::silu_mul(const Act& gate, const Act& up, const Act& out) {
 }
 
 void CpuBackend::rope(const Act& x, int64_t head_dim, int64_t offset, const RopeTable& table,
-                      std::span<const int32_t> positions) {
+                      const Indices& indices) {
+  const std::span<const int32_t> positions = cpu::host_values(indices);
   const float* inv_freq = row_ptr(table.inv_freq.view, 0);
   const int64_t n_pairs = table.inv_freq.view.cols;
   const int64_t n_heads = x.cols / head_dim;
@@ -127,11 +122,10 @@ void CpuBackend::rope(const Act& x, int64_t head_dim, int64_t offset, const Rope
 }
 
 void CpuBackend::cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
-                             const CacheSequence& sequence, int64_t start, const Act& rows) {
-  DSV3_ASSERT(rows.cols == layout.row_width());
+                             const Indices& slots, const Act& rows) {
+  DSV3_ASSERT(rows.cols == layout.row_width() && slots.size == rows.rows);
   for (int64_t i = 0; i < rows.rows; ++i)
-    std::memcpy(cpu::cache_row(cache, layout, layer, sequence, start + i), row_ptr(rows, i),
-                size_t(rows.cols) * 4);
+    std::memcpy(cpu::cache_row(cache, layout, layer, slots.data[i]), row_ptr(rows, i), size_t(rows.cols) * 4);
 }
 
 }  // namespace dsv3

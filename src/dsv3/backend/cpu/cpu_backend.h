@@ -16,22 +16,22 @@ class CpuBackend final : public Backend {
   Buffer alloc_cache(const LatentCacheLayout& layout) override;
   double measure_read_bandwidth() override;
 
-  void embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) override;
-  void gather_rows(const Act& x, std::span<const int32_t> rows, const Act& out) override;
+  void embed(const TensorView& table, const Indices& ids, const Act& out) override;
+  void gather_rows(const Act& x, const Indices& rows, const Act& out) override;
   void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) override;
   void linear(const Act& x, const LinearWeight& w, const Act& out) override;
   void add(const Act& x, const Act& y) override;
   void silu_mul(const Act& gate, const Act& up, const Act& out) override;
   void rope(const Act& x, int64_t head_dim, int64_t offset, const RopeTable& table,
-            std::span<const int32_t> positions) override;
+            const Indices& positions) override;
 
-  void cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
-                   const CacheSequence& sequence, int64_t start, const Act& rows) override;
+  void cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer, const Indices& slots,
+                   const Act& rows) override;
   void mla_prefill(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
                    const LatentCacheLayout& layout, int64_t layer, const CacheSequence& sequence,
                    int64_t start, const Act& out) override;
   void mla_decode(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
-                  const LatentCacheLayout& layout, int64_t layer, std::span<const DecodeItem> items,
+                  const LatentCacheLayout& layout, int64_t layer, const DecodeBatch& batch,
                   const Act& out) override;
 
   Routing moe_route(const Act& x, const LinearWeight& gate, const Act* e_score_correction_bias,
@@ -47,9 +47,13 @@ inline float* row_ptr(const Act& a, int64_t r) { return static_cast<float*>(a.da
 // Host memory aligned for vector loads, as a Buffer.
 Buffer host_alloc(size_t n_bytes);
 
-// The cache row (c_kv then k_pe) of `position` in `sequence` at `layer`.
-float* cache_row(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
-                 const CacheSequence& sequence, int64_t position);
+// The cache row (c_kv then k_pe) of `slot` (cache_slot()) at `layer`.
+inline float* cache_row(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer, int64_t slot) {
+  return static_cast<float*>(cache.data()) + layer * layout.layer_elems() + slot * layout.row_width();
+}
+
+// Indices in host memory, where the CPU backend's run_step puts them.
+inline std::span<const int32_t> host_values(const Indices& indices) { return {indices.data, size_t(indices.size)}; }
 
 }  // namespace cpu
 }  // namespace dsv3

@@ -46,6 +46,8 @@ CudaBackend::~CudaBackend() {
 
 void CudaBackend::copy_to_device(void* dst, const void* src, size_t n_bytes) {
   if (n_bytes == 0) return;
+  // A recorded copy would read the staging region again at every replay, long since reused.
+  if (capturing_) fail("--device cuda: an op uploaded host values while a step graph was being recorded");
   if (n_bytes > staging_bytes_ / 4) {  // large (weights of tests, uploads at load): pageable is fine
     DSV3_CUDA_CHECK(cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyHostToDevice, stream_));
     return;
@@ -119,18 +121,14 @@ TensorView CudaBackend::place(const TensorView& stored) {
   return placed;
 }
 
-void CudaBackend::embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) {
-  const int64_t vocab = table.shape.at(0);
-  for (int32_t id : ids)
-    if (id < 0 || id >= vocab) fail("token id ", id, " is outside the vocabulary (", vocab, ")");
-  Buffer ids_device = to_device(ids);
-  cuda::launch_embed(cuda::weight(table), static_cast<const int32_t*>(ids_device.data()), matrix(out), stream_);
+// Ids are the model's to check against the vocabulary: the device cannot report a bad one.
+void CudaBackend::embed(const TensorView& table, const Indices& ids, const Act& out) {
+  cuda::launch_embed(cuda::weight(table), ids.data, matrix(out), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 }
 
-void CudaBackend::gather_rows(const Act& x, std::span<const int32_t> rows, const Act& out) {
-  Buffer rows_device = to_device(rows);
-  cuda::launch_gather_rows(matrix(x), static_cast<const int32_t*>(rows_device.data()), matrix(out), stream_);
+void CudaBackend::gather_rows(const Act& x, const Indices& rows, const Act& out) {
+  cuda::launch_gather_rows(matrix(x), rows.data, matrix(out), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 }
 
@@ -206,11 +204,9 @@ void CudaBackend::silu_mul(const Act& gate, const Act& up, const Act& out) {
 }
 
 void CudaBackend::rope(const Act& x, int64_t head_dim, int64_t offset, const RopeTable& table,
-                       std::span<const int32_t> positions) {
-  Buffer positions_device = to_device(positions);
+                       const Indices& positions) {
   cuda::launch_rope(matrix(x), head_dim, offset, static_cast<const float*>(table.inv_freq.view.data),
-                    table.inv_freq.view.cols, table.attention_factor,
-                    static_cast<const int32_t*>(positions_device.data()), stream_);
+                    table.inv_freq.view.cols, table.attention_factor, positions.data, stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 }
 

@@ -13,6 +13,7 @@
 #include "dsv3/backend/cuda/device_pool.h"
 #include "dsv3/backend/cuda/gemm.h"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/step_graphs.h"
 
 namespace dsv3 {
 
@@ -29,22 +30,25 @@ class CudaBackend final : public Backend {
   Buffer alloc_cache(const LatentCacheLayout& layout) override;
   TensorView place(const TensorView& stored) override;
 
-  void embed(const TensorView& table, std::span<const int32_t> ids, const Act& out) override;
-  void gather_rows(const Act& x, std::span<const int32_t> rows, const Act& out) override;
+  void run_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,
+                const StepBody& body, std::vector<float>& result) override;
+
+  void embed(const TensorView& table, const Indices& ids, const Act& out) override;
+  void gather_rows(const Act& x, const Indices& rows, const Act& out) override;
   void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) override;
   void linear(const Act& x, const LinearWeight& w, const Act& out) override;
   void add(const Act& x, const Act& y) override;
   void silu_mul(const Act& gate, const Act& up, const Act& out) override;
   void rope(const Act& x, int64_t head_dim, int64_t offset, const RopeTable& table,
-            std::span<const int32_t> positions) override;
+            const Indices& positions) override;
 
-  void cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
-                   const CacheSequence& sequence, int64_t start, const Act& rows) override;
+  void cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer, const Indices& slots,
+                   const Act& rows) override;
   void mla_prefill(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
                    const LatentCacheLayout& layout, int64_t layer, const CacheSequence& sequence,
                    int64_t start, const Act& out) override;
   void mla_decode(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
-                  const LatentCacheLayout& layout, int64_t layer, std::span<const DecodeItem> items,
+                  const LatentCacheLayout& layout, int64_t layer, const DecodeBatch& batch,
                   const Act& out) override;
 
   Routing moe_route(const Act& x, const LinearWeight& gate, const Act* e_score_correction_bias,
@@ -84,6 +88,16 @@ class CudaBackend final : public Backend {
   // expert's tokens through linear(); y [n_pairs, hidden] in slot order.
   void moe_experts_by_expert(const Act& x, std::span<const ExpertWeights> experts, const cuda::MoePlan& plan, float* y);
 
+  // A step's inputs in one device block laid out as `layout` says, uploaded through the staging ring.
+  void upload_step_inputs(std::span<const std::vector<int32_t>> inputs, const cuda::StepInputLayout& layout,
+                          void* memory);
+  // The body run as it is, over freshly uploaded inputs; its result downloaded.
+  void run_step_directly(std::span<const std::vector<int32_t>> inputs, const StepBody& body, std::vector<float>& result);
+  // The body captured into a graph over the graph's own inputs and memory; false when an op could
+  // not be captured (it synchronises).
+  bool capture_step(const cuda::StepGraphs::Key& key, std::span<const std::vector<int32_t>> inputs,
+                    const cuda::StepInputLayout& layout, const StepBody& body);
+
   cudaStream_t stream_ = nullptr;
   int sm_count_ = 0;
   std::shared_ptr<cuda::DevicePool> pool_;
@@ -95,6 +109,8 @@ class CudaBackend final : public Backend {
   void* staging_ = nullptr;
   size_t staging_bytes_ = 64u << 20, staging_used_ = 0;
   std::unordered_map<const void*, Buffer> expert_tables_;
+  cuda::StepGraphs graphs_;
+  bool capturing_ = false;  // the stream is recording a step graph
   // kv_b_proj in float32 for MLA decode, which reads it column-wise for every step: made once.
   const cuda::DeviceWeight& float_weight(const LinearWeight& w);
   std::unordered_map<const void*, std::pair<Buffer, cuda::DeviceWeight>> float_weights_;

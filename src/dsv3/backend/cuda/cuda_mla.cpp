@@ -4,7 +4,6 @@
 // operands here cost the fixtures 3e-2 of their tolerance. Decode stays in the latent space
 // (mla_decode.cu).
 #include <algorithm>
-#include <vector>
 
 #include "dsv3/backend/cuda/cuda_backend.h"
 
@@ -27,11 +26,9 @@ cuda::DeviceCacheLayer cache_layer(const Buffer& cache, const LatentCacheLayout&
 using cuda::matrix;
 
 void CudaBackend::cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer,
-                              const CacheSequence& sequence, int64_t start, const Act& rows) {
-  DSV3_ASSERT(rows.cols == layout.row_width());
-  Buffer table = to_device(std::span<const int32_t>(sequence.block_table));
-  cuda::launch_cache_write(cache_layer(cache, layout, layer), static_cast<const int32_t*>(table.data()), start,
-                           matrix(rows), stream_);
+                              const Indices& slots, const Act& rows) {
+  DSV3_ASSERT(rows.cols == layout.row_width() && slots.size == rows.rows);
+  cuda::launch_cache_write(cache_layer(cache, layout, layer), slots.data, matrix(rows), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 }
 
@@ -90,35 +87,31 @@ const cuda::DeviceWeight& CudaBackend::float_weight(const LinearWeight& w) {
   return it->second.second;
 }
 
+// The batch's items are laid out as cuda::MlaItem (DecodeBatch's three values an item).
+static_assert(sizeof(cuda::MlaItem) == 3 * sizeof(int32_t));
+
 void CudaBackend::mla_decode(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
-                             const LatentCacheLayout& layout, int64_t layer, std::span<const DecodeItem> items,
+                             const LatentCacheLayout& layout, int64_t layer, const DecodeBatch& batch,
                              const Act& out) {
   const cuda::MlaDims d = dims_of(shape);
-  const int n_items = int(items.size());
-  std::vector<cuda::MlaItem> packed;
-  std::vector<int32_t> tables;
-  int64_t max_context = 1;
-  for (const DecodeItem& item : items) {
-    packed.push_back({int32_t(item.q_row), int32_t(item.context_len), int32_t(tables.size())});
-    tables.insert(tables.end(), item.sequence->block_table.begin(), item.sequence->block_table.end());
-    max_context = std::max(max_context, item.context_len);
-  }
-  Buffer items_device = to_device(std::span<const cuda::MlaItem>(packed));
-  Buffer tables_device = to_device(std::span<const int32_t>(tables));
-  const auto* items_ptr = static_cast<const cuda::MlaItem*>(items_device.data());
+  if (d.d_c > cuda::kMaxDecodeLatent || d.rope > cuda::kMaxDecodeRope)
+    fail("--device cuda: MLA decode takes kv_lora_rank <= ", cuda::kMaxDecodeLatent, " and qk_rope_head_dim <= ",
+         cuda::kMaxDecodeRope, " (the model has ", d.d_c, " and ", d.rope, ")");
+  const int n_items = int(batch.n_items);
+  const auto* items_ptr = reinterpret_cast<const cuda::MlaItem*>(batch.items.data);
+  // No context is longer than all the items' pages together.
+  const int64_t context_bound = std::max<int64_t>(1, batch.tables.size * layout.page_size);
 
   Buffer q_latent = scratch(size_t(n_items) * size_t(d.n_heads * d.d_c) * 4);
   const cuda::DeviceWeight& w = float_weight(kv_b_proj);
   cuda::launch_mla_absorb(d, matrix(q), items_ptr, n_items, w, static_cast<float*>(q_latent.data()), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 
-  // Split long contexts so that about two blocks run on every SM; each part keeps >= 64 rows.
-  const int64_t blocks = int64_t(n_items) * ((d.n_heads + 15) / 16);
-  const int n_splits = int(std::clamp<int64_t>((2 * sm_count_ + blocks - 1) / blocks, 1, std::max<int64_t>(1, max_context / 64)));
+  const int n_splits = cuda::mla_decode_splits(d, n_items, context_bound, sm_count_);
   Buffer partial = scratch(size_t(n_items) * n_splits * d.n_heads * (d.d_c + 2) * 4);
   Buffer o_latent = scratch(size_t(n_items) * size_t(d.n_heads * d.d_c) * 4);
   cuda::launch_mla_decode_attention(d, matrix(q), static_cast<const float*>(q_latent.data()), items_ptr, n_items,
-                                    static_cast<const int32_t*>(tables_device.data()), cache_layer(cache, layout, layer),
+                                    batch.tables.data, cache_layer(cache, layout, layer),
                                     n_splits, static_cast<float*>(partial.data()), static_cast<float*>(o_latent.data()),
                                     stream_);
   DSV3_CUDA_CHECK_LAUNCH();

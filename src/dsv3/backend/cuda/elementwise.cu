@@ -40,27 +40,50 @@ __global__ void gather_rows_kernel(DeviceMatrix x, const int32_t* rows, DeviceMa
 }
 
 // out = weight * x / sqrt(mean(x^2) + eps); out may alias x (each thread reads before it writes).
+// Rows up to kRowValues * kThreads wide stay in registers, their loads all issued at once; wider
+// ones are read twice.
+constexpr int kRowValues = 32;
+
 __global__ void rmsnorm_kernel(DeviceMatrix x, const float* weight, float eps, DeviceMatrix out) {
   const float* xr = x.data + blockIdx.x * x.stride;
   float* yr = out.data + blockIdx.x * out.stride;
+  if (x.cols > kRowValues * kThreads) {
+    float sum = 0.0f;
+    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) sum += xr[c] * xr[c];
+    const float inv_rms = 1.0f / sqrtf(block_sum(sum) / float(x.cols) + eps);
+    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) yr[c] = weight[c] * (xr[c] * inv_rms);
+    return;
+  }
+  float v[kRowValues];
   float sum = 0.0f;
-  for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) sum += xr[c] * xr[c];
+#pragma unroll
+  for (int j = 0; j < kRowValues; ++j) {
+    const int64_t c = threadIdx.x + int64_t(j) * kThreads;
+    v[j] = c < x.cols ? xr[c] : 0.0f;
+    sum += v[j] * v[j];
+  }
   const float inv_rms = 1.0f / sqrtf(block_sum(sum) / float(x.cols) + eps);
-  for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) yr[c] = weight[c] * (xr[c] * inv_rms);
+#pragma unroll
+  for (int j = 0; j < kRowValues; ++j) {
+    const int64_t c = threadIdx.x + int64_t(j) * kThreads;
+    if (c < x.cols) yr[c] = weight[c] * (v[j] * inv_rms);
+  }
 }
 
+// Elementwise kernels: grid (rows, column blocks of kThreads), one element a thread.
 __global__ void add_kernel(DeviceMatrix x, DeviceMatrix y) {
-  float* xr = x.data + blockIdx.x * x.stride;
-  const float* yr = y.data + blockIdx.x * y.stride;
-  for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) xr[c] += yr[c];
+  const int64_t c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (c < x.cols) x.data[blockIdx.x * x.stride + c] += y.data[blockIdx.x * y.stride + c];
 }
 
 __global__ void silu_mul_kernel(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix out) {
-  const float* g = gate.data + blockIdx.x * gate.stride;
-  const float* u = up.data + blockIdx.x * up.stride;
-  float* o = out.data + blockIdx.x * out.stride;
-  for (int64_t c = threadIdx.x; c < gate.cols; c += blockDim.x) o[c] = g[c] / (1.0f + expf(-g[c])) * u[c];
+  const int64_t c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (c >= gate.cols) return;
+  const float g = gate.data[blockIdx.x * gate.stride + c];
+  out.data[blockIdx.x * out.stride + c] = g / (1.0f + expf(-g)) * up.data[blockIdx.x * up.stride + c];
 }
+
+dim3 elementwise_grid(DeviceMatrix m) { return dim3(unsigned(m.rows), unsigned((m.cols + kThreads - 1) / kThreads)); }
 
 // One block a row; pairs (2i, 2i+1) of every head rotated by position * inv_freq[i]. The angle is a
 // float32 product, as transformers computes it; cos and sin in double, as the CPU op takes them.
@@ -86,9 +109,8 @@ __device__ float* cache_row(DeviceCacheLayer cache, const int32_t* block_table, 
   return cache.data + (page * cache.page_size + position % cache.page_size) * cache.row_width;
 }
 
-__global__ void cache_write_kernel(DeviceCacheLayer cache, const int32_t* block_table, int64_t start,
-                                   DeviceMatrix rows) {
-  float* dst = cache_row(cache, block_table, start + blockIdx.x);
+__global__ void cache_write_kernel(DeviceCacheLayer cache, const int32_t* slots, DeviceMatrix rows) {
+  float* dst = cache.data + int64_t(slots[blockIdx.x]) * cache.row_width;
   const float* src = rows.data + blockIdx.x * rows.stride;
   for (int64_t c = threadIdx.x; c < cache.row_width; c += blockDim.x) dst[c] = src[c];
 }
@@ -140,11 +162,11 @@ void launch_rmsnorm(DeviceMatrix x, const float* weight, float eps, DeviceMatrix
 }
 
 void launch_add(DeviceMatrix x, DeviceMatrix y, cudaStream_t stream) {
-  if (x.rows > 0) add_kernel<<<unsigned(x.rows), kThreads, 0, stream>>>(x, y);
+  if (x.rows > 0 && x.cols > 0) add_kernel<<<elementwise_grid(x), kThreads, 0, stream>>>(x, y);
 }
 
 void launch_silu_mul(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix out, cudaStream_t stream) {
-  if (gate.rows > 0) silu_mul_kernel<<<unsigned(gate.rows), kThreads, 0, stream>>>(gate, up, out);
+  if (gate.rows > 0 && gate.cols > 0) silu_mul_kernel<<<elementwise_grid(gate), kThreads, 0, stream>>>(gate, up, out);
 }
 
 void launch_rope(DeviceMatrix x, int64_t head_dim, int64_t offset, const float* inv_freq, int64_t n_pairs,
@@ -154,9 +176,8 @@ void launch_rope(DeviceMatrix x, int64_t head_dim, int64_t offset, const float* 
                                                            positions);
 }
 
-void launch_cache_write(DeviceCacheLayer cache, const int32_t* block_table, int64_t start, DeviceMatrix rows,
-                        cudaStream_t stream) {
-  if (rows.rows > 0) cache_write_kernel<<<unsigned(rows.rows), kThreads, 0, stream>>>(cache, block_table, start, rows);
+void launch_cache_write(DeviceCacheLayer cache, const int32_t* slots, DeviceMatrix rows, cudaStream_t stream) {
+  if (rows.rows > 0) cache_write_kernel<<<unsigned(rows.rows), kThreads, 0, stream>>>(cache, slots, rows);
 }
 
 void launch_cache_gather(DeviceCacheLayer cache, const int32_t* block_table, DeviceMatrix out, cudaStream_t stream) {

@@ -40,9 +40,8 @@ void launch_add(DeviceMatrix x, DeviceMatrix y, cudaStream_t stream);
 void launch_silu_mul(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix out, cudaStream_t stream);
 void launch_rope(DeviceMatrix x, int64_t head_dim, int64_t offset, const float* inv_freq, int64_t n_pairs,
                  float attention_factor, const int32_t* positions, cudaStream_t stream);
-// Rows of `rows` to cache positions start.. of the sequence whose pages are block_table.
-void launch_cache_write(DeviceCacheLayer cache, const int32_t* block_table, int64_t start, DeviceMatrix rows,
-                        cudaStream_t stream);
+// Row r of `rows` to cache slot slots[r] (page * page_size + offset).
+void launch_cache_write(DeviceCacheLayer cache, const int32_t* slots, DeviceMatrix rows, cudaStream_t stream);
 // Cache positions 0..out.rows-1 of a sequence into out [n, row_width].
 void launch_cache_gather(DeviceCacheLayer cache, const int32_t* block_table, DeviceMatrix out, cudaStream_t stream);
 
@@ -87,9 +86,15 @@ struct MlaItem {
   int32_t q_row = 0, context_len = 0, table_offset = 0;
 };
 
+// The widest latent and rope parts the decode kernels take (DeepSeek's are 512 and 64).
+constexpr int kMaxDecodeLatent = 1024, kMaxDecodeRope = 128;
+
 // q_latent [n_items, n_heads, d_c] = W_uk^T q_nope per item and head (the absorbed query).
 void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
                        float* q_latent, cudaStream_t stream);
+// Parts to split each item's context into: enough blocks for the SMs, at least four tiles of rows a
+// part when contexts are at most context_bound tokens.
+int mla_decode_splits(MlaDims dims, int n_items, int64_t context_bound, int sm_count);
 // Attention of the absorbed queries over the latent cache, the context split into n_splits parts;
 // then the parts are merged into o_latent [n_items, n_heads, d_c]. `partial` holds
 // n_items * n_splits * n_heads * (d_c + 2) floats.

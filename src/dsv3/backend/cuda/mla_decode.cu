@@ -2,6 +2,7 @@
 // latent space through W_uk, attention runs as multi-query attention over the cached rows
 // (c_kv, k_pe) shared by all heads, and the latent output is taken back through W_uv. The cache is
 // read once for a group of 16 heads; long contexts are split over blocks and merged.
+#include <algorithm>
 #include <cfloat>
 
 #include "dsv3/backend/cuda/kernels.h"
@@ -12,31 +13,43 @@ namespace {
 
 constexpr int kItemsPerBlock = 8;
 constexpr int kHeadGroup = 16;  // heads sharing one pass over the cache
-constexpr int kTile = 8;        // cache rows a step
+constexpr int kTile = 16;       // cache rows a step
 constexpr int kThreads = 256;
 constexpr int kMaxColsPerThread = 4;  // d_c <= 1024
+constexpr int kAbsorbCols = 64, kAbsorbSlices = 4;  // an absorb block: 64 columns, the sum over d in 4 slices
 
-// grid (n_heads, column blocks of 128, item groups); thread c of the block produces column c of
-// q_latent for up to kItemsPerBlock items.
-__global__ void absorb_kernel(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, DeviceWeight w,
-                              float* q_latent) {
-  extern __shared__ float q_nope[];  // [kItemsPerBlock][nope]
+// grid (n_heads, column blocks of kAbsorbCols, item groups): q_latent[item, h, c] = sum_d
+// q_nope[item, h, d] W_uk[h][d][c]; the kAbsorbSlices slices of the block sum every 4th d, then add up.
+__global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(MlaDims dims, DeviceMatrix q,
+                                                                             const MlaItem* items, int n_items,
+                                                                             DeviceWeight w, float* q_latent) {
+  extern __shared__ float q_nope[];  // [kItemsPerBlock][nope], then the slices' partial sums
+  float* partial = q_nope + kItemsPerBlock * dims.nope;  // [kAbsorbSlices][kItemsPerBlock][kAbsorbCols]
   const int h = blockIdx.x, first = blockIdx.z * kItemsPerBlock;
   const int n = min(kItemsPerBlock, n_items - first);
-  for (int i = threadIdx.x; i < n * dims.nope; i += blockDim.x) {
+  for (int i = threadIdx.x; i < kItemsPerBlock * dims.nope; i += blockDim.x) {
     const int item = i / dims.nope, d = i % dims.nope;
-    q_nope[i] = q.data[int64_t(items[first + item].q_row) * q.stride + h * dims.qk() + d];
+    q_nope[i] = item < n ? q.data[int64_t(items[first + item].q_row) * q.stride + h * dims.qk() + d] : 0.0f;
   }
   __syncthreads();
-  for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < min(dims.d_c, int(blockIdx.y + 1) * int(blockDim.x));
-       c += blockDim.x) {
-    float acc[kItemsPerBlock] = {};
-    for (int d = 0; d < dims.nope; ++d) {
+  const int col = threadIdx.x % kAbsorbCols, slice = threadIdx.x / kAbsorbCols;
+  const int c = blockIdx.y * kAbsorbCols + col;
+  float acc[kItemsPerBlock] = {};
+  if (c < dims.d_c) {
+#pragma unroll 4
+    for (int d = slice; d < dims.nope; d += kAbsorbSlices) {
       const float wv = weight_element(w, int64_t(h) * dims.kv_width() + d, c);
 #pragma unroll
       for (int i = 0; i < kItemsPerBlock; ++i) acc[i] += q_nope[i * dims.nope + d] * wv;
     }
-    for (int i = 0; i < n; ++i) q_latent[(int64_t(first + i) * dims.n_heads + h) * dims.d_c + c] = acc[i];
+  }
+#pragma unroll
+  for (int i = 0; i < kItemsPerBlock; ++i) partial[(slice * kItemsPerBlock + i) * kAbsorbCols + col] = acc[i];
+  __syncthreads();
+  for (int i = slice; i < n; i += kAbsorbSlices) {
+    float sum = 0.0f;
+    for (int s = 0; s < kAbsorbSlices; ++s) sum += partial[(s * kItemsPerBlock + i) * kAbsorbCols + col];
+    if (c < dims.d_c) q_latent[(int64_t(first + i) * dims.n_heads + h) * dims.d_c + c] = sum;
   }
 }
 
@@ -45,20 +58,51 @@ __device__ inline const float* cache_row(DeviceCacheLayer cache, const int32_t* 
   return cache.data + (page * cache.page_size + position % cache.page_size) * cache.row_width;
 }
 
-// grid (n_items, head groups, n_splits). Writes, per head of the group, the split's running max m,
-// sum l and unnormalised latent output o: partial[((item * n_splits + split) * H + h) * (d_c + 2)].
+// dst(i) = src(i) for i < n over the block, kInFlight loads a thread issued before any is stored: a
+// plain loop would wait out a memory latency at every element.
+template <typename T, typename Src, typename Dst>
+__device__ void stage(int n, Src src, Dst dst) {
+  constexpr int kInFlight = 8;
+  for (int i0 = threadIdx.x; i0 < n; i0 += kInFlight * blockDim.x) {
+    T v[kInFlight];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u)
+      if (i0 + u * int(blockDim.x) < n) v[u] = src(i0 + u * int(blockDim.x));
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u)
+      if (i0 + u * int(blockDim.x) < n) dst(i0 + u * int(blockDim.x), v[u]);
+  }
+}
+
+// Shared-memory row stride of q and the cache tile: a multiple of 4 floats that is 4 more than a
+// multiple of 32, so that the score phase's two row quads of a warp fall in different banks.
+__host__ __device__ inline int padded_width(int width) { return (width + 3) / 4 * 4 + ((4 - (width + 3) / 4 * 4 % 32) + 32) % 32; }
+
+__host__ __device__ inline size_t decode_smem_bytes(int width) {
+  return sizeof(float) * (size_t(2 * kHeadGroup) * padded_width(width) + kHeadGroup * kTile + 3 * kHeadGroup);
+}
+
+// grid (n_items, head groups, n_splits). Each block runs online softmax over its split of the
+// context, kTile rows at a time:
+//   scores: thread (quad q = tid / 16, slice s = tid % 16) computes the 4 heads x 4 rows of quad q
+//           over columns s, s + 16, ... and the 16 slices add up by shuffles;
+//   softmax: a half-warp a head (lane = row);
+//   output: thread tid keeps columns tid, tid + 256, ... of all 16 heads.
+// Writes, per head of the group, the split's running max m, sum l and unnormalised latent output o:
+// partial[((item * n_splits + split) * H + h) * (d_c + 2)].
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(MlaDims dims, DeviceMatrix q,
                                                                     const float* q_latent, const MlaItem* items,
                                                                     const int32_t* tables, DeviceCacheLayer cache,
                                                                     float* partial) {
   extern __shared__ float smem[];
-  const int width = dims.d_c + dims.rope;  // a cache row
-  float* q_s = smem;                       // [kHeadGroup][width]: q_latent then q_pe
-  float* kv_s = q_s + kHeadGroup * width;  // [kTile][width]
-  float* p_s = kv_s + kTile * width;       // [kHeadGroup][kTile] scores, then probabilities
-  float* m_s = p_s + kHeadGroup * kTile;   // [kHeadGroup] running max
-  float* l_s = m_s + kHeadGroup;           // [kHeadGroup] running sum
-  float* f_s = l_s + kHeadGroup;           // [kHeadGroup] rescale factor of this step
+  __shared__ const float* row_s[kTile];  // the tile's cache rows
+  const int width = dims.d_c + dims.rope, stride = padded_width(width);
+  float* q_s = smem;                         // [kHeadGroup][stride]: q_latent then q_pe
+  float* kv_s = q_s + kHeadGroup * stride;   // [kTile][stride]
+  float* p_s = kv_s + kTile * stride;        // [kHeadGroup][kTile] scores, then probabilities
+  float* m_s = p_s + kHeadGroup * kTile;     // [kHeadGroup] running max
+  float* l_s = m_s + kHeadGroup;             // [kHeadGroup] running sum
+  float* f_s = l_s + kHeadGroup;             // [kHeadGroup] rescale factor of this tile
 
   const MlaItem item = items[blockIdx.x];
   const int h0 = blockIdx.y * kHeadGroup, n_heads = min(kHeadGroup, dims.n_heads - h0);
@@ -67,58 +111,100 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(MlaDims dims
   const int begin = min(item.context_len, split * chunk), end = min(item.context_len, begin + chunk);
   const int32_t* table = tables + item.table_offset;
 
-  for (int i = threadIdx.x; i < kHeadGroup * width; i += blockDim.x) {
-    const int h = i / width, c = i % width;
-    float v = 0.0f;
-    if (h < n_heads)
-      v = c < dims.d_c ? q_latent[(int64_t(blockIdx.x) * dims.n_heads + h0 + h) * dims.d_c + c]
-                       : q.data[int64_t(item.q_row) * q.stride + (h0 + h) * dims.qk() + dims.nope + (c - dims.d_c)];
-    q_s[i] = v;
+  // Heads past the last are zero queries: finite scores, never written out.
+  const float* q_latent_group = q_latent + (int64_t(blockIdx.x) * dims.n_heads + h0) * dims.d_c;
+  const float* q_pe = q.data + int64_t(item.q_row) * q.stride + h0 * dims.qk() + dims.nope;
+  if (dims.d_c % 4 == 0) {
+    const int vectors = dims.d_c / 4;
+    stage<float4>(
+        kHeadGroup * vectors,
+        [&](int i) {
+          return i / vectors < n_heads ? reinterpret_cast<const float4*>(q_latent_group)[i] : make_float4(0, 0, 0, 0);
+        },
+        [&](int i, float4 v) { *reinterpret_cast<float4*>(q_s + (i / vectors) * stride + 4 * (i % vectors)) = v; });
+  } else {
+    stage<float>(
+        kHeadGroup * dims.d_c, [&](int i) { return i / dims.d_c < n_heads ? q_latent_group[i] : 0.0f; },
+        [&](int i, float v) { q_s[(i / dims.d_c) * stride + i % dims.d_c] = v; });
   }
+  stage<float>(
+      kHeadGroup * dims.rope,
+      [&](int i) { return i / dims.rope < n_heads ? q_pe[(i / dims.rope) * dims.qk() + i % dims.rope] : 0.0f; },
+      [&](int i, float v) { q_s[(i / dims.rope) * stride + dims.d_c + i % dims.rope] = v; });
   if (threadIdx.x < kHeadGroup) m_s[threadIdx.x] = -FLT_MAX, l_s[threadIdx.x] = 0.0f;
   float o[kHeadGroup][kMaxColsPerThread] = {};
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int quad = threadIdx.x / 16, slice = threadIdx.x % 16;
+  const int quad_head = quad / 4 * 4, quad_row = quad % 4 * 4;
+  const bool rows_vector = width % 4 == 0 && cache.row_width % 4 == 0;
 
   for (int t0 = begin; t0 < end; t0 += kTile) {
     const int n_rows = min(kTile, end - t0);
+    __syncthreads();  // the previous tile's rows and probabilities are used up
+    if (threadIdx.x < n_rows) row_s[threadIdx.x] = cache_row(cache, table, t0 + threadIdx.x);
     __syncthreads();
-    for (int i = threadIdx.x; i < n_rows * width; i += blockDim.x)
-      kv_s[i] = cache_row(cache, table, t0 + i / width)[i % width];
-    __syncthreads();
-    // Scores: warp w takes (head, row) pairs w, w + 8, ...
-    for (int pair = warp; pair < kHeadGroup * kTile; pair += kThreads / 32) {
-      const int h = pair / kTile, t = pair % kTile;
-      float s = 0.0f;
-      if (h < n_heads && t < n_rows)
-        for (int c = lane; c < width; c += 32) s += q_s[h * width + c] * kv_s[t * width + c];
-      s = warp_sum(s);
-      if (lane == 0) p_s[pair] = (h < n_heads && t < n_rows) ? s * dims.softmax_scale : -FLT_MAX;
+    if (rows_vector) {
+      const int vectors = width / 4;
+      stage<float4>(
+          n_rows * vectors, [&](int i) { return reinterpret_cast<const float4*>(row_s[i / vectors])[i % vectors]; },
+          [&](int i, float4 v) { *reinterpret_cast<float4*>(kv_s + (i / vectors) * stride + 4 * (i % vectors)) = v; });
+    } else {
+      stage<float>(
+          n_rows * width, [&](int i) { return row_s[i / width][i % width]; },
+          [&](int i, float v) { kv_s[(i / width) * stride + i % width] = v; });
     }
     __syncthreads();
-    if (threadIdx.x < kHeadGroup) {
-      const int h = threadIdx.x;
-      float tile_max = -FLT_MAX;
-      for (int t = 0; t < n_rows; ++t) tile_max = fmaxf(tile_max, p_s[h * kTile + t]);
-      const float m_new = fmaxf(m_s[h], tile_max);
-      const float factor = expf(m_s[h] - m_new);
-      float sum = 0.0f;
-      for (int t = 0; t < kTile; ++t) {
-        const float p = t < n_rows ? expf(p_s[h * kTile + t] - m_new) : 0.0f;
-        p_s[h * kTile + t] = p;
-        sum += p;
+
+    float acc[4][4] = {};
+    for (int c = slice; c < width; c += 16) {
+      float qv[4], kv[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) qv[i] = q_s[(quad_head + i) * stride + c], kv[i] = kv_s[(quad_row + i) * stride + c];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] += qv[i] * kv[j];
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float v = acc[i][j];
+        for (int offset = 8; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+        if (slice == 0)
+          p_s[(quad_head + i) * kTile + quad_row + j] = quad_row + j < n_rows ? v * dims.softmax_scale : -INFINITY;
       }
-      m_s[h] = m_new, l_s[h] = l_s[h] * factor + sum, f_s[h] = factor;
+    __syncthreads();
+
+    {
+      const int h = warp * 2 + lane / 16, t = lane % 16;
+      const float s = p_s[h * kTile + t];
+      float tile_max = s;
+      for (int offset = 8; offset > 0; offset /= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+      const float m_old = m_s[h], m_new = fmaxf(m_old, tile_max);
+      const float p = expf(s - m_new);
+      float sum = p;
+      for (int offset = 8; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+      p_s[h * kTile + t] = p;
+      __syncwarp();
+      if (t == 0) {
+        const float factor = expf(m_old - m_new);
+        m_s[h] = m_new, l_s[h] = l_s[h] * factor + sum, f_s[h] = factor;
+      }
     }
     __syncthreads();
+
 #pragma unroll
     for (int j = 0; j < kMaxColsPerThread; ++j) {
       const int c = threadIdx.x + j * kThreads;
-      if (c >= dims.d_c) break;
+      if (c < dims.d_c) {
 #pragma unroll
-      for (int h = 0; h < kHeadGroup; ++h) {
-        float acc = o[h][j] * f_s[h];
-        for (int t = 0; t < n_rows; ++t) acc += p_s[h * kTile + t] * kv_s[t * width + c];
-        o[h][j] = acc;
+        for (int h = 0; h < kHeadGroup; ++h) o[h][j] *= f_s[h];
+        for (int t = 0; t < n_rows; ++t) {
+          const float kv = kv_s[t * stride + c];
+#pragma unroll
+          for (int h = 0; h < kHeadGroup; ++h) o[h][j] += p_s[h * kTile + t] * kv;
+        }
       }
     }
   }
@@ -134,22 +220,47 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(MlaDims dims
   }
 }
 
-// grid (n_items, n_heads): o_latent = sum_s o_s e^(m_s - m) / sum_s l_s e^(m_s - m).
-__global__ void merge_kernel(MlaDims dims, int n_splits, const float* partial, float* o_latent) {
+// grid (n_items, n_heads, column blocks of kMergeCols): o_latent = sum_s o_s e^(m_s - m) / sum_s
+// l_s e^(m_s - m). Split s's weight is worked out once into shared memory; then kMergeGroups thread
+// groups each sum every kMergeGroups-th split of a column, and the groups add up.
+constexpr int kMergeCols = 64, kMergeGroups = 4;
+
+__global__ void __launch_bounds__(kMergeCols * kMergeGroups) merge_kernel(MlaDims dims, int n_splits,
+                                                                          const float* partial, float* o_latent) {
+  extern __shared__ float weight_s[];  // [n_splits]
+  __shared__ float sums[kMergeGroups][kMergeCols];
+  __shared__ float l_total;
   const int item = blockIdx.x, h = blockIdx.y;
   const int64_t row = dims.d_c + 2;
   auto part = [&](int s) { return partial + ((int64_t(item) * n_splits + s) * dims.n_heads + h) * row; };
-  float m = -FLT_MAX;
-  for (int s = 0; s < n_splits; ++s)
-    if (part(s)[dims.d_c + 1] > 0.0f) m = fmaxf(m, part(s)[dims.d_c]);
-  float l = 0.0f;
-  for (int s = 0; s < n_splits; ++s)
-    if (part(s)[dims.d_c + 1] > 0.0f) l += part(s)[dims.d_c + 1] * expf(part(s)[dims.d_c] - m);
-  for (int c = threadIdx.x; c < dims.d_c; c += blockDim.x) {
-    float acc = 0.0f;
-    for (int s = 0; s < n_splits; ++s)
-      if (part(s)[dims.d_c + 1] > 0.0f) acc += part(s)[c] * expf(part(s)[dims.d_c] - m);
-    o_latent[(int64_t(item) * dims.n_heads + h) * dims.d_c + c] = acc / l;
+  if (threadIdx.x < 32) {
+    float m = -FLT_MAX;
+    for (int s = threadIdx.x; s < n_splits; s += 32)
+      if (part(s)[dims.d_c + 1] > 0.0f) m = fmaxf(m, part(s)[dims.d_c]);
+    for (int offset = 16; offset > 0; offset /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
+    float l = 0.0f;
+    for (int s = threadIdx.x; s < n_splits; s += 32) {
+      const float l_s = part(s)[dims.d_c + 1], w = l_s > 0.0f ? expf(part(s)[dims.d_c] - m) : 0.0f;
+      weight_s[s] = w;
+      l += l_s * w;
+    }
+    l = warp_sum(l);
+    if (threadIdx.x == 0) l_total = l;
+  }
+  __syncthreads();
+  const int col = threadIdx.x % kMergeCols, group = threadIdx.x / kMergeCols;
+  const int c = blockIdx.z * kMergeCols + col;
+  float acc = 0.0f;
+  if (c < dims.d_c) {
+#pragma unroll 8
+    for (int s = group; s < n_splits; s += kMergeGroups) acc += weight_s[s] * part(s)[c];
+  }
+  sums[group][col] = acc;
+  __syncthreads();
+  if (group == 0 && c < dims.d_c) {
+    float total = 0.0f;
+    for (int g = 0; g < kMergeGroups; ++g) total += sums[g][col];
+    o_latent[(int64_t(item) * dims.n_heads + h) * dims.d_c + c] = total / l_total;
   }
 }
 
@@ -184,21 +295,35 @@ __global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaIt
 
 void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
                        float* q_latent, cudaStream_t stream) {
-  const dim3 grid(unsigned(dims.n_heads), unsigned((dims.d_c + 127) / 128),
+  const dim3 grid(unsigned(dims.n_heads), unsigned((dims.d_c + kAbsorbCols - 1) / kAbsorbCols),
                   unsigned((n_items + kItemsPerBlock - 1) / kItemsPerBlock));
-  const size_t smem = sizeof(float) * kItemsPerBlock * dims.nope;
-  absorb_kernel<<<grid, 128, smem, stream>>>(dims, q, items, n_items, kv_b_proj, q_latent);
+  const size_t smem = sizeof(float) * kItemsPerBlock * (dims.nope + kAbsorbSlices * kAbsorbCols);
+  absorb_kernel<<<grid, kAbsorbCols * kAbsorbSlices, smem, stream>>>(dims, q, items, n_items, kv_b_proj, q_latent);
+}
+
+int mla_decode_splits(MlaDims dims, int n_items, int64_t context_bound, int sm_count) {
+  // About two blocks an SM, and at least four tiles of rows a split: each split costs the merge a
+  // pass over its d_c-wide output.
+  const int64_t blocks = int64_t(n_items) * ((dims.n_heads + kHeadGroup - 1) / kHeadGroup);
+  const int64_t by_sms = (2 * int64_t(sm_count) + blocks - 1) / blocks, by_rows = (context_bound + 4 * kTile - 1) / (4 * kTile);
+  return int(std::max<int64_t>(1, std::min(by_sms, by_rows)));
 }
 
 void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items,
                                  int n_items, const int32_t* tables, DeviceCacheLayer cache, int n_splits,
                                  float* partial, float* o_latent, cudaStream_t stream) {
-  const int width = dims.d_c + dims.rope;
-  const size_t smem = sizeof(float) * ((kHeadGroup + kTile) * width + kHeadGroup * kTile + 3 * kHeadGroup);
-  cudaFuncSetAttribute(decode_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  const size_t smem = decode_smem_bytes(dims.d_c + dims.rope);
+  // The attribute is the kernel's, not a launch's: set once, for the widest rows allowed (a failure
+  // shows as the launch's error).
+  static const cudaError_t configured = cudaFuncSetAttribute(
+      decode_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      int(decode_smem_bytes(kMaxDecodeLatent + kMaxDecodeRope)));
+  (void)configured;
   const dim3 grid(unsigned(n_items), unsigned((dims.n_heads + kHeadGroup - 1) / kHeadGroup), unsigned(n_splits));
   decode_attention_kernel<<<grid, kThreads, smem, stream>>>(dims, q, q_latent, items, tables, cache, partial);
-  merge_kernel<<<dim3(unsigned(n_items), unsigned(dims.n_heads)), 256, 0, stream>>>(dims, n_splits, partial, o_latent);
+  const dim3 merge_grid(unsigned(n_items), unsigned(dims.n_heads), unsigned((dims.d_c + kMergeCols - 1) / kMergeCols));
+  merge_kernel<<<merge_grid, kMergeCols * kMergeGroups, sizeof(float) * n_splits, stream>>>(dims, n_splits, partial,
+                                                                                          o_latent);
 }
 
 void launch_mla_unabsorb(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
