@@ -14,6 +14,7 @@
 #include "cli/model_options.h"
 #include "dsv3/bench/serving_bench.h"
 #include "dsv3/bench/decode_bytes.h"
+#include "dsv3/bench/prefill_flops.h"
 #include "dsv3/util/error.h"
 #include "dsv3/util/thread_pool.h"
 
@@ -77,6 +78,21 @@ int run_bench(const Args& args) {
   for (int32_t& t : prompt) t = token(rng);
 
   const double bandwidth = model->backend().measure_read_bandwidth();
+  const double matmul_rate = model->backend().measure_matmul_rate();
+
+  // Warm-up, untimed: a short prefill and two decode steps make what the first calls make once
+  // (weight copies, product plans, the first decode graph).
+  {
+    CacheSequence warm;
+    const std::vector<int32_t> warm_prompt(prompt.begin(), prompt.begin() + std::min<int64_t>(prompt_len, 16));
+    const ForwardChunk warm_prefill{&warm, warm_prompt};
+    model->forward({&warm_prefill, 1}, false);
+    for (int i = 0; i < 2; ++i) {
+      const ForwardChunk step{&warm, {&prompt[0], 1}};
+      model->forward({&step, 1}, false);
+    }
+    model->release(warm);
+  }
 
   CacheSequence sequence;
   const ForwardChunk prefill{&sequence, prompt};
@@ -97,6 +113,7 @@ int run_bench(const Args& args) {
   const double bytes_per_token =
       decode_bytes_per_token(model->weights(), config, prompt_len + decode_len / 2, model->backend().name());
   const double tokens_per_s = double(decode_len) / decode_s;
+  const double prefill_flop_rate = prefill_flops(model->weights(), config, prompt_len) / prefill_s;
   const double bound_tokens_per_s = bandwidth / bytes_per_token;
   nlohmann::json result = {
       {"model", args.get_or("model", "preset:demo")},
@@ -106,6 +123,8 @@ int run_bench(const Args& args) {
       {"prompt_tokens", prompt_len},
       {"decode_tokens", decode_len},
       {"prefill_tokens_per_s", double(prompt_len) / prefill_s},
+      {"prefill_tflop_per_s", prefill_flop_rate / 1e12},
+      {"measured_matmul_tflop_per_s", matmul_rate / 1e12},
       {"decode_tokens_per_s", tokens_per_s},
       {"decode_ms_per_token", 1e3 / tokens_per_s},
       {"weight_and_cache_bytes_per_token", bytes_per_token},
@@ -115,7 +134,10 @@ int run_bench(const Args& args) {
   };
   std::printf("%-34s %s\n", "model", result["model"].get<std::string>().c_str());
   std::printf("%-34s %s, %d threads\n", "device", model->backend().name().c_str(), ThreadPool::global().n_threads());
-  std::printf("%-34s %.1f tokens/s (%lld tokens)\n", "prefill", double(prompt_len) / prefill_s, (long long)prompt_len);
+  std::printf("%-34s %.1f tokens/s (%lld tokens), %.1f ms to the first token\n", "prefill",
+              double(prompt_len) / prefill_s, (long long)prompt_len, 1e3 * prefill_s);
+  std::printf("%-34s %.3g TFLOP/s, %.0f%% of a measured %.3g TFLOP/s BF16 product\n", "prefill arithmetic",
+              prefill_flop_rate / 1e12, 100.0 * prefill_flop_rate / matmul_rate, matmul_rate / 1e12);
   std::printf("%-34s %.2f tokens/s, %.1f ms/token\n", "decode (batch 1)", tokens_per_s, 1e3 / tokens_per_s);
   std::printf("%-34s %.1f MB\n", "bytes read per decoded token", bytes_per_token / 1e6);
   std::printf("%-34s %.1f GB/s\n", "measured memory read bandwidth", bandwidth / 1e9);

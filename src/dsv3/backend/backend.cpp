@@ -1,5 +1,8 @@
 #include "dsv3/backend/backend.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "dsv3/backend/cpu/cpu_backend.h"
 #include "dsv3/util/error.h"
 #ifdef DSV3_HAVE_CUDA
@@ -15,6 +18,24 @@ void Backend::run_step(std::optional<uint64_t>, std::span<const std::vector<int3
   const ActBuffer out = body(views);
   result.resize(size_t(out.view.rows * out.view.cols));
   download(out.view, result.data());
+}
+
+double Backend::measure_matmul_rate() {
+  constexpr int64_t M = 256, N = 2048, K = 2048;
+  const std::vector<uint16_t> weight(size_t(N * K), 0x3c00);  // BF16 0.0078125
+  const TensorView stored{"matmul rate probe", DType::BF16, {N, K}, reinterpret_cast<const uint8_t*>(weight.data()),
+                          weight.size() * sizeof(uint16_t)};
+  const LinearWeight w{place(stored), {}, 128, 128};
+  const ActBuffer x = upload(std::vector<float>(size_t(M * K), 0.5f), M, K), y = alloc(M, N);
+  float probe = 0.0f;
+  double best_s = 1e30;
+  for (int pass = 0; pass < 3; ++pass) {
+    const auto start = std::chrono::steady_clock::now();
+    linear(x.view, w, y.view);
+    download(y.view.rows_slice(0, 1).cols_slice(0, 1), &probe);  // waits for the product
+    best_s = std::min(best_s, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return 2.0 * double(M * N * K) / best_s;
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& name) {

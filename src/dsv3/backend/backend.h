@@ -98,6 +98,9 @@ class Backend {
 
   // The read bandwidth of the memory the weights live in, measured now, in bytes a second.
   virtual double measure_read_bandwidth() = 0;
+  // The rate of a large BF16 matrix product, measured now, in FLOP/s: what prefill's products run
+  // against. This version times linear(); a backend with a faster raw product times that instead.
+  virtual double measure_matmul_rate();
 
   // out[i] = table[ids[i]] (table [vocab, H] in its stored dtype).
   virtual void embed(const TensorView& table, const Indices& ids, const Act& out) = 0;

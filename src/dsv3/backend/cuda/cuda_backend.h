@@ -71,6 +71,7 @@ class CudaBackend final : public Backend {
   bool fp8_gemm_available(int64_t M, int64_t N, int64_t K) { return gemm_->fp8_supported((M + 15) / 16 * 16, N, K); }
   // Reads a large device buffer; bytes read per second.
   double measure_read_bandwidth() override;
+  double measure_matmul_rate() override;
 
   // Products with their path forced, for the op tests and the bench: `Small` streams the weight
   // through our kernel, `Gemm` takes cuBLASLt (FP8 weights: the block-scaled FP8 product where
