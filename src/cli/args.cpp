@@ -61,6 +61,23 @@ int64_t Args::get_int(const std::string& name, int64_t fallback) const {
   return result;
 }
 
+std::vector<int64_t> Args::get_int_list(const std::string& name) const {
+  std::vector<int64_t> values;
+  auto value = get(name);
+  if (!value) return values;
+  const char* p = value->data();
+  const char* end = p + value->size();
+  while (p < end) {
+    int64_t v = 0;
+    auto [next, ec] = std::from_chars(p, end, v);
+    if (ec != std::errc() || (next != end && *next != ','))
+      fail("flag --", name, " expects integers separated by commas, got '", *value, "'");
+    values.push_back(v);
+    p = next == end ? end : next + 1;
+  }
+  return values;
+}
+
 double Args::get_double(const std::string& name, double fallback) const {
   auto value = get(name);
   if (!value) return fallback;

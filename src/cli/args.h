@@ -26,6 +26,8 @@ class Args {
   std::string get_or(const std::string& name, const std::string& fallback) const;
   std::string require(const std::string& name) const;
   int64_t get_int(const std::string& name, int64_t fallback) const;
+  // "32,128,256" as integers; empty when the flag is absent.
+  std::vector<int64_t> get_int_list(const std::string& name) const;
   double get_double(const std::string& name, double fallback) const;
   const std::vector<std::string>& positional() const { return positional_; }
 

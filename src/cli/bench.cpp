@@ -13,6 +13,7 @@
 #include "cli/engine_setup.h"
 #include "cli/model_options.h"
 #include "dsv3/bench/serving_bench.h"
+#include "dsv3/bench/batched_decode.h"
 #include "dsv3/bench/decode_bytes.h"
 #include "dsv3/bench/prefill_flops.h"
 #include "dsv3/util/error.h"
@@ -69,6 +70,9 @@ int run_bench(const Args& args) {
   const int64_t prompt_len = args.get_int("prompt-tokens", 128);
   const int64_t decode_len = args.get_int("decode-tokens", 32);
   if (prompt_len <= 0 || decode_len <= 0) fail("--prompt-tokens and --decode-tokens must be positive");
+  const std::vector<int64_t> batch_sizes = args.get_int_list("batch");
+  for (const int64_t batch : batch_sizes)
+    if (batch <= 0) fail("--batch sizes must be positive, got ", batch);
 
   auto model = load_model(args);
   const ModelConfig& config = model->config();
@@ -99,6 +103,7 @@ int run_bench(const Args& args) {
   Clock::time_point start = Clock::now();
   model->forward({&prefill, 1}, false);
   const double prefill_s = seconds_since(start);
+  model->pages().publish(sequence, prompt);  // for the batches of --batch
 
   int32_t next = token(rng);
   start = Clock::now();
@@ -143,6 +148,12 @@ int run_bench(const Args& args) {
   std::printf("%-34s %.1f GB/s\n", "measured memory read bandwidth", bandwidth / 1e9);
   std::printf("%-34s %.2f tokens/s\n", "bandwidth bound", bound_tokens_per_s);
   std::printf("%-34s %.0f%%\n", "fraction of bound", 100.0 * tokens_per_s / bound_tokens_per_s);
+  for (const int64_t batch : batch_sizes) {
+    const double batch_tokens_per_s = batched_decode_tokens_per_s(*model, prompt, batch, decode_len);
+    result["decode_tokens_per_s_at_batch"][std::to_string(batch)] = batch_tokens_per_s;
+    std::printf("%-34s %.1f tokens/s, %.1f ms a step\n", ("decode (batch " + std::to_string(batch) + ")").c_str(),
+                batch_tokens_per_s, 1e3 * double(batch) / batch_tokens_per_s);
+  }
   write_json(args, result);
   return 0;
 }
@@ -151,6 +162,7 @@ std::vector<FlagSpec> flags() {
   std::vector<FlagSpec> f = model_flags();
   f.push_back({"prompt-tokens", "", true, "prompt length before the timed decode (default 128)"});
   f.push_back({"decode-tokens", "", true, "decode steps timed (default 32)"});
+  f.push_back({"batch", "", true, "also decode batches of these sizes after the prompt, e.g. 32,128,256"});
   f.push_back({"json", "", true, "also write the results as JSON to this file"});
   f.push_back({"clients", "", true, "serving mode: concurrent clients, each keeping one request in flight"});
   f.push_back({"requests", "", true, "serving mode: requests in all (default 2 x clients)"});
