@@ -92,7 +92,7 @@ constexpr int kMaxDecodeLatent = 1024, kMaxDecodeRope = 128;
 // q_latent [n_items, n_heads, d_c] = W_uk^T q_nope per item and head (the absorbed query).
 void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
                        float* q_latent, cudaStream_t stream);
-// Parts to split each item's context into: enough blocks for the SMs, at least four tiles of rows a
+// Parts to split each item's context into: enough blocks for the SMs, at least a tile of rows a
 // part when contexts are at most context_bound tokens.
 int mla_decode_splits(MlaDims dims, int n_items, int64_t context_bound, int sm_count);
 // Attention of the absorbed queries over the latent cache, the context split into n_splits parts;

@@ -143,19 +143,25 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(MlaDims dims
     __syncthreads();  // the previous tile's rows and probabilities are used up
     if (threadIdx.x < n_rows) row_s[threadIdx.x] = cache_row(cache, table, t0 + threadIdx.x);
     __syncthreads();
+    // All kTile rows: those past the split's end as zeros, so the output phase needs no bound.
     if (rows_vector) {
       const int vectors = width / 4;
       stage<float4>(
-          n_rows * vectors, [&](int i) { return reinterpret_cast<const float4*>(row_s[i / vectors])[i % vectors]; },
+          kTile * vectors,
+          [&](int i) {
+            return i / vectors < n_rows ? reinterpret_cast<const float4*>(row_s[i / vectors])[i % vectors]
+                                        : make_float4(0, 0, 0, 0);
+          },
           [&](int i, float4 v) { *reinterpret_cast<float4*>(kv_s + (i / vectors) * stride + 4 * (i % vectors)) = v; });
     } else {
       stage<float>(
-          n_rows * width, [&](int i) { return row_s[i / width][i % width]; },
+          kTile * width, [&](int i) { return i / width < n_rows ? row_s[i / width][i % width] : 0.0f; },
           [&](int i, float v) { kv_s[(i / width) * stride + i % width] = v; });
     }
     __syncthreads();
 
     float acc[4][4] = {};
+#pragma unroll 4
     for (int c = slice; c < width; c += 16) {
       float qv[4], kv[4];
 #pragma unroll
@@ -194,17 +200,27 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(MlaDims dims
     }
     __syncthreads();
 
+    // o[h][c] = o[h][c] * f[h] + sum_t p[h][t] kv[t][c], four rows at a time (p read as float4).
 #pragma unroll
-    for (int j = 0; j < kMaxColsPerThread; ++j) {
-      const int c = threadIdx.x + j * kThreads;
-      if (c < dims.d_c) {
+    for (int h = 0; h < kHeadGroup; ++h)
 #pragma unroll
-        for (int h = 0; h < kHeadGroup; ++h) o[h][j] *= f_s[h];
-        for (int t = 0; t < n_rows; ++t) {
-          const float kv = kv_s[t * stride + c];
+      for (int j = 0; j < kMaxColsPerThread; ++j) o[h][j] *= f_s[h];
 #pragma unroll
-          for (int h = 0; h < kHeadGroup; ++h) o[h][j] += p_s[h * kTile + t] * kv;
+    for (int t = 0; t < kTile; t += 4) {
+      float kv[4][kMaxColsPerThread];
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int j = 0; j < kMaxColsPerThread; ++j) {
+          const int c = threadIdx.x + j * kThreads;
+          kv[r][j] = c < dims.d_c ? kv_s[(t + r) * stride + c] : 0.0f;
         }
+#pragma unroll
+      for (int h = 0; h < kHeadGroup; ++h) {
+        const float4 p = *reinterpret_cast<const float4*>(p_s + h * kTile + t);
+#pragma unroll
+        for (int j = 0; j < kMaxColsPerThread; ++j)
+          o[h][j] += p.x * kv[0][j] + p.y * kv[1][j] + p.z * kv[2][j] + p.w * kv[3][j];
       }
     }
   }
@@ -302,10 +318,9 @@ void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n
 }
 
 int mla_decode_splits(MlaDims dims, int n_items, int64_t context_bound, int sm_count) {
-  // About two blocks an SM, and at least four tiles of rows a split: each split costs the merge a
-  // pass over its d_c-wide output.
+  // About two blocks an SM, and at least a tile of rows a split.
   const int64_t blocks = int64_t(n_items) * ((dims.n_heads + kHeadGroup - 1) / kHeadGroup);
-  const int64_t by_sms = (2 * int64_t(sm_count) + blocks - 1) / blocks, by_rows = (context_bound + 4 * kTile - 1) / (4 * kTile);
+  const int64_t by_sms = (2 * int64_t(sm_count) + blocks - 1) / blocks, by_rows = (context_bound + kTile - 1) / kTile;
   return int(std::max<int64_t>(1, std::min(by_sms, by_rows)));
 }
 
