@@ -108,12 +108,18 @@ class CudaOps : public ::testing::Test {
 };
 
 TEST_F(CudaOps, RowOpsMatchTheCpu) {
-  for (const int64_t rows : {1, 7, 130}) {
-    const int64_t cols = 1000;
+  // Rows of 9000 are wider than the norms keep in registers.
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 1000}, {7, 1000}, {130, 1000}, {3, 9000}}) {
     Pair x = activations(rows, cols), y = activations(rows, cols), w = activations(1, cols);
     cpu.rmsnorm(x.host.view, w.host.view, 1e-6f, y.host.view);
     gpu->rmsnorm(x.device.view, w.device.view, 1e-6f, y.device.view);
     EXPECT_LE(relative_l2(device_values(y.device.view), host_values(y.host.view)), 1e-5) << "rmsnorm " << rows;
+
+    Pair residual = activations(rows, cols);
+    cpu.add_rmsnorm(x.host.view, residual.host.view, w.host.view, 1e-6f, y.host.view);
+    gpu->add_rmsnorm(x.device.view, residual.device.view, w.device.view, 1e-6f, y.device.view);
+    EXPECT_LE(relative_l2(device_values(x.device.view), host_values(x.host.view)), 1e-6) << "add_rmsnorm sum " << rows;
+    EXPECT_LE(relative_l2(device_values(y.device.view), host_values(y.host.view)), 1e-5) << "add_rmsnorm " << rows;
 
     cpu.add(x.host.view, y.host.view);
     gpu->add(x.device.view, y.device.view);

@@ -108,6 +108,11 @@ class Backend {
   virtual void gather_rows(const Act& x, const Indices& rows, const Act& out) = 0;
   // out = weight * x / sqrt(mean(x^2) + eps), per row; out may alias x.
   virtual void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) = 0;
+  // x += y, then out = rmsnorm(x): the residual add ahead of a layer's norm, fused where a backend can.
+  virtual void add_rmsnorm(const Act& x, const Act& y, const Act& weight, float eps, const Act& out) {
+    add(x, y);
+    rmsnorm(x, weight, eps, out);
+  }
   // out = x W^T over a weight in its stored format.
   virtual void linear(const Act& x, const LinearWeight& w, const Act& out) = 0;
   // x += y.

@@ -98,14 +98,17 @@ ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step)
   ActBuffer x = be.alloc(n, hidden), h = be.alloc(n, hidden), sublayer_out = be.alloc(n, hidden);
   be.embed(weights_.embed_tokens, step.inputs[kIds], x.view);
   const float eps = float(config_.rms_norm_eps);
+  // Each residual add is fused with the norm that follows it; the first layer's norm has none.
+  be.rmsnorm(x.view, weights_.layers.front().input_layernorm.view, eps, h.view);
   for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer) {
     const LayerWeights& lw = weights_.layers[size_t(layer)];
-    be.rmsnorm(x.view, lw.input_layernorm.view, eps, h.view);
     attention(layer, batch, step, h.view, sublayer_out.view);
-    be.add(x.view, sublayer_out.view);
-    be.rmsnorm(x.view, lw.post_attention_layernorm.view, eps, h.view);
+    be.add_rmsnorm(x.view, sublayer_out.view, lw.post_attention_layernorm.view, eps, h.view);
     feed_forward(layer, h.view, sublayer_out.view);
-    be.add(x.view, sublayer_out.view);
+    if (layer + 1 < config_.num_hidden_layers)
+      be.add_rmsnorm(x.view, sublayer_out.view, weights_.layers[size_t(layer + 1)].input_layernorm.view, eps, h.view);
+    else
+      be.add(x.view, sublayer_out.view);
   }
   const Indices& rows = step.inputs[kOutputRows];
   ActBuffer last = be.alloc(rows.size, hidden), logits = be.alloc(rows.size, config_.vocab_size);

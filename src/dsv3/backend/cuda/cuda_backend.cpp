@@ -166,6 +166,11 @@ void CudaBackend::rmsnorm(const Act& x, const Act& weight, float eps, const Act&
   DSV3_CUDA_CHECK_LAUNCH();
 }
 
+void CudaBackend::add_rmsnorm(const Act& x, const Act& y, const Act& weight, float eps, const Act& out) {
+  cuda::launch_add_rmsnorm(matrix(x), matrix(y), static_cast<const float*>(weight.data), eps, matrix(out), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
 void CudaBackend::linear(const Act& x, const LinearWeight& w, const Act& out) { linear_with(LinearPath::Auto, x, w, out); }
 
 void CudaBackend::linear_with(LinearPath path, const Act& x, const LinearWeight& w, const Act& out) {

@@ -40,18 +40,24 @@ __global__ void gather_rows_kernel(DeviceMatrix x, const int32_t* rows, DeviceMa
 }
 
 // out = weight * x / sqrt(mean(x^2) + eps); out may alias x (each thread reads before it writes).
+// With kAdd, first x += y (the residual add before a norm, one pass instead of two).
 // Rows up to kRowValues * kThreads wide stay in registers, their loads all issued at once; wider
 // ones are read twice.
 constexpr int kRowValues = 32;
 
-__global__ void rmsnorm_kernel(DeviceMatrix x, const float* weight, float eps, DeviceMatrix out) {
-  const float* xr = x.data + blockIdx.x * x.stride;
-  float* yr = out.data + blockIdx.x * out.stride;
+template <bool kAdd>
+__global__ void rmsnorm_kernel(DeviceMatrix x, DeviceMatrix y, const float* weight, float eps, DeviceMatrix out) {
+  float* xr = x.data + blockIdx.x * x.stride;
+  const float* yr = kAdd ? y.data + blockIdx.x * y.stride : nullptr;
+  float* outr = out.data + blockIdx.x * out.stride;
   if (x.cols > kRowValues * kThreads) {
     float sum = 0.0f;
-    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) sum += xr[c] * xr[c];
+    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) {
+      const float v = kAdd ? (xr[c] += yr[c]) : xr[c];
+      sum += v * v;
+    }
     const float inv_rms = 1.0f / sqrtf(block_sum(sum) / float(x.cols) + eps);
-    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) yr[c] = weight[c] * (xr[c] * inv_rms);
+    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) outr[c] = weight[c] * (xr[c] * inv_rms);
     return;
   }
   float v[kRowValues];
@@ -60,13 +66,14 @@ __global__ void rmsnorm_kernel(DeviceMatrix x, const float* weight, float eps, D
   for (int j = 0; j < kRowValues; ++j) {
     const int64_t c = threadIdx.x + int64_t(j) * kThreads;
     v[j] = c < x.cols ? xr[c] : 0.0f;
+    if (kAdd && c < x.cols) xr[c] = v[j] += yr[c];
     sum += v[j] * v[j];
   }
   const float inv_rms = 1.0f / sqrtf(block_sum(sum) / float(x.cols) + eps);
 #pragma unroll
   for (int j = 0; j < kRowValues; ++j) {
     const int64_t c = threadIdx.x + int64_t(j) * kThreads;
-    if (c < x.cols) yr[c] = weight[c] * (v[j] * inv_rms);
+    if (c < x.cols) outr[c] = weight[c] * (v[j] * inv_rms);
   }
 }
 
@@ -158,7 +165,12 @@ void launch_gather_rows(DeviceMatrix x, const int32_t* rows, DeviceMatrix out, c
 }
 
 void launch_rmsnorm(DeviceMatrix x, const float* weight, float eps, DeviceMatrix out, cudaStream_t stream) {
-  if (x.rows > 0) rmsnorm_kernel<<<unsigned(x.rows), kThreads, 0, stream>>>(x, weight, eps, out);
+  if (x.rows > 0) rmsnorm_kernel<false><<<unsigned(x.rows), kThreads, 0, stream>>>(x, {}, weight, eps, out);
+}
+
+void launch_add_rmsnorm(DeviceMatrix x, DeviceMatrix y, const float* weight, float eps, DeviceMatrix out,
+                        cudaStream_t stream) {
+  if (x.rows > 0) rmsnorm_kernel<true><<<unsigned(x.rows), kThreads, 0, stream>>>(x, y, weight, eps, out);
 }
 
 void launch_add(DeviceMatrix x, DeviceMatrix y, cudaStream_t stream) {

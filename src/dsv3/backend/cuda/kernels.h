@@ -36,6 +36,8 @@ struct DeviceCacheLayer {
 void launch_embed(const DeviceWeight& table, const int32_t* ids, DeviceMatrix out, cudaStream_t stream);
 void launch_gather_rows(DeviceMatrix x, const int32_t* rows, DeviceMatrix out, cudaStream_t stream);
 void launch_rmsnorm(DeviceMatrix x, const float* weight, float eps, DeviceMatrix out, cudaStream_t stream);
+void launch_add_rmsnorm(DeviceMatrix x, DeviceMatrix y, const float* weight, float eps, DeviceMatrix out,
+                        cudaStream_t stream);
 void launch_add(DeviceMatrix x, DeviceMatrix y, cudaStream_t stream);
 void launch_silu_mul(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix out, cudaStream_t stream);
 void launch_rope(DeviceMatrix x, int64_t head_dim, int64_t offset, const float* inv_freq, int64_t n_pairs,

@@ -1,9 +1,9 @@
 // Linear layers for few rows (the decode path, where the work is reading the weight) and the
 // conversions that feed cuBLASLt for many rows.
 //
-// linear_small: each warp owns one output row (or a 1/wpr share of its columns when rows are few)
-// and multiplies it into up to kTokens input rows at once (row_dots.cuh), so the weight crosses the
-// memory bus once per kTokens rows.
+// linear_small: a block's lane groups each own kRows output rows (row_dots.cuh) and multiply them
+// into up to kTokens input rows at once, so that the weight crosses the memory bus once per kTokens
+// rows.
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
@@ -15,30 +15,59 @@
 namespace dsv3::cuda {
 namespace {
 
+// Weight rows of a lane group, and the vectors of each a lane loads before using them: more rows
+// share each activation load as tokens grow (up to 8; 16 tokens' sums leave registers for 2 rows),
+// and a single token gets more loads in flight instead.
 template <int kTokens>
-__global__ void __launch_bounds__(kRowWarps * 32) linear_small_kernel(DeviceWeight w, bool vector, DeviceMatrix x,
-                                                                      DeviceMatrix y, int wpr) {
+struct LinearTile {
+  static constexpr int kRows = kTokens == 1 ? 2 : kTokens <= 8 ? 4 : 2;
+  static constexpr int kUnroll = kTokens == 1 ? 4 : kTokens <= 4 ? 2 : 1;
+  static constexpr int kWarpRows = kRowLanes * kRows;
+};
+
+template <DType D, bool kVector, int kTokens>
+__global__ void __launch_bounds__(kRowWarps * 32) linear_small_kernel(DeviceWeight w, DeviceMatrix x, DeviceMatrix y,
+                                                                      int wpr) {
+  using Tile = LinearTile<kTokens>;
   const int warp = threadIdx.x / 32, part = warp % wpr;
-  const int64_t row = int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr;
+  const int64_t row0 = (int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr) * Tile::kWarpRows +
+                       threadIdx.x % 32 / kKLanes * Tile::kRows;
   const int64_t t0 = int64_t(blockIdx.y) * kTokens;
   const int n_tokens = int(min(int64_t(kTokens), x.rows - t0));
   const float* x_rows[kTokens];
 #pragma unroll
   for (int t = 0; t < kTokens; ++t) x_rows[t] = x.data + (t0 + min(t, n_tokens - 1)) * x.stride;
-  float acc[kTokens] = {};
-  if (row < w.rows) row_dots<kTokens>(w, vector, row, part, wpr, x_rows, n_tokens, acc);
-  float total;
-  if (reduce_row<kTokens>(acc, part, wpr, n_tokens, total) && row < w.rows)
-    y.data[(t0 + threadIdx.x % 32) * y.stride + row] = total;
+  LaneRows<Tile::kRows> rows;
+#pragma unroll
+  for (int r = 0; r < Tile::kRows; ++r)
+    rows.data[r] = w.data, rows.scale_inv[r] = w.scale_inv, rows.row[r] = min(row0 + r, w.rows - 1);
+  float acc[Tile::kRows][kTokens] = {};
+  if (row0 < w.rows) rows_dot<D, kVector, Tile::kUnroll>(w, rows, part, wpr, x_rows, n_tokens, acc);
+  if (!reduce_rows(acc, part, wpr)) return;
+#pragma unroll
+  for (int r = 0; r < Tile::kRows; ++r)
+#pragma unroll
+    for (int t = 0; t < kTokens; ++t)
+      if (stores_total<kTokens>(r, t) && t < n_tokens && row0 + r < w.rows)
+        y.data[(t0 + t) * y.stride + row0 + r] = acc[r][t];
 }
 
 template <int kTokens>
+struct LinearSmallKernels {
+  template <DType D, bool kVector>
+  static auto get() { return linear_small_kernel<D, kVector, kTokens>; }
+};
+
+template <int kTokens>
 void launch_tokens(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, cudaStream_t stream) {
-  // Enough warps to keep every SM streaming: split a row over up to 8 warps when rows are few.
-  const int wpr = warps_per_row(w);
-  const dim3 grid(unsigned((w.rows + kRowWarps / wpr - 1) / (kRowWarps / wpr)), unsigned((x.rows + kTokens - 1) / kTokens));
-  const bool vector = vector_rows_ok(w, x.data, x.stride);
-  linear_small_kernel<kTokens><<<grid, kRowWarps * 32, 0, stream>>>(w, vector, x, y, wpr);
+  using Tile = LinearTile<kTokens>;
+  // Enough warps to keep every SM streaming: split the rows' columns over up to 8 warps when rows are few.
+  const int wpr =
+      warps_per_tile((w.rows + Tile::kWarpRows - 1) / Tile::kWarpRows, row_vectors(w), kKLanes * Tile::kUnroll);
+  const int64_t block_rows = kRowWarps / wpr * Tile::kWarpRows;
+  const dim3 grid(unsigned((w.rows + block_rows - 1) / block_rows), unsigned((x.rows + kTokens - 1) / kTokens));
+  const auto kernel = kernel_for<LinearSmallKernels<kTokens>>(w.dtype, vector_rows_ok(w, x.data, x.stride));
+  kernel<<<grid, kRowWarps * 32, 0, stream>>>(w, x, y, wpr);
 }
 
 __global__ void to_bf16_pair_kernel(DeviceMatrix x, __nv_bfloat16* high, __nv_bfloat16* low) {

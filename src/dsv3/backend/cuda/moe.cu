@@ -10,6 +10,13 @@ namespace {
 
 constexpr int kMaxExperts = 1024;
 constexpr int kTokens = 8;  // tokens of one expert multiplied per pass over its weight
+// Rows of a lane group (row_dots.cuh): gate_up's are kGateRows rows of the gate and the same rows of
+// the up projection, so that one group has both halves of its hidden values.
+constexpr int kGateRows = 1, kDownRows = 2;
+// Vectors of each row a lane loads before using them: a lone token (decode) needs them in flight;
+// with more tokens, registers go to their sums.
+template <int kPassTokens>
+constexpr int kUnroll = kPassTokens == 1 ? 4 : 2;
 
 // The best (value, index) of a warp: larger value, ties to the lower index (a stable sort's choice).
 __device__ void warp_best(float& value, int& index) {
@@ -122,59 +129,129 @@ __global__ void plan_kernel(const int32_t* ids, int64_t n_pairs, int top_k, int 
   }
 }
 
-// grid (row blocks, max_active): block y serves the y-th active expert (if there is one), each warp
-// (or warp group of wpr) one row of its gate and up projections, over its slots kTokens at a time.
-__global__ void __launch_bounds__(kRowWarps * 32) gate_up_kernel(const DeviceWeight* experts, int wpr, MoePlan plan,
-                                                                 int n_experts, DeviceMatrix x, bool vector,
-                                                                 float* hidden, int64_t width) {
-  if (int(blockIdx.y) >= plan.active[n_experts]) return;
-  const int e = plan.active[blockIdx.y];
-  const DeviceWeight gate = experts[3 * e], up = experts[3 * e + 1];
-  const int warp = threadIdx.x / 32, part = warp % wpr;
-  const int64_t row = int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr;
-  const int first = plan.offsets[e], count = plan.counts[e];
-  for (int s0 = 0; s0 < count; s0 += kTokens) {
-    const int n_tokens = min(kTokens, count - s0);
-    const float* x_rows[kTokens];
-#pragma unroll
-    for (int t = 0; t < kTokens; ++t) x_rows[t] = x.data + int64_t(plan.slot_token[first + s0 + min(t, n_tokens - 1)]) * x.stride;
-    float g[kTokens] = {}, u[kTokens] = {};
-    if (row < width) {
-      row_dots<kTokens>(gate, vector, row, part, wpr, x_rows, n_tokens, g);
-      row_dots<kTokens>(up, vector, row, part, wpr, x_rows, n_tokens, u);
-    }
-    float g_total, u_total;
-    const bool writes = reduce_row<kTokens>(g, part, wpr, n_tokens, g_total);
-    __syncthreads();
-    reduce_row<kTokens>(u, part, wpr, n_tokens, u_total);
-    if (writes && row < width)
-      hidden[int64_t(first + s0 + threadIdx.x % 32) * width + row] = g_total / (1.0f + expf(-g_total)) * u_total;
-    __syncthreads();
-  }
+// What a row of blocks (blockIdx.y) serves: the passes first_pass, first_pass + pass_step, ... over
+// an active expert's slots (-1: none). Each row has its own expert while there are as many active
+// experts as rows (decode); where routing sends many tokens to few experts, the spare rows share
+// out the passes of expert y % n_active instead of idling while one row makes them all.
+struct BlockPasses {
+  int expert, first_pass, pass_step;
+};
+
+__device__ BlockPasses block_passes(const MoePlan& plan, int n_experts) {
+  const int y = int(blockIdx.y), rows = int(gridDim.y);
+  const int n_active = plan.active[n_experts], own = plan.active[y];  // both loads at once
+  if (n_active == 0) return {-1, 0, 1};
+  const int j = y % n_active;
+  return {y < n_active ? own : plan.active[j], y / n_active, (rows - 1 - j) / n_active + 1};
 }
 
-__global__ void __launch_bounds__(kRowWarps * 32) down_kernel(const DeviceWeight* experts, int wpr, MoePlan plan,
-                                                              int n_experts, const float* hidden, bool vector,
-                                                              float* y) {
-  if (int(blockIdx.y) >= plan.active[n_experts]) return;
-  const int e = plan.active[blockIdx.y];
-  const DeviceWeight down = experts[3 * e + 2];
-  const int warp = threadIdx.x / 32, part = warp % wpr;
-  const int64_t row = int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr;
-  const int first = plan.offsets[e], count = plan.counts[e];
-  for (int s0 = 0; s0 < count; s0 += kTokens) {
-    const int n_tokens = min(kTokens, count - s0);
-    const float* x_rows[kTokens];
+// One pass over n_tokens (<= kPassTokens) of an expert's slots from `first`: hidden[slot] =
+// silu(gate . x[token]) * (up . x[token]) for this lane group's kGateRows rows from row0.
+template <DType D, bool kVector, int kPassTokens>
+__device__ __forceinline__ void gate_up_pass(const DeviceWeight& gate, const DeviceWeight& up, int64_t row0, int part,
+                                             int wpr, const MoePlan& plan, int first, int n_tokens,
+                                             const DeviceMatrix& x, float* hidden, int64_t width) {
+  const float* x_rows[kPassTokens];
 #pragma unroll
-    for (int t = 0; t < kTokens; ++t) x_rows[t] = hidden + int64_t(first + s0 + min(t, n_tokens - 1)) * down.cols;
-    float acc[kTokens] = {};
-    if (row < down.rows) row_dots<kTokens>(down, vector, row, part, wpr, x_rows, n_tokens, acc);
-    float total;
-    if (reduce_row<kTokens>(acc, part, wpr, n_tokens, total) && row < down.rows)
-      y[int64_t(first + s0 + threadIdx.x % 32) * down.rows + row] = total;
-    __syncthreads();
+  for (int t = 0; t < kPassTokens; ++t)
+    x_rows[t] = x.data + int64_t(plan.slot_token[first + min(t, n_tokens - 1)]) * x.stride;
+  LaneRows<2 * kGateRows> rows;
+#pragma unroll
+  for (int r = 0; r < kGateRows; ++r) {
+    const int64_t row = min(row0 + r, width - 1);
+    rows.data[r] = gate.data, rows.scale_inv[r] = gate.scale_inv, rows.row[r] = row;
+    rows.data[kGateRows + r] = up.data, rows.scale_inv[kGateRows + r] = up.scale_inv, rows.row[kGateRows + r] = row;
   }
+  float acc[2 * kGateRows][kPassTokens] = {};
+  if (row0 < width) rows_dot<D, kVector, kUnroll<kPassTokens>>(gate, rows, part, wpr, x_rows, n_tokens, acc);
+  if (!reduce_rows(acc, part, wpr)) return;
+#pragma unroll
+  for (int r = 0; r < kGateRows; ++r)
+#pragma unroll
+    for (int t = 0; t < kPassTokens; ++t)
+      if (stores_total<kPassTokens>(r, t) && t < n_tokens && row0 + r < width) {
+        const float g = acc[r][t], u = acc[kGateRows + r][t];
+        hidden[int64_t(first + t) * width + row0 + r] = g / (1.0f + expf(-g)) * u;
+      }
 }
+
+// grid (row blocks, max_active): block y serves passes over an active expert's slots (block_passes),
+// kTokens slots a pass; each lane group (spread over wpr warps) kGateRows rows of the expert's gate
+// and up projections.
+template <DType D, bool kVector>
+__global__ void __launch_bounds__(kRowWarps * 32, 2) gate_up_kernel(const DeviceWeight* experts, int wpr, MoePlan plan,
+                                                                    int n_experts, DeviceMatrix x, float* hidden,
+                                                                    int64_t width) {
+  const BlockPasses passes = block_passes(plan, n_experts);
+  const int e = passes.expert;
+  if (e < 0) return;
+  const DeviceWeight& gate = experts[3 * e];
+  const DeviceWeight& up = experts[3 * e + 1];
+  const int warp = threadIdx.x / 32, part = warp % wpr;
+  const int64_t row0 = (int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr) * (kRowLanes * kGateRows) +
+                       threadIdx.x % 32 / kKLanes * kGateRows;
+  const int first = plan.offsets[e], count = plan.counts[e];
+  if (count == 1) {
+    if (passes.first_pass == 0)
+      gate_up_pass<D, kVector, 1>(gate, up, row0, part, wpr, plan, first, 1, x, hidden, width);
+    return;
+  }
+  for (int s0 = passes.first_pass * kTokens; s0 < count; s0 += passes.pass_step * kTokens)
+    gate_up_pass<D, kVector, kTokens>(gate, up, row0, part, wpr, plan, first + s0, min(kTokens, count - s0), x, hidden,
+                                      width);
+}
+
+// One pass over n_tokens (<= kPassTokens) of an expert's slots from `first`: y[slot] = down .
+// hidden[slot] for this lane group's kDownRows rows from row0.
+template <DType D, bool kVector, int kPassTokens>
+__device__ __forceinline__ void down_pass(const DeviceWeight& down, int64_t row0, int part, int wpr, int first,
+                                          int n_tokens, const float* hidden, float* y) {
+  const float* x_rows[kPassTokens];
+#pragma unroll
+  for (int t = 0; t < kPassTokens; ++t) x_rows[t] = hidden + int64_t(first + min(t, n_tokens - 1)) * down.cols;
+  LaneRows<kDownRows> rows;
+#pragma unroll
+  for (int r = 0; r < kDownRows; ++r)
+    rows.data[r] = down.data, rows.scale_inv[r] = down.scale_inv, rows.row[r] = min(row0 + r, down.rows - 1);
+  float acc[kDownRows][kPassTokens] = {};
+  if (row0 < down.rows) rows_dot<D, kVector, kUnroll<kPassTokens>>(down, rows, part, wpr, x_rows, n_tokens, acc);
+  if (!reduce_rows(acc, part, wpr)) return;
+#pragma unroll
+  for (int r = 0; r < kDownRows; ++r)
+#pragma unroll
+    for (int t = 0; t < kPassTokens; ++t)
+      if (stores_total<kPassTokens>(r, t) && t < n_tokens && row0 + r < down.rows)
+        y[int64_t(first + t) * down.rows + row0 + r] = acc[r][t];
+}
+
+template <DType D, bool kVector>
+__global__ void __launch_bounds__(kRowWarps * 32, 2) down_kernel(const DeviceWeight* experts, int wpr, MoePlan plan,
+                                                                 int n_experts, const float* hidden, float* y) {
+  const BlockPasses passes = block_passes(plan, n_experts);
+  const int e = passes.expert;
+  if (e < 0) return;
+  const DeviceWeight& down = experts[3 * e + 2];
+  const int warp = threadIdx.x / 32, part = warp % wpr;
+  const int64_t row0 = (int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr) * (kRowLanes * kDownRows) +
+                       threadIdx.x % 32 / kKLanes * kDownRows;
+  const int first = plan.offsets[e], count = plan.counts[e];
+  if (count == 1) {
+    if (passes.first_pass == 0) down_pass<D, kVector, 1>(down, row0, part, wpr, first, 1, hidden, y);
+    return;
+  }
+  for (int s0 = passes.first_pass * kTokens; s0 < count; s0 += passes.pass_step * kTokens)
+    down_pass<D, kVector, kTokens>(down, row0, part, wpr, first + s0, min(kTokens, count - s0), hidden, y);
+}
+
+struct GateUpKernels {
+  template <DType D, bool kVector>
+  static auto get() { return gate_up_kernel<D, kVector>; }
+};
+
+struct DownKernels {
+  template <DType D, bool kVector>
+  static auto get() { return down_kernel<D, kVector>; }
+};
 
 __global__ void combine_kernel(const float* y, const float* weights, MoePlan plan, int top_k, DeviceMatrix out) {
   const int64_t t = blockIdx.x;
@@ -200,16 +277,24 @@ void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_exper
 
 void launch_moe_gate_up(const DeviceWeight* experts, const DeviceWeight& shape, int n_experts, int max_active,
                         MoePlan plan, DeviceMatrix x, bool vector, float* hidden, cudaStream_t stream) {
-  const int wpr = warps_per_row(shape, max_active);
-  const dim3 grid(unsigned((shape.rows + kRowWarps / wpr - 1) / (kRowWarps / wpr)), unsigned(max_active));
-  gate_up_kernel<<<grid, kRowWarps * 32, 0, stream>>>(experts, wpr, plan, n_experts, x, vector, hidden, shape.rows);
+  constexpr int kWarpRows = kRowLanes * kGateRows;
+  const int wpr = warps_per_tile((shape.rows + kWarpRows - 1) / kWarpRows * max_active, row_vectors(shape),
+                                 kKLanes * kUnroll<1>);
+  const int64_t block_rows = kRowWarps / wpr * kWarpRows;
+  const dim3 grid(unsigned((shape.rows + block_rows - 1) / block_rows), unsigned(max_active));
+  kernel_for<GateUpKernels>(shape.dtype, vector)<<<grid, kRowWarps * 32, 0, stream>>>(experts, wpr, plan, n_experts, x,
+                                                                                        hidden, shape.rows);
 }
 
 void launch_moe_down(const DeviceWeight* experts, const DeviceWeight& shape, int n_experts, int max_active,
                      MoePlan plan, const float* hidden, bool vector, float* y, cudaStream_t stream) {
-  const int wpr = warps_per_row(shape, max_active);
-  const dim3 grid(unsigned((shape.rows + kRowWarps / wpr - 1) / (kRowWarps / wpr)), unsigned(max_active));
-  down_kernel<<<grid, kRowWarps * 32, 0, stream>>>(experts, wpr, plan, n_experts, hidden, vector, y);
+  constexpr int kWarpRows = kRowLanes * kDownRows;
+  const int wpr = warps_per_tile((shape.rows + kWarpRows - 1) / kWarpRows * max_active, row_vectors(shape),
+                                 kKLanes * kUnroll<1>);
+  const int64_t block_rows = kRowWarps / wpr * kWarpRows;
+  const dim3 grid(unsigned((shape.rows + block_rows - 1) / block_rows), unsigned(max_active));
+  kernel_for<DownKernels>(shape.dtype, vector)<<<grid, kRowWarps * 32, 0, stream>>>(experts, wpr, plan, n_experts,
+                                                                                      hidden, y);
 }
 
 void launch_moe_combine(const float* y, const float* weights, MoePlan plan, int top_k, DeviceMatrix out,

@@ -32,29 +32,42 @@ __device__ inline float weight_element(const DeviceWeight& w, int64_t row, int64
   return 0.0f;
 }
 
-// 16 bytes of stored elements widened to float32: kElems of them.
+// 16 weight bytes, read once: not kept in L1, which is left to the activations every row reuses.
+__device__ inline uint4 load_weight_vector(const uint8_t* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+// Word i of a vector; i is a compile-time constant wherever the callers unroll.
+__device__ inline uint32_t vector_word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+// 16 stored bytes hold kElems elements; widen() gives group g of them (elements 4g..4g+3) as float32.
 template <DType D>
 struct WeightVector;
 
 template <>
 struct WeightVector<DType::F32> {
   static constexpr int kElems = 4;
-  __device__ static void load(const uint8_t* p, float* out) {
-    const float4 v = *reinterpret_cast<const float4*>(p);
-    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+  __device__ static void widen(const uint4& v, int, float (&out)[4]) {
+    out[0] = __uint_as_float(v.x), out[1] = __uint_as_float(v.y);
+    out[2] = __uint_as_float(v.z), out[3] = __uint_as_float(v.w);
   }
 };
 
 template <>
 struct WeightVector<DType::BF16> {
   static constexpr int kElems = 8;
-  __device__ static void load(const uint8_t* p, float* out) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+  __device__ static void widen(const uint4& v, int g, float (&out)[4]) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      out[2 * i] = __uint_as_float(words[i] << 16);
-      out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+    for (int i = 0; i < 2; ++i) {
+      const uint32_t word = vector_word(v, 2 * g + i);
+      out[2 * i] = __uint_as_float(word << 16);
+      out[2 * i + 1] = __uint_as_float(word & 0xffff0000u);
     }
   }
 };
@@ -62,12 +75,11 @@ struct WeightVector<DType::BF16> {
 template <>
 struct WeightVector<DType::F16> {
   static constexpr int kElems = 8;
-  __device__ static void load(const uint8_t* p, float* out) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    const __half2* h = reinterpret_cast<const __half2*>(&v);
+  __device__ static void widen(const uint4& v, int g, float (&out)[4]) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __half22float2(h[i]);
+    for (int i = 0; i < 2; ++i) {
+      const uint32_t word = vector_word(v, 2 * g + i);
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&word));
       out[2 * i] = f.x, out[2 * i + 1] = f.y;
     }
   }
@@ -76,12 +88,12 @@ struct WeightVector<DType::F16> {
 template <>
 struct WeightVector<DType::F8_E4M3> {
   static constexpr int kElems = 16;
-  __device__ static void load(const uint8_t* p, float* out) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    const __nv_fp8x2_storage_t* pairs = reinterpret_cast<const __nv_fp8x2_storage_t*>(&v);
+  __device__ static void widen(const uint4& v, int g, float (&out)[4]) {
+    const uint32_t word = vector_word(v, g);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pairs[i], __NV_E4M3)));
+    for (int i = 0; i < 2; ++i) {
+      const auto pair = __nv_fp8x2_storage_t(word >> (16 * i));
+      const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3)));
       out[2 * i] = f.x, out[2 * i + 1] = f.y;
     }
   }
