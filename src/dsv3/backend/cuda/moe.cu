@@ -253,15 +253,14 @@ struct DownKernels {
   static auto get() { return down_kernel<D, kVector>; }
 };
 
+// grid (tokens, column blocks): one output element a thread, its top_k loads independent.
 __global__ void combine_kernel(const float* y, const float* weights, MoePlan plan, int top_k, DeviceMatrix out) {
-  const int64_t t = blockIdx.x;
-  float* o = out.data + t * out.stride;
-  for (int64_t c = threadIdx.x; c < out.cols; c += blockDim.x) {
-    float sum = 0.0f;
-    for (int k = 0; k < top_k; ++k)
-      sum += weights[t * top_k + k] * y[int64_t(plan.pair_slot[t * top_k + k]) * out.cols + c];
-    o[c] = sum;
-  }
+  const int64_t t = blockIdx.x, c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (c >= out.cols) return;
+  float sum = 0.0f;
+  for (int k = 0; k < top_k; ++k)
+    sum += weights[t * top_k + k] * y[int64_t(plan.pair_slot[t * top_k + k]) * out.cols + c];
+  out.data[t * out.stride + c] = sum;
 }
 
 }  // namespace
@@ -299,7 +298,8 @@ void launch_moe_down(const DeviceWeight* experts, const DeviceWeight& shape, int
 
 void launch_moe_combine(const float* y, const float* weights, MoePlan plan, int top_k, DeviceMatrix out,
                         cudaStream_t stream) {
-  if (out.rows > 0) combine_kernel<<<unsigned(out.rows), 256, 0, stream>>>(y, weights, plan, top_k, out);
+  const dim3 grid(unsigned(out.rows), unsigned((out.cols + 255) / 256));
+  if (out.rows > 0 && out.cols > 0) combine_kernel<<<grid, 256, 0, stream>>>(y, weights, plan, top_k, out);
 }
 
 }  // namespace dsv3::cuda
