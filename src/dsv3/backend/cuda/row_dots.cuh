@@ -10,18 +10,9 @@
 // meet in log2(kKLanes) shuffle steps; where rows are too few to fill the GPU, a group's rows are
 // also split over wpr warps of a block (interleaved column chunks), whose sums meet in shared memory.
 //
-// Moonlight FP8 (bench, 64 prompt tokens), H100, ncu (cold caches), microseconds a call:
-//   kernel, shape                        one warp a row   this version
-//   gate_up, decode, 6 experts                     52.2           23.7
-//   down, decode, 6 experts                        34.6           18.6
-//   linear_small 2816x2048, decode                 12.0            7.9
-//   lm_head 163840x2048 BF16, decode              253.7          226.6 (96% of the bandwidth)
-//   gate_up, 64 prefill tokens                      851            498
-//   down, 64 prefill tokens                         500            312
-// The old version kept 2 vectors in flight a lane, summed every row in 5 shuffle steps and loaded
-// the activations once a row. What is left is issue-bound, not memory-bound: at 16 warps an SM
-// (128 registers) a lane spends far longer widening and multiplying than waiting, and with 8
-// tokens the FMAs themselves dominate (prefill MoE; cuBLASLt-sized work on CUDA cores).
+// Measured before and after this scheme: bench/RESULTS.md (CUDA section). What is left is
+// issue-bound, not memory-bound: at 16 warps an SM (128 registers) a lane spends far longer widening
+// and multiplying than waiting, and with 8 tokens the FMAs themselves dominate (prefill MoE).
 #pragma once
 
 #include "dsv3/backend/cuda/weight_element.cuh"
