@@ -183,6 +183,14 @@ void CudaBackend::linear_with(LinearPath path, const Act& x, const LinearWeight&
     DSV3_CUDA_CHECK_LAUNCH();
     return;
   }
+  if (path == LinearPath::Grouped) {
+    const cuda::DeviceWeight shape = cuda::weight(w);
+    DSV3_ASSERT(cuda::grouped_linear_ok(shape, matrix(x)), "grouped product for weight ", w.weight.name);
+    cuda::launch_grouped_linear({nullptr, 0, 0, shape}, shape, nullptr, 1, cuda::grouped_linear_row_tiles(x.rows, 1),
+                                matrix(x), nullptr, matrix(out), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    return;
+  }
   DSV3_ASSERT(tensor_core_dtype, "cuBLASLt path for ", dtype_name(w.weight.dtype), " weight ", w.weight.name);
   linear_gemm(x, w, out, path == LinearPath::Gemm);
 }

@@ -76,8 +76,9 @@ class CudaBackend final : public Backend {
 
   // Products with their path forced, for the op tests and the bench: `Small` streams the weight
   // through our kernel, `Gemm` takes cuBLASLt (FP8 weights: the block-scaled FP8 product where
-  // cuBLASLt has one, else BF16 on the dequantised weight), `GemmBf16` always the latter.
-  enum class LinearPath { Auto, Small, Gemm, GemmBf16 };
+  // cuBLASLt has one, else BF16 on the dequantised weight), `GemmBf16` always the latter, `Grouped`
+  // our tensor-core kernel (grouped_gemm.cu) as one group.
+  enum class LinearPath { Auto, Small, Gemm, GemmBf16, Grouped };
   void linear_with(LinearPath path, const Act& x, const LinearWeight& w, const Act& out);
 
  private:
@@ -86,10 +87,6 @@ class CudaBackend final : public Backend {
   void linear_gemm(const Act& x, const LinearWeight& w, const Act& out, bool allow_fp8);
   // The experts' weights as a device array (gate, up, down per expert), made once per layer.
   const cuda::DeviceWeight* expert_table(std::span<const ExpertWeights> experts);
-  // The experts of a large batch: one synchronisation for the plan's offsets, then each chosen
-  // expert's tokens through linear(); y [n_pairs, hidden] in slot order.
-  void moe_experts_by_expert(const Act& x, std::span<const ExpertWeights> experts, const cuda::MoePlan& plan, float* y);
-
   // A step's inputs in one device block laid out as `layout` says, uploaded through the staging ring.
   void upload_step_inputs(std::span<const std::vector<int32_t>> inputs, const cuda::StepInputLayout& layout,
                           void* memory);

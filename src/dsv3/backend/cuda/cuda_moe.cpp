@@ -1,8 +1,8 @@
 // DeepSeekMoE on the GPU. The router runs in float32 through the weight-streaming kernel (expert
 // choice is sensitive to rounding, and transformers routes in float32). The (token, expert) pairs are
-// sorted by expert on the device; for decode-sized batches the experts' products then run without
-// the host knowing which experts were chosen (moe.cu), for larger ones each chosen expert's tokens go
-// through the linear path (cuBLASLt) after one synchronisation that reads the counts.
+// sorted by expert on the device; the experts' products then run without the host knowing which
+// experts were chosen: weight streaming for decode-sized batches (moe.cu), grouped tensor-core
+// products for larger ones (grouped_gemm.cu).
 #include <vector>
 
 #include "dsv3/backend/cuda/cuda_backend.h"
@@ -10,8 +10,9 @@
 namespace dsv3 {
 namespace {
 
-// Tokens up to which the experts run on the device-side plan alone.
-constexpr int64_t kDevicePlanTokens = 256;
+// Tokens up to which the experts stream their weights (moe.cu, a pass over an expert's weight for
+// every 8 of its tokens); beyond, the grouped tensor-core product (grouped_gemm.cu) takes them.
+constexpr int64_t kStreamingTokens = 128;
 constexpr int64_t kMaxExperts = 1024;
 
 }  // namespace
@@ -71,45 +72,37 @@ void CudaBackend::moe_experts(const Act& x, const Routing& routing, std::span<co
   DSV3_CUDA_CHECK_LAUNCH();
 
   Buffer y = scratch(size_t(n_pairs * hidden) * 4);
-  if (n <= kDevicePlanTokens) {
-    const cuda::DeviceWeight* table = expert_table(experts);
-    const cuda::DeviceWeight gate_shape = cuda::weight(experts[0].gate_proj), down_shape = cuda::weight(experts[0].down_proj);
-    Buffer h = scratch(size_t(n_pairs * width) * 4);
-    const int max_active = int(std::min<int64_t>(n_experts, n_pairs));
-    // Every expert weight is its own cudaMalloc (256-byte aligned), so the first stands for all.
-    cuda::launch_moe_gate_up(table, gate_shape, n_experts, max_active, plan, matrix(x),
-                             cuda::vector_rows_ok(gate_shape, x.data, x.stride), static_cast<float*>(h.data()), stream_);
-    DSV3_CUDA_CHECK_LAUNCH();
-    cuda::launch_moe_down(table, down_shape, n_experts, max_active, plan, static_cast<const float*>(h.data()),
-                          cuda::vector_rows_ok(down_shape, h.data(), width), static_cast<float*>(y.data()), stream_);
+  const cuda::DeviceWeight* table = expert_table(experts);
+  // Every expert weight is its own cudaMalloc (256-byte aligned), so the first stands for all.
+  const cuda::DeviceWeight gate_shape = cuda::weight(experts[0].gate_proj), down_shape = cuda::weight(experts[0].down_proj);
+  Buffer h = scratch(size_t(n_pairs * width) * 4);
+  const cuda::DeviceMatrix hidden_rows{static_cast<float*>(h.data()), n_pairs, width, width};
+  const cuda::DeviceMatrix y_rows{static_cast<float*>(y.data()), n_pairs, hidden, hidden};
+  if (n > kStreamingTokens && cuda::grouped_linear_ok(gate_shape, matrix(x)) &&
+      cuda::grouped_linear_ok(down_shape, hidden_rows)) {
+    const int64_t tiles = cuda::grouped_linear_row_tiles(n_pairs, n_experts);
+    Buffer up = scratch(size_t(n_pairs * width) * 4);
+    const cuda::DeviceMatrix up_rows{static_cast<float*>(up.data()), n_pairs, width, width};
+    cuda::launch_grouped_linear({table, 3, 0, {}}, gate_shape, plan.offsets, n_experts, tiles, matrix(x), plan.slot_token,
+                                hidden_rows, stream_);
+    cuda::launch_grouped_linear({table, 3, 1, {}}, gate_shape, plan.offsets, n_experts, tiles, matrix(x), plan.slot_token,
+                                up_rows, stream_);
+    cuda::launch_silu_mul(hidden_rows, up_rows, hidden_rows, stream_);
+    cuda::launch_grouped_linear({table, 3, 2, {}}, down_shape, plan.offsets, n_experts, tiles, hidden_rows, nullptr, y_rows,
+                                stream_);
     DSV3_CUDA_CHECK_LAUNCH();
   } else {
-    moe_experts_by_expert(x, experts, plan, static_cast<float*>(y.data()));
+    const int max_active = int(std::min<int64_t>(n_experts, n_pairs));
+    cuda::launch_moe_gate_up(table, gate_shape, n_experts, max_active, plan, matrix(x),
+                             cuda::vector_rows_ok(gate_shape, x.data, x.stride), hidden_rows.data, stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    cuda::launch_moe_down(table, down_shape, n_experts, max_active, plan, hidden_rows.data,
+                          cuda::vector_rows_ok(down_shape, h.data(), width), y_rows.data, stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
   }
   cuda::launch_moe_combine(static_cast<const float*>(y.data()), static_cast<const float*>(routing.expert_weights.data()),
                            plan, int(top_k), matrix(out), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
-}
-
-void CudaBackend::moe_experts_by_expert(const Act& x, std::span<const ExpertWeights> experts, const cuda::MoePlan& plan,
-                                        float* y) {
-  const int n_experts = int(experts.size());
-  std::vector<int32_t> offsets(size_t(n_experts) + 1);
-  DSV3_CUDA_CHECK(cudaMemcpyAsync(offsets.data(), plan.offsets, offsets.size() * 4, cudaMemcpyDeviceToHost, stream_));
-  synchronize();
-  for (int e = 0; e < n_experts; ++e) {
-    const int64_t first = offsets[size_t(e)], count = offsets[size_t(e) + 1] - first;
-    if (count == 0) continue;
-    const ExpertWeights& expert = experts[size_t(e)];
-    const int64_t width = expert.gate_proj.out_features();
-    ActBuffer xs = alloc(count, x.cols), gate = alloc(count, width), up = alloc(count, width);
-    cuda::launch_gather_rows(matrix(x), plan.slot_token + first, matrix(xs.view), stream_);
-    DSV3_CUDA_CHECK_LAUNCH();
-    linear(xs.view, expert.gate_proj, gate.view);
-    linear(xs.view, expert.up_proj, up.view);
-    silu_mul(gate.view, up.view, gate.view);
-    linear(gate.view, expert.down_proj, Act{y + first * x.cols, count, x.cols, x.cols, 4});
-  }
 }
 
 }  // namespace dsv3

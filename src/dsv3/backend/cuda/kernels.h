@@ -70,6 +70,25 @@ void launch_weight_to_f32(const DeviceWeight& w, float* out, cudaStream_t stream
 // codes = e4m3(x / scale). codes [rows, cols] contiguous; scales[group * scale_stride + row].
 void launch_quantize_fp8(DeviceMatrix x, uint8_t* codes, float* scales, int64_t scale_stride, cudaStream_t stream);
 
+// Grouped products on tensor cores (grouped_gemm.cu): the rows of y in groups, group g's rows
+// [offsets[g], offsets[g + 1]) (one group of y.rows rows when offsets is null), row r of y =
+// W_g x[x_rows ? x_rows[r] : r]. Group g's weight is table[g * stride + index], a device array, or
+// `one` when table is null. Products of float32 accuracy in x against the weight in BF16.
+struct GroupedWeights {
+  const DeviceWeight* table = nullptr;
+  int stride = 0, index = 0;
+  DeviceWeight one;
+};
+// Whether weights shaped as `shape` (all groups alike) and rows of x can take the grouped product:
+// BF16 or FP8 weights, K a multiple of 32, 16-byte aligned rows.
+bool grouped_linear_ok(const DeviceWeight& shape, DeviceMatrix x);
+// Rows of blocks that rows split into n_groups groups can need (the grid is sized without reading
+// the offsets).
+int64_t grouped_linear_row_tiles(int64_t rows, int n_groups);
+void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
+                           int n_groups, int64_t row_tiles, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y,
+                           cudaStream_t stream);
+
 }  // namespace dsv3::cuda
 
 namespace dsv3::cuda {

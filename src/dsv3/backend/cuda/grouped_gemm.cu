@@ -1,0 +1,237 @@
+// Grouped products on tensor cores: the experts of a prefill-sized MoE batch in one launch, each
+// expert's weight multiplied into its own rows, without the host learning how many rows each has.
+//
+// A block computes a kBM x kBN tile of y. Its rows are found from the group offsets on the device
+// (the grid has a row of blocks for every tile the groups could need). Operands go through shared
+// memory in BF16 for mma.sync m16n8k16: the weight exactly (BF16 as stored; FP8 codes widened and
+// multiplied by their block's scale, then rounded once, as the dequantising path does), x as a high
+// and a low BF16 part (x = high + low to 16 bits of mantissa), both multiplied into float32 sums, so
+// the product is as accurate as float32 activations against a BF16 weight.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+
+#include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/weight_element.cuh"
+
+namespace dsv3::cuda {
+namespace {
+
+constexpr int kBM = 64, kBN = 128, kBK = 32, kThreads = 256;
+// Shared rows are kBK + 8 BF16 (80 bytes) apart: the 8 rows an ldmatrix reads fall in distinct banks.
+constexpr int kLd = kBK + 8;
+
+struct alignas(16) TileBuffers {
+  __nv_bfloat16 a_high[kBM][kLd], a_low[kBM][kLd], b[kBN][kLd];
+};
+
+__device__ inline void ldmatrix_x4(uint32_t (&r)[4], const __nv_bfloat16* p) {
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+}
+
+// d += a b, a 16x16 (row-major fragment), b 16x8 (column-major fragment), float32 sums.
+__device__ inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// The rows [begin, end) of this block's tile and its group, from the groups' row offsets: tiles are
+// numbered group by group, ceil(rows / kBM) a group. One warp scans 32 groups at a time.
+struct TileRows {
+  int group;
+  int64_t begin, end;
+};
+
+__device__ TileRows find_tile(const int32_t* offsets, int n_groups, int64_t total_rows, int tile) {
+  __shared__ TileRows found;
+  if (offsets == nullptr) {
+    const int64_t begin = int64_t(tile) * kBM;
+    return {begin < total_rows ? 0 : -1, begin, total_rows};
+  }
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    if (lane == 0) found.group = -1;
+    __syncwarp();
+    int before = 0;  // tiles of the groups already scanned
+    for (int g0 = 0; g0 < n_groups && before <= tile; g0 += 32) {
+      const int g = g0 + lane;
+      const int begin = g < n_groups ? offsets[g] : 0, end = g < n_groups ? offsets[g + 1] : 0;
+      const int tiles = (end - begin + kBM - 1) / kBM;
+      int through = tiles;  // inclusive scan over the lanes
+      for (int offset = 1; offset < 32; offset *= 2) {
+        const int other = __shfl_up_sync(0xffffffffu, through, offset);
+        if (lane >= offset) through += other;
+      }
+      const int first = before + through - tiles;
+      if (tile >= first && tile < before + through) found = {g, begin + int64_t(tile - first) * kBM, end};
+      before += __shfl_sync(0xffffffffu, through, 31);
+    }
+  }
+  __syncthreads();
+  return found;
+}
+
+// Global memory to registers, then registers to shared memory, for one kBK slice of k.
+template <DType D>
+struct TileLoader {
+  // x: thread t loads row t / 4, columns (t % 4) * 8 .. + 8.
+  const float* a_src = nullptr;
+  int a_row, a_col;
+  float4 a[2];
+  // The weight: thread t loads row t / 2, columns (t % 2) * 16 .. + 16, as one (FP8) or two (BF16)
+  // 16-byte vectors.
+  static constexpr int kVectors = D == DType::F8_E4M3 ? 1 : 2, kBytes = kVectors;  // a weight element's
+  const uint8_t* b_src = nullptr;
+  const float* b_scales = nullptr;  // the row's scale row (FP8)
+  int64_t block_in = 128;
+  int b_row, b_col;
+  uint4 b[kVectors];
+  float b_scale = 1.0f;
+
+  __device__ void load(int64_t k0) {
+    if (a_src) {
+      a[0] = *reinterpret_cast<const float4*>(a_src + k0);
+      a[1] = *reinterpret_cast<const float4*>(a_src + k0 + 4);
+    } else {
+      a[0] = a[1] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+#pragma unroll
+    for (int v = 0; v < kVectors; ++v)
+      b[v] = b_src ? load_weight_vector(b_src + k0 * kBytes + 16 * v) : make_uint4(0, 0, 0, 0);
+    if (D == DType::F8_E4M3 && b_src) b_scale = b_scales[(k0 + b_col) / block_in];
+  }
+
+  __device__ void store(TileBuffers& t) const {
+    const float x[8] = {a[0].x, a[0].y, a[0].z, a[0].w, a[1].x, a[1].y, a[1].z, a[1].w};
+    __nv_bfloat162 high[4], low[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      high[i] = __floats2bfloat162_rn(x[2 * i], x[2 * i + 1]);
+      const float2 back = __bfloat1622float2(high[i]);
+      low[i] = __floats2bfloat162_rn(x[2 * i] - back.x, x[2 * i + 1] - back.y);
+    }
+    *reinterpret_cast<uint4*>(&t.a_high[a_row][a_col]) = *reinterpret_cast<const uint4*>(high);
+    *reinterpret_cast<uint4*>(&t.a_low[a_row][a_col]) = *reinterpret_cast<const uint4*>(low);
+    if constexpr (D == DType::F8_E4M3) {
+      __nv_bfloat162 w[8];
+#pragma unroll
+      for (int g = 0; g < 4; ++g) {
+        float f[4];
+        WeightVector<DType::F8_E4M3>::widen(b[0], g, f);
+        w[2 * g] = __floats2bfloat162_rn(f[0] * b_scale, f[1] * b_scale);
+        w[2 * g + 1] = __floats2bfloat162_rn(f[2] * b_scale, f[3] * b_scale);
+      }
+      *reinterpret_cast<uint4*>(&t.b[b_row][b_col]) = *reinterpret_cast<const uint4*>(&w[0]);
+      *reinterpret_cast<uint4*>(&t.b[b_row][b_col + 8]) = *reinterpret_cast<const uint4*>(&w[4]);
+    } else {
+      *reinterpret_cast<uint4*>(&t.b[b_row][b_col]) = b[0];
+      *reinterpret_cast<uint4*>(&t.b[b_row][b_col + 8]) = b[1];
+    }
+  }
+};
+
+// grid (column tiles, row tiles the groups could need). Eight warps, 2 x 4, each 32 x 32 of the tile.
+template <DType D>
+__global__ void __launch_bounds__(kThreads) grouped_linear_kernel(GroupedWeights weights, const int32_t* offsets,
+                                                                  int n_groups, DeviceMatrix x, const int32_t* x_rows,
+                                                                  DeviceMatrix y) {
+  __shared__ TileBuffers buffers[2];
+  const TileRows rows = find_tile(offsets, n_groups, y.rows, int(blockIdx.y));
+  if (rows.group < 0) return;
+  const DeviceWeight w = weights.table ? weights.table[int64_t(rows.group) * weights.stride + weights.index] : weights.one;
+  const int64_t K = w.cols, N = w.rows, n0 = int64_t(blockIdx.x) * kBN;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 4, wn = warp % 4;
+
+  TileLoader<D> loader;
+  loader.a_row = tid / 4, loader.a_col = tid % 4 * 8;
+  if (const int64_t slot = rows.begin + loader.a_row; slot < rows.end)
+    loader.a_src = x.data + int64_t(x_rows ? x_rows[slot] : slot) * x.stride + loader.a_col;
+  loader.b_row = tid / 2, loader.b_col = tid % 2 * 16;
+  if (const int64_t n = n0 + loader.b_row; n < N) {
+    loader.b_src = static_cast<const uint8_t*>(w.data) + (n * K + loader.b_col) * TileLoader<D>::kBytes;
+    if constexpr (D == DType::F8_E4M3) {
+      loader.b_scales = w.scale_inv + n / w.block_out * ((K + w.block_in - 1) / w.block_in);
+      loader.block_in = w.block_in;
+    }
+  }
+
+  float acc[2][4][4] = {};
+  const int64_t n_slices = K / kBK;
+  loader.load(0);
+  loader.store(buffers[0]);
+  __syncthreads();
+  for (int64_t s = 0; s < n_slices; ++s) {
+    if (s + 1 < n_slices) loader.load((s + 1) * kBK);
+    const TileBuffers& t = buffers[s % 2];
+#pragma unroll
+    for (int ks = 0; ks < kBK; ks += 16) {
+      uint32_t high[2][4], low[2][4], b[2][4];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        const int r = wm * 32 + mi * 16 + lane % 16, c = ks + lane / 16 * 8;
+        ldmatrix_x4(high[mi], &t.a_high[r][c]);
+        ldmatrix_x4(low[mi], &t.a_low[r][c]);
+      }
+#pragma unroll
+      for (int p = 0; p < 2; ++p)
+        ldmatrix_x4(b[p], &t.b[wn * 32 + p * 16 + lane % 8 + lane / 16 * 8][ks + lane / 8 % 2 * 8]);
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) {
+          const uint32_t b0 = b[ni / 2][ni % 2 * 2], b1 = b[ni / 2][ni % 2 * 2 + 1];
+          mma_bf16(acc[mi][ni], high[mi], b0, b1);
+          mma_bf16(acc[mi][ni], low[mi], b0, b1);
+        }
+    }
+    if (s + 1 < n_slices) loader.store(buffers[(s + 1) % 2]);
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row = rows.begin + wm * 32 + mi * 16 + lane / 4 + half * 8;
+      if (row >= rows.end) continue;
+      float* out = y.data + row * y.stride;
+#pragma unroll
+      for (int ni = 0; ni < 4; ++ni) {
+        const int64_t col = n0 + wn * 32 + ni * 8 + lane % 4 * 2;
+        if (col < N) out[col] = acc[mi][ni][2 * half];
+        if (col + 1 < N) out[col + 1] = acc[mi][ni][2 * half + 1];
+      }
+    }
+}
+
+}  // namespace
+
+bool grouped_linear_ok(const DeviceWeight& shape, DeviceMatrix x) {
+  auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const bool dtype_ok = shape.dtype == DType::BF16 || (shape.dtype == DType::F8_E4M3 && shape.block_in % 16 == 0);
+  return dtype_ok && shape.cols % kBK == 0 && aligned16(shape.data) && aligned16(x.data) && x.stride % 4 == 0;
+}
+
+// Each group's last tile may be partial: at most one tile a group beyond the rows' own.
+int64_t grouped_linear_row_tiles(int64_t rows, int n_groups) {
+  return std::min((rows + kBM - 1) / kBM + (n_groups - 1), rows);
+}
+
+void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
+                           int n_groups, int64_t row_tiles, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y,
+                           cudaStream_t stream) {
+  if (row_tiles == 0 || shape.rows == 0) return;
+  const dim3 grid(unsigned((shape.rows + kBN - 1) / kBN), unsigned(row_tiles));
+  if (shape.dtype == DType::F8_E4M3)
+    grouped_linear_kernel<DType::F8_E4M3><<<grid, kThreads, 0, stream>>>(weights, offsets, n_groups, x, x_rows, y);
+  else
+    grouped_linear_kernel<DType::BF16><<<grid, kThreads, 0, stream>>>(weights, offsets, n_groups, x, x_rows, y);
+}
+
+}  // namespace dsv3::cuda
