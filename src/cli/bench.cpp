@@ -84,12 +84,12 @@ int run_bench(const Args& args) {
   const double bandwidth = model->backend().measure_read_bandwidth();
   const double matmul_rate = model->backend().measure_matmul_rate();
 
-  // Warm-up, untimed: a short prefill and two decode steps make what the first calls make once
-  // (weight copies, product plans, the first decode graph).
+  // Warm-up, untimed: a prefill of the same length and two decode steps make what the first calls
+  // make once (weight copies, product plans for the prompt's shapes, pooled memory, the first decode
+  // graph), as a server has made them by its second request.
   {
     CacheSequence warm;
-    const std::vector<int32_t> warm_prompt(prompt.begin(), prompt.begin() + std::min<int64_t>(prompt_len, 16));
-    const ForwardChunk warm_prefill{&warm, warm_prompt};
+    const ForwardChunk warm_prefill{&warm, prompt};
     model->forward({&warm_prefill, 1}, false);
     for (int i = 0; i < 2; ++i) {
       const ForwardChunk step{&warm, {&prompt[0], 1}};

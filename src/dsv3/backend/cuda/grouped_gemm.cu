@@ -11,14 +11,15 @@
 
 #include <algorithm>
 
+#include "dsv3/backend/cuda/cuda_check.h"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/weight_element.cuh"
 
 namespace dsv3::cuda {
 namespace {
 
-constexpr int kBM = 64, kBN = 128, kBK = 32, kThreads = 256;
-// Shared rows are kBK + 8 BF16 (80 bytes) apart: the 8 rows an ldmatrix reads fall in distinct banks.
+constexpr int kBM = 64, kBN = 128, kBK = 64, kThreads = 256;
+// Shared rows are kBK + 8 BF16 (144 bytes) apart: the 8 rows an ldmatrix reads fall in distinct banks.
 constexpr int kLd = kBK + 8;
 
 struct alignas(16) TileBuffers {
@@ -77,16 +78,18 @@ __device__ TileRows find_tile(const int32_t* offsets, int n_groups, int64_t tota
   return found;
 }
 
-// Global memory to registers, then registers to shared memory, for one kBK slice of k.
+// Global memory to registers, then registers to shared memory, for one kBK slice of k. Each
+// thread loads kAFloats consecutive values of one row of x and kBElems of one weight row: the next
+// slice's loads are in flight while the current one is multiplied.
+constexpr int kAFloats = kBM * kBK / kThreads, kBElems = kBN * kBK / kThreads;
+
 template <DType D>
 struct TileLoader {
-  // x: thread t loads row t / 4, columns (t % 4) * 8 .. + 8.
+  static constexpr int kBytes = D == DType::F8_E4M3 ? 1 : 2;  // a weight element's
+  static constexpr int kVectors = kBElems * kBytes / 16;
   const float* a_src = nullptr;
   int a_row, a_col;
-  float4 a[2];
-  // The weight: thread t loads row t / 2, columns (t % 2) * 16 .. + 16, as one (FP8) or two (BF16)
-  // 16-byte vectors.
-  static constexpr int kVectors = D == DType::F8_E4M3 ? 1 : 2, kBytes = kVectors;  // a weight element's
+  float4 a[kAFloats / 4];
   const uint8_t* b_src = nullptr;
   const float* b_scales = nullptr;  // the row's scale row (FP8)
   int64_t block_in = 128;
@@ -95,12 +98,9 @@ struct TileLoader {
   float b_scale = 1.0f;
 
   __device__ void load(int64_t k0) {
-    if (a_src) {
-      a[0] = *reinterpret_cast<const float4*>(a_src + k0);
-      a[1] = *reinterpret_cast<const float4*>(a_src + k0 + 4);
-    } else {
-      a[0] = a[1] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    }
+#pragma unroll
+    for (int i = 0; i < kAFloats / 4; ++i)
+      a[i] = a_src ? *reinterpret_cast<const float4*>(a_src + k0 + 4 * i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
     for (int v = 0; v < kVectors; ++v)
       b[v] = b_src ? load_weight_vector(b_src + k0 * kBytes + 16 * v) : make_uint4(0, 0, 0, 0);
@@ -108,30 +108,36 @@ struct TileLoader {
   }
 
   __device__ void store(TileBuffers& t) const {
-    const float x[8] = {a[0].x, a[0].y, a[0].z, a[0].w, a[1].x, a[1].y, a[1].z, a[1].w};
-    __nv_bfloat162 high[4], low[4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      high[i] = __floats2bfloat162_rn(x[2 * i], x[2 * i + 1]);
-      const float2 back = __bfloat1622float2(high[i]);
-      low[i] = __floats2bfloat162_rn(x[2 * i] - back.x, x[2 * i + 1] - back.y);
-    }
-    *reinterpret_cast<uint4*>(&t.a_high[a_row][a_col]) = *reinterpret_cast<const uint4*>(high);
-    *reinterpret_cast<uint4*>(&t.a_low[a_row][a_col]) = *reinterpret_cast<const uint4*>(low);
-    if constexpr (D == DType::F8_E4M3) {
-      __nv_bfloat162 w[8];
+    for (int i = 0; i < kAFloats / 8; ++i) {
+      const float4 p = a[2 * i], q = a[2 * i + 1];
+      const float x[8] = {p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w};
+      __nv_bfloat162 high[4], low[4];
 #pragma unroll
-      for (int g = 0; g < 4; ++g) {
-        float f[4];
-        WeightVector<DType::F8_E4M3>::widen(b[0], g, f);
-        w[2 * g] = __floats2bfloat162_rn(f[0] * b_scale, f[1] * b_scale);
-        w[2 * g + 1] = __floats2bfloat162_rn(f[2] * b_scale, f[3] * b_scale);
+      for (int j = 0; j < 4; ++j) {
+        high[j] = __floats2bfloat162_rn(x[2 * j], x[2 * j + 1]);
+        const float2 back = __bfloat1622float2(high[j]);
+        low[j] = __floats2bfloat162_rn(x[2 * j] - back.x, x[2 * j + 1] - back.y);
       }
-      *reinterpret_cast<uint4*>(&t.b[b_row][b_col]) = *reinterpret_cast<const uint4*>(&w[0]);
-      *reinterpret_cast<uint4*>(&t.b[b_row][b_col + 8]) = *reinterpret_cast<const uint4*>(&w[4]);
-    } else {
-      *reinterpret_cast<uint4*>(&t.b[b_row][b_col]) = b[0];
-      *reinterpret_cast<uint4*>(&t.b[b_row][b_col + 8]) = b[1];
+      *reinterpret_cast<uint4*>(&t.a_high[a_row][a_col + 8 * i]) = *reinterpret_cast<const uint4*>(high);
+      *reinterpret_cast<uint4*>(&t.a_low[a_row][a_col + 8 * i]) = *reinterpret_cast<const uint4*>(low);
+    }
+#pragma unroll
+    for (int v = 0; v < kVectors; ++v) {
+      if constexpr (D == DType::F8_E4M3) {
+        __nv_bfloat162 w[8];
+#pragma unroll
+        for (int g = 0; g < 4; ++g) {
+          float f[4];
+          WeightVector<DType::F8_E4M3>::widen(b[v], g, f);
+          w[2 * g] = __floats2bfloat162_rn(f[0] * b_scale, f[1] * b_scale);
+          w[2 * g + 1] = __floats2bfloat162_rn(f[2] * b_scale, f[3] * b_scale);
+        }
+        *reinterpret_cast<uint4*>(&t.b[b_row][b_col + 16 * v]) = *reinterpret_cast<const uint4*>(&w[0]);
+        *reinterpret_cast<uint4*>(&t.b[b_row][b_col + 16 * v + 8]) = *reinterpret_cast<const uint4*>(&w[4]);
+      } else {
+        *reinterpret_cast<uint4*>(&t.b[b_row][b_col + 8 * v]) = b[v];
+      }
     }
   }
 };
@@ -141,7 +147,7 @@ template <DType D>
 __global__ void __launch_bounds__(kThreads) grouped_linear_kernel(GroupedWeights weights, const int32_t* offsets,
                                                                   int n_groups, DeviceMatrix x, const int32_t* x_rows,
                                                                   DeviceMatrix y) {
-  __shared__ TileBuffers buffers[2];
+  extern __shared__ TileBuffers buffers[];  // two: one multiplied while the next is stored
   const TileRows rows = find_tile(offsets, n_groups, y.rows, int(blockIdx.y));
   if (rows.group < 0) return;
   const DeviceWeight w = weights.table ? weights.table[int64_t(rows.group) * weights.stride + weights.index] : weights.one;
@@ -149,10 +155,10 @@ __global__ void __launch_bounds__(kThreads) grouped_linear_kernel(GroupedWeights
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, wm = warp / 4, wn = warp % 4;
 
   TileLoader<D> loader;
-  loader.a_row = tid / 4, loader.a_col = tid % 4 * 8;
+  loader.a_row = tid / (kBK / kAFloats), loader.a_col = tid % (kBK / kAFloats) * kAFloats;
   if (const int64_t slot = rows.begin + loader.a_row; slot < rows.end)
     loader.a_src = x.data + int64_t(x_rows ? x_rows[slot] : slot) * x.stride + loader.a_col;
-  loader.b_row = tid / 2, loader.b_col = tid % 2 * 16;
+  loader.b_row = tid / (kBK / kBElems), loader.b_col = tid % (kBK / kBElems) * kBElems;
   if (const int64_t n = n0 + loader.b_row; n < N) {
     loader.b_src = static_cast<const uint8_t*>(w.data) + (n * K + loader.b_col) * TileLoader<D>::kBytes;
     if constexpr (D == DType::F8_E4M3) {
@@ -210,11 +216,23 @@ __global__ void __launch_bounds__(kThreads) grouped_linear_kernel(GroupedWeights
     }
 }
 
+template <DType D, typename... Args>
+void launch(dim3 grid, cudaStream_t stream, Args... args) {
+  constexpr size_t kSharedBytes = 2 * sizeof(TileBuffers);  // beyond the 48 KiB a kernel gets unasked
+  static const bool configured = [] {
+    DSV3_CUDA_CHECK(cudaFuncSetAttribute(grouped_linear_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         int(kSharedBytes)));
+    return true;
+  }();
+  (void)configured;
+  grouped_linear_kernel<D><<<grid, kThreads, kSharedBytes, stream>>>(args...);
+}
+
 }  // namespace
 
 bool grouped_linear_ok(const DeviceWeight& shape, DeviceMatrix x) {
   auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  const bool dtype_ok = shape.dtype == DType::BF16 || (shape.dtype == DType::F8_E4M3 && shape.block_in % 16 == 0);
+  const bool dtype_ok = shape.dtype == DType::BF16 || (shape.dtype == DType::F8_E4M3 && shape.block_in % kBElems == 0);
   return dtype_ok && shape.cols % kBK == 0 && aligned16(shape.data) && aligned16(x.data) && x.stride % 4 == 0;
 }
 
@@ -229,9 +247,9 @@ void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& sh
   if (row_tiles == 0 || shape.rows == 0) return;
   const dim3 grid(unsigned((shape.rows + kBN - 1) / kBN), unsigned(row_tiles));
   if (shape.dtype == DType::F8_E4M3)
-    grouped_linear_kernel<DType::F8_E4M3><<<grid, kThreads, 0, stream>>>(weights, offsets, n_groups, x, x_rows, y);
+    launch<DType::F8_E4M3>(grid, stream, weights, offsets, n_groups, x, x_rows, y);
   else
-    grouped_linear_kernel<DType::BF16><<<grid, kThreads, 0, stream>>>(weights, offsets, n_groups, x, x_rows, y);
+    launch<DType::BF16>(grid, stream, weights, offsets, n_groups, x, x_rows, y);
 }
 
 }  // namespace dsv3::cuda

@@ -80,7 +80,7 @@ struct GroupedWeights {
   DeviceWeight one;
 };
 // Whether weights shaped as `shape` (all groups alike) and rows of x can take the grouped product:
-// BF16 or FP8 weights, K a multiple of 32, 16-byte aligned rows.
+// BF16 or FP8 weights, K a multiple of 64, 16-byte aligned rows.
 bool grouped_linear_ok(const DeviceWeight& shape, DeviceMatrix x);
 // Rows of blocks that rows split into n_groups groups can need (the grid is sized without reading
 // the offsets).
