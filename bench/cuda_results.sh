@@ -11,7 +11,7 @@ out=${2:?usage: bench/cuda_results.sh DSV3_BINARY OUT_DIR}
 mkdir -p "$out"
 model=(--device cuda -m preset:moonlight)
 
-"$dsv3" bench "${model[@]}" --dtype fp8 --prompt-tokens 1024 --decode-tokens 64 --batch 32,128,256 \
+"$dsv3" bench "${model[@]}" --dtype fp8 --prompt-tokens 1024 --decode-tokens 64 --batch 32,128,256 --ops \
   --kv-cache-tokens 65536 --json "$out/decode_fp8.json"
 "$dsv3" bench "${model[@]}" --dtype bf16 --prompt-tokens 1024 --decode-tokens 64 --json "$out/decode_bf16.json"
 for prompt in 8192 32768; do

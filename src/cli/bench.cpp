@@ -15,6 +15,7 @@
 #include "dsv3/bench/serving_bench.h"
 #include "dsv3/bench/batched_decode.h"
 #include "dsv3/bench/decode_bytes.h"
+#include "dsv3/bench/op_rates.h"
 #include "dsv3/bench/prefill_flops.h"
 #include "dsv3/util/error.h"
 #include "dsv3/util/thread_pool.h"
@@ -63,6 +64,22 @@ int run_serving(const Args& args) {
               1e3 * r.itl_p90_s, 1e3 * r.itl_p99_s);
   write_json(args, result);
   return 0;
+}
+
+// --ops: the hot ops on their own, against the bandwidth and product rate measured in this run.
+void report_op_rates(DeepseekModel& model, double bandwidth, double matmul_rate, nlohmann::json& result) {
+  auto report = [&](const OpRate& r, bool bytes) {
+    const double rate = r.per_second(), bound = bytes ? bandwidth : matmul_rate;
+    result["ops"].push_back({{"op", r.what}, {"seconds", r.seconds}, {bytes ? "gb_per_s" : "tflop_per_s",
+                             rate / (bytes ? 1e9 : 1e12)}, {"fraction_of_measured", rate / bound}});
+    std::printf("%-34s %.3g %s in %.3g ms, %.0f%% of the measured %s\n", r.what.c_str(), rate / (bytes ? 1e9 : 1e12),
+                bytes ? "GB/s" : "TFLOP/s", 1e3 * r.seconds, 100.0 * rate / bound,
+                bytes ? "read bandwidth" : "BF16 product rate");
+  };
+  for (const auto& [items, context] : std::vector<std::pair<int64_t, int64_t>>{{1, 32768}, {32, 4096}, {128, 1024}})
+    report(time_mla_decode(model, items, context), true);
+  report(time_dense_product(model, 4096), false);
+  for (const int64_t tokens : {1024, 8192}) report(time_routed_experts(model, tokens), false);
 }
 
 int run_bench(const Args& args) {
@@ -154,6 +171,7 @@ int run_bench(const Args& args) {
     std::printf("%-34s %.1f tokens/s, %.1f ms a step\n", ("decode (batch " + std::to_string(batch) + ")").c_str(),
                 batch_tokens_per_s, 1e3 * double(batch) / batch_tokens_per_s);
   }
+  if (args.has("ops")) report_op_rates(*model, bandwidth, matmul_rate, result);
   write_json(args, result);
   return 0;
 }
@@ -163,6 +181,7 @@ std::vector<FlagSpec> flags() {
   f.push_back({"prompt-tokens", "", true, "prompt length before the timed decode (default 128)"});
   f.push_back({"decode-tokens", "", true, "decode steps timed (default 32)"});
   f.push_back({"batch", "", true, "also decode batches of these sizes after the prompt, e.g. 32,128,256"});
+  f.push_back({"ops", "", false, "also time MLA decode attention and the prefill products on their own"});
   f.push_back({"json", "", true, "also write the results as JSON to this file"});
   f.push_back({"clients", "", true, "serving mode: concurrent clients, each keeping one request in flight"});
   f.push_back({"requests", "", true, "serving mode: requests in all (default 2 x clients)"});

@@ -31,6 +31,9 @@ class DeepseekModel {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   Backend& backend() { return *backend_; }
+  // The shapes the layers' attention and routers run with.
+  const MlaShape& mla_shape() const { return mla_; }
+  const RouterParams& router_params() const { return router_; }
 
   // Runs the chunks, stores their tokens in the cache, and returns float32 logits [rows, vocab]:
   // one row a chunk (its last token), or one a token when all_positions.

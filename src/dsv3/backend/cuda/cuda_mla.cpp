@@ -1,8 +1,8 @@
 // MLA on the GPU over the paged latent cache. Prefill expands the context through kv_b_proj and runs
-// causal attention as two cuBLAS batched float32 products (one batch entry a head) around a softmax
-// kernel, a chunk of query rows at a time so that the scores stay within a memory budget; BF16
-// operands here cost the fixtures 3e-2 of their tolerance. Decode stays in the latent space
-// (mla_decode.cu).
+// causal attention as two cuBLAS batched products (one batch entry a head) around a softmax kernel,
+// a chunk of query rows at a time so that the scores stay within a memory budget. The products run
+// on TF32 tensor cores (float32 operands rounded to 10 bits of mantissa, float32 sums); BF16 operands
+// (7 bits) cost the fixtures 3e-2 of their tolerance. Decode stays in the latent space (mla_decode.cu).
 #include <algorithm>
 
 #include "dsv3/backend/cuda/cuda_backend.h"
@@ -62,7 +62,7 @@ void CudaBackend::mla_prefill(const MlaShape& shape, const Act& q, const LinearW
     DSV3_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
         gemm_->blas(), CUBLAS_OP_T, CUBLAS_OP_N, int(keys), int(rows), d.qk(), &one, k.data(), CUDA_R_32F,
         int(H * d.qk()), d.qk(), qp + r0 * H * d.qk(), CUDA_R_32F, int(H * d.qk()), d.qk(), &zero, scores.data(),
-        CUDA_R_32F, int(keys), rows * keys, int(H), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        CUDA_R_32F, int(keys), rows * keys, int(H), CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
     cuda::launch_mla_causal_softmax(static_cast<const float*>(scores.data()), int(H), rows, keys, start + r0,
                                     d.softmax_scale, static_cast<float*>(probs.data()), stream_);
     DSV3_CUDA_CHECK_LAUNCH();
@@ -71,7 +71,7 @@ void CudaBackend::mla_prefill(const MlaShape& shape, const Act& q, const LinearW
         gemm_->blas(), CUBLAS_OP_N, CUBLAS_OP_N, d.v_dim, int(rows), int(keys), &one, v.data(), CUDA_R_32F,
         int(H * d.v_dim), d.v_dim, probs.data(), CUDA_R_32F, int(keys), rows * keys, &zero,
         static_cast<float*>(out.data) + r0 * out.stride, CUDA_R_32F, int(out.stride), d.v_dim, int(H),
-        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
   }
 }
 
