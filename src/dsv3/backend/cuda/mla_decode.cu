@@ -13,9 +13,14 @@ namespace {
 
 constexpr int kItemsPerBlock = 8;
 constexpr int kHeadGroup = 16;  // heads sharing one pass over the cache
-constexpr int kTile = 16;       // cache rows a step
-constexpr int kThreads = 256;
-constexpr int kMaxColsPerThread = 4;  // d_c <= 1024
+constexpr int kTile = 32;       // cache rows a step
+// Sixteen warps, one block an SM: the register budget of 128 a thread keeps them all resident.
+constexpr int kThreads = 512;
+constexpr int kMaxColsPerThread = (kMaxDecodeLatent + kThreads - 1) / kThreads;
+constexpr int kLanesPerHead = kTile;  // the softmax phase: a lane a row
+// The score phase's quads of 16 threads each take 4 heads x 4 rows; the softmax phase's warps each
+// take 32 / kTile heads.
+static_assert(kThreads == kHeadGroup * kTile && 32 % kTile == 0 && kThreads / 32 * (32 / kTile) == kHeadGroup);
 constexpr int kAbsorbCols = 64, kAbsorbSlices = 4;  // an absorb block: 64 columns, the sum over d in 4 slices
 
 // grid (n_heads, column blocks of kAbsorbCols, item groups): q_latent[item, h, c] = sum_d
@@ -78,28 +83,38 @@ __device__ void stage(int n, Src src, Dst dst) {
 // multiple of 32, so that the score phase's two row quads of a warp fall in different banks.
 __host__ __device__ inline int padded_width(int width) { return (width + 3) / 4 * 4 + ((4 - (width + 3) / 4 * 4 % 32) + 32) % 32; }
 
+// q, two cache tiles (one multiplied while the next arrives), probabilities, m, l and factors.
 __host__ __device__ inline size_t decode_smem_bytes(int width) {
-  return sizeof(float) * (size_t(2 * kHeadGroup) * padded_width(width) + kHeadGroup * kTile + 3 * kHeadGroup);
+  return sizeof(float) * (size_t(kHeadGroup + 2 * kTile) * padded_width(width) + kHeadGroup * kTile + 3 * kHeadGroup);
 }
+
+// 16 bytes global -> shared without passing through registers; zeros where !real (src unread).
+__device__ inline void copy_async16(float* dst, const float* src, bool real) {
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(address), "l"(src), "r"(real ? 16 : 0));
+}
+__device__ inline void copy_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int kPending>
+__device__ inline void copy_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(kPending)); }
 
 // grid (n_items, head groups, n_splits). Each block runs online softmax over its split of the
 // context, kTile rows at a time:
 //   scores: thread (quad q = tid / 16, slice s = tid % 16) computes the 4 heads x 4 rows of quad q
 //           over columns s, s + 16, ... and the 16 slices add up by shuffles;
-//   softmax: a half-warp a head (lane = row);
-//   output: thread tid keeps columns tid, tid + 256, ... of all 16 heads.
+//   softmax: kLanesPerHead lanes a head (lane = row);
+//   output: thread tid keeps columns tid, tid + kThreads, ... of all 16 heads.
 // Writes, per head of the group, the split's running max m, sum l and unnormalised latent output o:
 // partial[((item * n_splits + split) * H + h) * (d_c + 2)].
-__global__ void __launch_bounds__(kThreads) decode_attention_kernel(MlaDims dims, DeviceMatrix q,
+__global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims dims, DeviceMatrix q,
                                                                     const float* q_latent, const MlaItem* items,
                                                                     const int32_t* tables, DeviceCacheLayer cache,
                                                                     float* partial) {
   extern __shared__ float smem[];
-  __shared__ const float* row_s[kTile];  // the tile's cache rows
   const int width = dims.d_c + dims.rope, stride = padded_width(width);
-  float* q_s = smem;                         // [kHeadGroup][stride]: q_latent then q_pe
-  float* kv_s = q_s + kHeadGroup * stride;   // [kTile][stride]
-  float* p_s = kv_s + kTile * stride;        // [kHeadGroup][kTile] scores, then probabilities
+  float* q_s = smem;                                     // [kHeadGroup][stride]: q_latent then q_pe
+  float* const kv_tiles[2] = {q_s + kHeadGroup * stride,  // [kTile][stride] each
+                              q_s + (kHeadGroup + kTile) * stride};
+  float* p_s = kv_tiles[1] + kTile * stride;             // [kHeadGroup][kTile] scores, then probabilities
   float* m_s = p_s + kHeadGroup * kTile;     // [kHeadGroup] running max
   float* l_s = m_s + kHeadGroup;             // [kHeadGroup] running sum
   float* f_s = l_s + kHeadGroup;             // [kHeadGroup] rescale factor of this tile
@@ -135,30 +150,41 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(MlaDims dims
   float o[kHeadGroup][kMaxColsPerThread] = {};
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int quad = threadIdx.x / 16, slice = threadIdx.x % 16;
-  const int quad_head = quad / 4 * 4, quad_row = quad % 4 * 4;
+  const int quad_head = quad / (kTile / 4) * 4, quad_row = quad % (kTile / 4) * 4;
   const bool rows_vector = width % 4 == 0 && cache.row_width % 4 == 0;
 
-  for (int t0 = begin; t0 < end; t0 += kTile) {
+  // The tile of rows from t0 into `tile`: all kTile rows, those past the split's end as zeros, so
+  // the output phase needs no bound. 16-byte rows arrive asynchronously (a copy group a tile).
+  auto fill_tile = [&](int t0, float* tile) {
     const int n_rows = min(kTile, end - t0);
-    __syncthreads();  // the previous tile's rows and probabilities are used up
-    if (threadIdx.x < n_rows) row_s[threadIdx.x] = cache_row(cache, table, t0 + threadIdx.x);
-    __syncthreads();
-    // All kTile rows: those past the split's end as zeros, so the output phase needs no bound.
     if (rows_vector) {
       const int vectors = width / 4;
-      stage<float4>(
-          kTile * vectors,
-          [&](int i) {
-            return i / vectors < n_rows ? reinterpret_cast<const float4*>(row_s[i / vectors])[i % vectors]
-                                        : make_float4(0, 0, 0, 0);
-          },
-          [&](int i, float4 v) { *reinterpret_cast<float4*>(kv_s + (i / vectors) * stride + 4 * (i % vectors)) = v; });
+      for (int i = threadIdx.x; i < kTile * vectors; i += kThreads) {
+        const int r = i / vectors, v = i % vectors;
+        copy_async16(tile + r * stride + 4 * v, r < n_rows ? cache_row(cache, table, t0 + r) + 4 * v : cache.data,
+                     r < n_rows);
+      }
+      copy_async_commit();
     } else {
       stage<float>(
-          kTile * width, [&](int i) { return i / width < n_rows ? row_s[i / width][i % width] : 0.0f; },
-          [&](int i, float v) { kv_s[(i / width) * stride + i % width] = v; });
+          kTile * width,
+          [&](int i) { return i / width < n_rows ? cache_row(cache, table, t0 + i / width)[i % width] : 0.0f; },
+          [&](int i, float v) { tile[(i / width) * stride + i % width] = v; });
+    }
+  };
+
+  if (begin < end) fill_tile(begin, kv_tiles[0]);
+  for (int t0 = begin, b = 0; t0 < end; t0 += kTile, b ^= 1) {
+    const int n_rows = min(kTile, end - t0);
+    __syncthreads();  // the previous tile's rows and probabilities are used up: its buffer refills now
+    if (t0 + kTile < end) {
+      fill_tile(t0 + kTile, kv_tiles[b ^ 1]);
+      copy_async_wait<1>();  // all but the tile just asked for
+    } else {
+      copy_async_wait<0>();
     }
     __syncthreads();
+    const float* kv_s = kv_tiles[b];
 
     float acc[4][4] = {};
 #pragma unroll 4
@@ -183,14 +209,15 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(MlaDims dims
     __syncthreads();
 
     {
-      const int h = warp * 2 + lane / 16, t = lane % 16;
+      const int h = warp * (32 / kLanesPerHead) + lane / kLanesPerHead, t = lane % kLanesPerHead;
       const float s = p_s[h * kTile + t];
       float tile_max = s;
-      for (int offset = 8; offset > 0; offset /= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+      for (int offset = kLanesPerHead / 2; offset > 0; offset /= 2)
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
       const float m_old = m_s[h], m_new = fmaxf(m_old, tile_max);
       const float p = expf(s - m_new);
       float sum = p;
-      for (int offset = 8; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+      for (int offset = kLanesPerHead / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
       p_s[h * kTile + t] = p;
       __syncwarp();
       if (t == 0) {
@@ -318,9 +345,9 @@ void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n
 }
 
 int mla_decode_splits(MlaDims dims, int n_items, int64_t context_bound, int sm_count) {
-  // About two blocks an SM, and at least a tile of rows a split.
+  // A block an SM (its registers leave room for one), and at least a tile of rows a split.
   const int64_t blocks = int64_t(n_items) * ((dims.n_heads + kHeadGroup - 1) / kHeadGroup);
-  const int64_t by_sms = (2 * int64_t(sm_count) + blocks - 1) / blocks, by_rows = (context_bound + kTile - 1) / kTile;
+  const int64_t by_sms = (int64_t(sm_count) + blocks - 1) / blocks, by_rows = (context_bound + kTile - 1) / kTile;
   return int(std::max<int64_t>(1, std::min(by_sms, by_rows)));
 }
 
