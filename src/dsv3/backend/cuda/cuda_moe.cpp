@@ -12,7 +12,9 @@ namespace {
 
 // Tokens up to which the experts stream their weights (moe.cu, a pass over an expert's weight for
 // every 8 of its tokens); beyond, the grouped tensor-core product (grouped_gemm.cu) takes them.
-constexpr int64_t kStreamingTokens = 128;
+// Measured with bench --ops on Moonlight's 64 experts (H100): streaming 0.32 ms at 16 tokens against
+// 0.39 grouped, 0.60 against 0.55 at 32, 2.3 against 0.58 at 128.
+constexpr int64_t kStreamingTokens = 16;
 constexpr int64_t kMaxExperts = 1024;
 
 }  // namespace
