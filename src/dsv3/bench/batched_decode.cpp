@@ -34,7 +34,11 @@ double batched_decode_tokens_per_s(DeepseekModel& model, std::span<const int32_t
       tails.push_back({&sequences[size_t(i)], prompt.subspan(size_t(covered[size_t(i)]))});
     model.forward(tails, false);
   }
-  std::vector<int32_t> next(static_cast<size_t>(batch), prompt.back());
+  // Each sequence goes on from a token of its own (one of the prompt's), so that the batch's tokens,
+  // and the experts they are routed to, differ as they do in real batches: identical sequences
+  // would all send their tokens to the same few experts.
+  std::vector<int32_t> next;
+  for (int64_t i = 0; i < batch; ++i) next.push_back(prompt[size_t(i * 7919 % int64_t(prompt.size()))]);
   for (int i = 0; i < 2; ++i) step(model, sequences, next);  // the batch's graph is recorded here
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < steps; ++i) step(model, sequences, next);

@@ -10,7 +10,8 @@
 namespace dsv3 {
 
 // `prompt` must already be in the cache, whole pages of it published (PageAllocator::publish).
-// Runs `batch` sequences that continue it, two untimed steps and then `steps` timed greedy steps;
+// Runs `batch` sequences that continue it (each from a different token), two untimed steps and then
+// `steps` timed greedy steps;
 // returns the tokens decoded a second (batch * steps over the timed steps' time).
 double batched_decode_tokens_per_s(DeepseekModel& model, std::span<const int32_t> prompt, int64_t batch,
                                    int64_t steps);
