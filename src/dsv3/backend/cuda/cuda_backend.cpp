@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 
 #include "dsv3/util/error.h"
 
@@ -10,6 +11,27 @@ namespace {
 
 // Rows up to which the weight-streaming kernel beats cuBLASLt: it reads the weight once per 16 rows.
 constexpr int64_t kSmallRows = 16;
+
+// The shortest of `passes` runs of the work queued by `work`, timed by events on the stream; the
+// first `untimed` runs do not count.
+double best_seconds(cudaStream_t stream, int passes, int untimed, const std::function<void()>& work) {
+  cudaEvent_t begin, end;
+  DSV3_CUDA_CHECK(cudaEventCreate(&begin));
+  DSV3_CUDA_CHECK(cudaEventCreate(&end));
+  float best_ms = 1e30f;
+  for (int pass = 0; pass < passes; ++pass) {
+    DSV3_CUDA_CHECK(cudaEventRecord(begin, stream));
+    work();
+    DSV3_CUDA_CHECK(cudaEventRecord(end, stream));
+    DSV3_CUDA_CHECK(cudaEventSynchronize(end));
+    float ms = 0.0f;
+    DSV3_CUDA_CHECK(cudaEventElapsedTime(&ms, begin, end));
+    if (pass >= untimed) best_ms = std::min(best_ms, ms);
+  }
+  cudaEventDestroy(begin);
+  cudaEventDestroy(end);
+  return double(best_ms) * 1e-3;
+}
 
 }  // namespace
 
@@ -69,23 +91,11 @@ double CudaBackend::measure_read_bandwidth() {
   constexpr size_t kBytes = size_t(4) << 30;
   Buffer data = cuda::device_alloc(kBytes, "the bandwidth probe"), sink = cuda::device_alloc(4096, "the bandwidth probe");
   DSV3_CUDA_CHECK(cudaMemsetAsync(data.data(), 1, kBytes, stream_));
-  cudaEvent_t begin, end;
-  DSV3_CUDA_CHECK(cudaEventCreate(&begin));
-  DSV3_CUDA_CHECK(cudaEventCreate(&end));
-  float best_ms = 1e30f;
-  for (int pass = 0; pass < 5; ++pass) {
-    DSV3_CUDA_CHECK(cudaEventRecord(begin, stream_));
+  const double seconds = best_seconds(stream_, 5, 0, [&] {
     cuda::launch_read_probe(data.data(), kBytes, static_cast<float*>(sink.data()), stream_);
     DSV3_CUDA_CHECK_LAUNCH();
-    DSV3_CUDA_CHECK(cudaEventRecord(end, stream_));
-    DSV3_CUDA_CHECK(cudaEventSynchronize(end));
-    float ms = 0.0f;
-    DSV3_CUDA_CHECK(cudaEventElapsedTime(&ms, begin, end));
-    best_ms = std::min(best_ms, ms);
-  }
-  cudaEventDestroy(begin);
-  cudaEventDestroy(end);
-  return double(kBytes) / (double(best_ms) * 1e-3);
+  });
+  return double(kBytes) / seconds;
 }
 
 double CudaBackend::measure_matmul_rate() {
@@ -98,23 +108,12 @@ double CudaBackend::measure_matmul_rate() {
   Buffer a = scratch(values.size() * 2), b = scratch(values.size() * 2), c = scratch(values.size() * 4);
   DSV3_CUDA_CHECK(cudaMemcpy(a.data(), values.data(), values.size() * 2, cudaMemcpyHostToDevice));
   DSV3_CUDA_CHECK(cudaMemcpy(b.data(), values.data(), values.size() * 2, cudaMemcpyHostToDevice));
-  cudaEvent_t begin, end;
-  DSV3_CUDA_CHECK(cudaEventCreate(&begin));
-  DSV3_CUDA_CHECK(cudaEventCreate(&end));
-  float best_ms = 1e30f;
-  for (int pass = 0; pass < 5; ++pass) {
-    DSV3_CUDA_CHECK(cudaEventRecord(begin, stream_));
+  // The first pass plans and warms up.
+  const double seconds = best_seconds(stream_, 5, 1, [&] {
     gemm_->bf16(static_cast<const uint16_t*>(a.data()), static_cast<const uint16_t*>(b.data()), n, n, n,
                 static_cast<float*>(c.data()), n, false);
-    DSV3_CUDA_CHECK(cudaEventRecord(end, stream_));
-    DSV3_CUDA_CHECK(cudaEventSynchronize(end));
-    float ms = 0.0f;
-    DSV3_CUDA_CHECK(cudaEventElapsedTime(&ms, begin, end));
-    if (pass > 0) best_ms = std::min(best_ms, ms);  // the first pass plans and warms up
-  }
-  cudaEventDestroy(begin);
-  cudaEventDestroy(end);
-  return 2.0 * double(n) * double(n) * double(n) / (double(best_ms) * 1e-3);
+  });
+  return 2.0 * double(n) * double(n) * double(n) / seconds;
 }
 
 ActBuffer CudaBackend::alloc(int64_t rows, int64_t cols) {
