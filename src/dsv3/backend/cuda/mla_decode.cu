@@ -314,7 +314,7 @@ __global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaIt
   const int h = blockIdx.x, r = blockIdx.y * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (r >= dims.v_dim) return;
   const int64_t w_row = int64_t(h) * dims.kv_width() + dims.nope + r;
-  constexpr int kMaxPerLane = 32;  // d_c <= 1024
+  constexpr int kMaxPerLane = kMaxDecodeLatent / 32;
   float wv[kMaxPerLane];
 #pragma unroll
   for (int j = 0; j < kMaxPerLane; ++j) {
