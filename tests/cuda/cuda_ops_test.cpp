@@ -264,6 +264,38 @@ TEST_F(CudaOps, GroupedTensorCoreLinearMatchesTheCpu) {
       }
 }
 
+TEST_F(CudaOps, MlaRopeAndCacheMatchesTheCpu) {
+  const MlaShape shape{16, 128, 64, 128, 512, 0.0721f};
+  const LatentCacheLayout layout{2, 4, 64, 512, 64};
+  const Buffer host_cache = cpu.alloc_cache(layout), device_cache = gpu->alloc_cache(layout);
+  std::vector<float> inv_freq(size_t(shape.qk_rope_head_dim / 2));
+  for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * float(i) / 64.0f);
+  const RopeTable host_rope{cpu.upload(inv_freq, 1, 32), 1.2f}, device_rope{gpu->upload(inv_freq, 1, 32), 1.2f};
+  Pair norm = activations(1, shape.kv_lora_rank);
+  for (const int64_t n : {1, 7}) {
+    Pair q = activations(n, shape.n_heads * shape.qk_head_dim());
+    Pair kv = activations(n, layout.row_width(), 3.0f);
+    std::vector<int32_t> positions, slots;
+    for (int64_t r = 0; r < n; ++r) positions.push_back(int32_t(r * 1531 % 5000)), slots.push_back(int32_t(255 - 37 * r));
+    const IndexPair position_indices = indices(positions), slot_indices = indices(slots);
+    cpu.mla_rope_and_cache(shape, q.host.view, kv.host.view, norm.host.view, 1e-6f, host_rope, position_indices.host(),
+                           host_cache, layout, 1, slot_indices.host());
+    gpu->mla_rope_and_cache(shape, q.device.view, kv.device.view, norm.device.view, 1e-6f, device_rope,
+                            position_indices.device(), device_cache, layout, 1, slot_indices.device());
+    EXPECT_LE(relative_l2(device_values(q.device.view), host_values(q.host.view)), 1e-6) << "q, rows " << n;
+    EXPECT_LE(relative_l2(device_values(kv.device.view), host_values(kv.host.view)), 1e-6) << "kv, rows " << n;
+    gpu->synchronize();
+    std::vector<float> cached(size_t(layout.row_width())), host_row(cached.size());
+    for (const int32_t slot : slots) {
+      const size_t offset = size_t(layout.layer_elems() + int64_t(slot) * layout.row_width());
+      DSV3_CUDA_CHECK(cudaMemcpy(cached.data(), static_cast<const float*>(device_cache.data()) + offset,
+                                 cached.size() * 4, cudaMemcpyDeviceToHost));
+      std::copy_n(static_cast<const float*>(host_cache.data()) + offset, host_row.size(), host_row.begin());
+      EXPECT_LE(relative_l2(cached, host_row), 1e-6) << "cache slot " << slot;
+    }
+  }
+}
+
 // A cache of `lengths` sequences with random rows, written through cache_write on both backends.
 struct CachePair {
   LatentCacheLayout layout;
@@ -345,6 +377,12 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
       host_experts.push_back({owned[b]->host, owned[b + 1]->host, owned[b + 2]->host});
       device_experts.push_back({owned[b]->device, owned[b + 1]->device, owned[b + 2]->device});
     }
+    // Shared experts as DeepSeek-V2-Lite and Moonlight have them: two, one FFN twice as wide.
+    for (const auto& [o, i] : std::vector<std::pair<int64_t, int64_t>>{{2 * width, hidden}, {2 * width, hidden}, {hidden, 2 * width}})
+      owned.push_back(weight(dtype, o, i));
+    const size_t s = owned.size() - 3;
+    const ExpertWeights host_shared{owned[s]->host, owned[s + 1]->host, owned[s + 2]->host};
+    const ExpertWeights device_shared{owned[s]->device, owned[s + 1]->device, owned[s + 2]->device};
     Pair bias = activations(1, n_experts, 0.05f);
     for (const RouterParams& params : routers)
       for (const int64_t n : {1, 5, 16, 40, 300, 1500}) {
@@ -381,14 +419,16 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
         // The experts on the CPU's choice, so that both run the same pairs.
         Routing same{gpu->to_device(std::span<const int32_t>(host_ids, ids.size())),
                      gpu->to_device(std::span<const float>(host_weights, ids.size())), n, params.top_k};
-        Pair out = activations(n, hidden);
-        cpu.moe_experts(x.host.view, host_routing, host_experts, out.host.view);
-        gpu->moe_experts(x.device.view, same, device_experts, out.device.view);
-        // Up to 16 tokens run on float32 weight streaming; more on the grouped tensor-core product
-        // (FP8 weights rounded to BF16 there).
-        const double tolerance = n <= 16 ? 1e-5 : dtype == DType::BF16 ? 1e-4 : 5e-3;
-        EXPECT_LE(relative_l2(device_values(out.device.view), host_values(out.host.view)), tolerance)
-            << dtype_name(dtype) << " tokens " << n;
+        for (const bool with_shared : {false, true}) {
+          Pair out = activations(n, hidden);
+          cpu.moe_experts(x.host.view, host_routing, host_experts, with_shared ? &host_shared : nullptr, out.host.view);
+          gpu->moe_experts(x.device.view, same, device_experts, with_shared ? &device_shared : nullptr, out.device.view);
+          // Up to 16 tokens run on float32 weight streaming (the shared FFN in the same launches);
+          // more on the grouped tensor-core product (FP8 weights rounded to BF16 there).
+          const double tolerance = n <= 16 ? 1e-5 : dtype == DType::BF16 ? 1e-4 : 5e-3;
+          EXPECT_LE(relative_l2(device_values(out.device.view), host_values(out.host.view)), tolerance)
+              << dtype_name(dtype) << " tokens " << n << (with_shared ? " with shared experts" : "");
+        }
       }
   }
 }

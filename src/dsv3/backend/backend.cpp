@@ -20,6 +20,16 @@ void Backend::run_step(std::optional<uint64_t>, std::span<const std::vector<int3
   download(out.view, result.data());
 }
 
+void Backend::mla_rope_and_cache(const MlaShape& shape, const Act& q, const Act& kv, const Act& kv_norm, float eps,
+                                 const RopeTable& rope, const Indices& positions, const Buffer& cache,
+                                 const LatentCacheLayout& layout, int64_t layer, const Indices& slots) {
+  const Act c_kv = kv.cols_slice(0, shape.kv_lora_rank);
+  rmsnorm(c_kv, kv_norm, eps, c_kv);
+  this->rope(q, shape.qk_head_dim(), shape.qk_nope_head_dim, rope, positions);
+  this->rope(kv.cols_slice(shape.kv_lora_rank, shape.qk_rope_head_dim), shape.qk_rope_head_dim, 0, rope, positions);
+  cache_write(cache, layout, layer, slots, kv);
+}
+
 double Backend::measure_matmul_rate() {
   constexpr int64_t M = 256, N = 2048, K = 2048;
   const std::vector<uint16_t> weight(size_t(N * K), 0x3c00);  // BF16 0.0078125

@@ -129,6 +129,13 @@ class Backend {
   // (cache_slot()).
   virtual void cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer, const Indices& slots,
                            const Act& rows) = 0;
+  // The attention inputs of n tokens after their projections, q [n, n_heads * qk_head_dim] and kv
+  // [n, kv_lora_rank + qk_rope]: c_kv = kv[:, :kv_lora_rank] normalised by kv_norm (eps), k_pe (the
+  // rest of kv) and every head's q_pe rotated, all in place, at positions[r]; then row r of kv goes to
+  // cache slot slots[r] (cache_write). One pass where a backend can fuse it.
+  virtual void mla_rope_and_cache(const MlaShape& shape, const Act& q, const Act& kv, const Act& kv_norm, float eps,
+                                  const RopeTable& rope, const Indices& positions, const Buffer& cache,
+                                  const LatentCacheLayout& layout, int64_t layer, const Indices& slots);
   // Expanded form: q [n, n_heads * qk_head_dim] for positions start..start+n-1 of `sequence`
   // attends causally to cache positions 0..start+n-1, whose k_nope and v come from kv_b_proj(c_kv).
   // out [n, n_heads * v_head_dim].
@@ -145,9 +152,11 @@ class Backend {
   // Router: scores from gate (float32), expert selection per RouterParams, weights of the chosen.
   virtual Routing moe_route(const Act& x, const LinearWeight& gate, const Act* e_score_correction_bias,
                             const RouterParams& params) = 0;
-  // out = sum over each token's chosen experts of weight * down(silu(gate(x)) * up(x)).
+  // out = sum over each token's chosen experts of weight * down(silu(gate(x)) * up(x)), plus, when
+  // `shared` is given, the shared experts' FFN of every token (one FFN of their joint width) with
+  // weight 1: the routed sum first, the shared term added last.
   virtual void moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
-                           const Act& out) = 0;
+                           const ExpertWeights* shared, const Act& out) = 0;
 };
 
 // "cpu" or "cuda"; an empty name picks cuda when a GPU is present, else cpu. Throws for an unknown

@@ -106,7 +106,7 @@ OpRate time_routed_experts(DeepseekModel& model, int64_t tokens) {
       x.view, moe.gate, moe.e_score_correction_bias ? &moe.e_score_correction_bias->view : nullptr,
       model.router_params());
   const double seconds = seconds_per_call(backend, {}, kRepeats, [&](std::span<const Indices>) {
-    backend.moe_experts(x.view, routing, moe.experts, out.view);
+    backend.moe_experts(x.view, routing, moe.experts, nullptr, out.view);
   });
   const LinearWeight& gate = moe.experts[0].gate_proj;
   return {"experts " + std::to_string(tokens) + "x" + std::to_string(routing.top_k) + " " +

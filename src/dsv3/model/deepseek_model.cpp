@@ -123,10 +123,9 @@ void DeepseekModel::attention(int64_t layer, const Batch& batch, const StepIndic
   Backend& be = *backend_;
   const AttentionWeights& w = weights_.layers[size_t(layer)].self_attn;
   const int64_t n = h.rows, d_c = config_.kv_lora_rank, rope_dim = config_.qk_rope_head_dim;
-  const int64_t qk = config_.qk_head_dim();
 
   // q [n, n_heads * (qk_nope + qk_rope)], through the low-rank path when there is one.
-  ActBuffer q = be.alloc(n, config_.num_attention_heads * qk);
+  ActBuffer q = be.alloc(n, config_.num_attention_heads * config_.qk_head_dim());
   if (config_.has_q_lora()) {
     ActBuffer q_latent = be.alloc(n, config_.q_lora_rank);
     be.linear(h, *w.q_a_proj, q_latent.view);
@@ -138,11 +137,8 @@ void DeepseekModel::attention(int64_t layer, const Batch& batch, const StepIndic
   // The cache row: c_kv = kv_a_layernorm(kv_a[:d_c]) and the rotated k_pe = rope(kv_a[d_c:]).
   ActBuffer kv = be.alloc(n, d_c + rope_dim);
   be.linear(h, w.kv_a_proj_with_mqa, kv.view);
-  const Act c_kv = kv.view.cols_slice(0, d_c);
-  be.rmsnorm(c_kv, w.kv_a_layernorm.view, kLatentNormEps, c_kv);
-  be.rope(q.view, qk, config_.qk_nope_head_dim, rope_, step.inputs[kPositions]);
-  be.rope(kv.view.cols_slice(d_c, rope_dim), rope_dim, 0, rope_, step.inputs[kPositions]);
-  be.cache_write(cache_, cache_layout_, layer, step.inputs[kSlots], kv.view);
+  be.mla_rope_and_cache(mla_, q.view, kv.view, w.kv_a_layernorm.view, kLatentNormEps, rope_, step.inputs[kPositions],
+                        cache_, cache_layout_, layer, step.inputs[kSlots]);
 
   ActBuffer attn = be.alloc(n, config_.num_attention_heads * config_.v_head_dim);
   for (size_t c = 0; c < batch.chunks.size(); ++c) {
@@ -176,12 +172,7 @@ void DeepseekModel::feed_forward(int64_t layer, const Act& h, const Act& out) {
   const MoEWeights& moe = *lw.moe;
   const Routing routing =
       be.moe_route(h, moe.gate, moe.e_score_correction_bias ? &moe.e_score_correction_bias->view : nullptr, router_);
-  be.moe_experts(h, routing, moe.experts, out);
-  if (moe.shared_experts) {
-    ActBuffer shared = be.alloc(h.rows, h.cols);
-    expert_ffn(*moe.shared_experts, h, shared.view);
-    be.add(out, shared.view);
-  }
+  be.moe_experts(h, routing, moe.experts, moe.shared_experts ? &*moe.shared_experts : nullptr, out);
 }
 
 }  // namespace dsv3

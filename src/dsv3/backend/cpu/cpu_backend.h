@@ -37,7 +37,7 @@ class CpuBackend final : public Backend {
   Routing moe_route(const Act& x, const LinearWeight& gate, const Act* e_score_correction_bias,
                     const RouterParams& params) override;
   void moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
-                   const Act& out) override;
+                   const ExpertWeights* shared, const Act& out) override;
 };
 
 namespace cpu {

@@ -90,22 +90,26 @@ Routing CpuBackend::moe_route(const Act& x, const LinearWeight& gate, const Act*
 }
 
 void CpuBackend::moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
-                             const Act& out) {
+                             const ExpertWeights* shared, const Act& out) {
   const auto* ids = static_cast<const int32_t*>(routing.expert_ids.data());
   const auto* weights = static_cast<const float*>(routing.expert_weights.data());
   const int64_t hidden = x.cols;
 
-  // Tokens by expert, so that each chosen expert's weights are read once for all its tokens.
-  std::vector<std::vector<std::pair<int64_t, float>>> tokens_of(experts.size());
+  // Tokens by expert, so that each chosen expert's weights are read once for all its tokens; the
+  // shared experts last, every token with weight 1.
+  const size_t n_ffns = experts.size() + (shared ? 1 : 0);
+  std::vector<std::vector<std::pair<int64_t, float>>> tokens_of(n_ffns);
   for (int64_t t = 0; t < routing.n_tokens; ++t)
     for (int64_t k = 0; k < routing.top_k; ++k)
       tokens_of[size_t(ids[t * routing.top_k + k])].push_back({t, weights[t * routing.top_k + k]});
+  if (shared)
+    for (int64_t t = 0; t < routing.n_tokens; ++t) tokens_of.back().push_back({t, 1.0f});
 
   for (int64_t r = 0; r < out.rows; ++r) std::fill_n(row_ptr(out, r), hidden, 0.0f);
-  for (size_t e = 0; e < experts.size(); ++e) {
+  for (size_t e = 0; e < n_ffns; ++e) {
     const auto& routed = tokens_of[e];
     if (routed.empty()) continue;
-    const ExpertWeights& expert = experts[e];
+    const ExpertWeights& expert = e < experts.size() ? experts[e] : *shared;
     const int64_t m = int64_t(routed.size()), width = expert.gate_proj.out_features();
     std::vector<float> xs(static_cast<size_t>(m * hidden)), y(static_cast<size_t>(m * hidden));
     std::vector<float> gate(static_cast<size_t>(m * width)), up(static_cast<size_t>(m * width));

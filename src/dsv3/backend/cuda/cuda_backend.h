@@ -4,6 +4,7 @@
 // DeepSeek's block scaling).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <span>
 #include <unordered_map>
@@ -45,6 +46,9 @@ class CudaBackend final : public Backend {
 
   void cache_write(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer, const Indices& slots,
                    const Act& rows) override;
+  void mla_rope_and_cache(const MlaShape& shape, const Act& q, const Act& kv, const Act& kv_norm, float eps,
+                          const RopeTable& rope, const Indices& positions, const Buffer& cache,
+                          const LatentCacheLayout& layout, int64_t layer, const Indices& slots) override;
   void mla_prefill(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
                    const LatentCacheLayout& layout, int64_t layer, const CacheSequence& sequence,
                    int64_t start, const Act& out) override;
@@ -55,7 +59,7 @@ class CudaBackend final : public Backend {
   Routing moe_route(const Act& x, const LinearWeight& gate, const Act* e_score_correction_bias,
                     const RouterParams& params) override;
   void moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
-                   const Act& out) override;
+                   const ExpertWeights* shared, const Act& out) override;
 
   // Host values into fresh device memory (queued on the stream).
   template <typename T>
@@ -85,8 +89,11 @@ class CudaBackend final : public Backend {
   void copy_to_device(void* dst, const void* src, size_t n_bytes);
   Buffer scratch(size_t n_bytes) { return pool_->allocate(n_bytes); }
   void linear_gemm(const Act& x, const LinearWeight& w, const Act& out, bool allow_fp8);
-  // The experts' weights as a device array (gate, up, down per expert), made once per layer.
-  const cuda::DeviceWeight* expert_table(std::span<const ExpertWeights> experts);
+  // The experts' weights as a device array (gate, up, down per expert, then the shared FFN's where
+  // given), made once per layer.
+  const cuda::DeviceWeight* expert_table(std::span<const ExpertWeights> experts, const ExpertWeights* shared);
+  // out += down(silu(gate x) * up x) of the shared experts, through linear().
+  void shared_ffn_add(const Act& x, const ExpertWeights& shared, const Act& out);
   // A step's inputs in one device block laid out as `layout` says, uploaded through the staging ring.
   void upload_step_inputs(std::span<const std::vector<int32_t>> inputs, const cuda::StepInputLayout& layout,
                           void* memory);
@@ -107,7 +114,7 @@ class CudaBackend final : public Backend {
   // Regions are handed out in order; before the ring wraps, the stream is drained once.
   void* staging_ = nullptr;
   size_t staging_bytes_ = 64u << 20, staging_used_ = 0;
-  std::unordered_map<const void*, Buffer> expert_tables_;
+  std::map<std::pair<const void*, const void*>, Buffer> expert_tables_;  // by (first expert, shared FFN)
   cuda::StepGraphs graphs_;
   bool capturing_ = false;  // the stream is recording a step graph
   // kv_b_proj in float32 for MLA decode, which reads it column-wise for every step: made once.

@@ -32,6 +32,17 @@ void CudaBackend::cache_write(const Buffer& cache, const LatentCacheLayout& layo
   DSV3_CUDA_CHECK_LAUNCH();
 }
 
+void CudaBackend::mla_rope_and_cache(const MlaShape& shape, const Act& q, const Act& kv, const Act& kv_norm, float eps,
+                                     const RopeTable& rope, const Indices& positions, const Buffer& cache,
+                                     const LatentCacheLayout& layout, int64_t layer, const Indices& slots) {
+  DSV3_ASSERT(kv.cols == layout.row_width() && slots.size == kv.rows && q.rows == kv.rows &&
+              rope.inv_freq.view.cols * 2 == shape.qk_rope_head_dim);
+  cuda::launch_mla_rope_and_cache(dims_of(shape), matrix(q), matrix(kv), static_cast<const float*>(kv_norm.data), eps,
+                                  static_cast<const float*>(rope.inv_freq.view.data), rope.attention_factor,
+                                  positions.data, cache_layer(cache, layout, layer), slots.data, stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
 void CudaBackend::mla_prefill(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj, const Buffer& cache,
                               const LatentCacheLayout& layout, int64_t layer, const CacheSequence& sequence,
                               int64_t start, const Act& out) {

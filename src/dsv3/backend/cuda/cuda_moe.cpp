@@ -3,6 +3,8 @@
 // sorted by expert on the device; the experts' products then run without the host knowing which
 // experts were chosen: weight streaming for decode-sized batches (moe.cu), grouped tensor-core
 // products for larger ones (grouped_gemm.cu).
+#include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "dsv3/backend/cuda/cuda_backend.h"
@@ -47,44 +49,74 @@ Routing CudaBackend::moe_route(const Act& x, const LinearWeight& gate, const Act
   return routing;
 }
 
-const cuda::DeviceWeight* CudaBackend::expert_table(std::span<const ExpertWeights> experts) {
+const cuda::DeviceWeight* CudaBackend::expert_table(std::span<const ExpertWeights> experts, const ExpertWeights* shared) {
   // Keyed by device memory that place() made: it is never freed, so never reused, while we live.
-  const void* key = experts[0].gate_proj.weight.data;
+  const std::pair<const void*, const void*> key{experts[0].gate_proj.weight.data,
+                                                shared ? shared->gate_proj.weight.data : nullptr};
   auto it = expert_tables_.find(key);
   if (it == expert_tables_.end()) {
     std::vector<cuda::DeviceWeight> table;
-    for (const ExpertWeights& e : experts)
+    auto append = [&](const ExpertWeights& e) {
       for (const LinearWeight* w : {&e.gate_proj, &e.up_proj, &e.down_proj}) table.push_back(cuda::weight(*w));
+    };
+    for (const ExpertWeights& e : experts) append(e);
+    if (shared) append(*shared);
     it = expert_tables_.emplace(key, to_device(std::span<const cuda::DeviceWeight>(table))).first;
   }
   return static_cast<const cuda::DeviceWeight*>(it->second.data());
 }
 
+void CudaBackend::shared_ffn_add(const Act& x, const ExpertWeights& shared, const Act& out) {
+  const int64_t width = shared.gate_proj.out_features();
+  ActBuffer gate = alloc(x.rows, width), up = alloc(x.rows, width), y = alloc(x.rows, x.cols);
+  linear(x, shared.gate_proj, gate.view);
+  linear(x, shared.up_proj, up.view);
+  silu_mul(gate.view, up.view, gate.view);
+  linear(gate.view, shared.down_proj, y.view);
+  add(out, y.view);
+}
+
 void CudaBackend::moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
-                              const Act& out) {
+                              const ExpertWeights* shared, const Act& out) {
   const int64_t n = routing.n_tokens, top_k = routing.top_k, n_pairs = n * top_k;
   const int n_experts = int(experts.size());
   const int64_t hidden = x.cols, width = experts[0].gate_proj.out_features();
-  Buffer plan_memory = scratch(size_t(3 * n_experts + 2 + 2 * n_pairs) * 4);
-  auto* base = static_cast<int32_t*>(plan_memory.data());
-  const cuda::MoePlan plan{base, base + n_experts, base + 2 * n_experts + 1, base + 2 * n_experts + 1 + n_pairs,
-                           base + 2 * n_experts + 1 + 2 * n_pairs};
-  cuda::launch_moe_plan(static_cast<const int32_t*>(routing.expert_ids.data()), n_pairs, int(top_k), n_experts, plan,
-                        stream_);
-  DSV3_CUDA_CHECK_LAUNCH();
-
-  Buffer y = scratch(size_t(n_pairs * hidden) * 4);
-  const cuda::DeviceWeight* table = expert_table(experts);
   // Every expert weight is its own cudaMalloc (256-byte aligned), so the first stands for all.
   const cuda::DeviceWeight gate_shape = cuda::weight(experts[0].gate_proj), down_shape = cuda::weight(experts[0].down_proj);
-  Buffer h = scratch(size_t(n_pairs * width) * 4);
-  const cuda::DeviceMatrix hidden_rows{static_cast<float*>(h.data()), n_pairs, width, width};
+  // The hidden rows are pooled scratch, 16-byte aligned: nullptr stands for their address.
+  const bool grouped = n > kStreamingTokens && cuda::grouped_linear_ok(gate_shape, matrix(x)) &&
+                       cuda::grouped_linear_ok(down_shape, {nullptr, n_pairs, width, width});
+  // The shared FFN joins the streaming launches where it reads as the routed experts do (dtype, hidden
+  // size, 16-byte rows); else it runs on its own after them.
+  const int64_t shared_width = shared ? shared->gate_proj.out_features() : 0;
+  const int64_t hidden_stride = shared && !grouped ? std::max(width, (shared_width + 3) / 4 * 4) : width;
+  const bool vector_gate = cuda::vector_rows_ok(gate_shape, x.data, x.stride);
+  const bool vector_down = cuda::vector_rows_ok(down_shape, nullptr, hidden_stride);
+  const bool fuse_shared =
+      shared && !grouped && shared->gate_proj.weight.dtype == gate_shape.dtype &&
+      shared->down_proj.weight.dtype == down_shape.dtype && shared->gate_proj.in_features() == hidden &&
+      cuda::vector_rows_ok(cuda::weight(shared->gate_proj), x.data, x.stride) == vector_gate &&
+      cuda::vector_rows_ok(cuda::weight(shared->down_proj), nullptr, hidden_stride) == vector_down;
+  const int n_ffns = n_experts + (fuse_shared ? 1 : 0);
+  const int64_t n_slots = n_pairs + (fuse_shared ? n : 0);
+
+  Buffer plan_memory = scratch(size_t(3 * n_ffns + 2 + n_slots + n_pairs) * 4);
+  auto* base = static_cast<int32_t*>(plan_memory.data());
+  const cuda::MoePlan plan{base, base + n_ffns, base + 2 * n_ffns + 1, base + 2 * n_ffns + 1 + n_slots,
+                           base + 2 * n_ffns + 1 + n_slots + n_pairs};
+  cuda::launch_moe_plan(static_cast<const int32_t*>(routing.expert_ids.data()), n_pairs, int(top_k), n_experts,
+                        fuse_shared, plan, stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+
+  Buffer y = scratch(size_t(n_slots * hidden) * 4);
+  const cuda::DeviceWeight* table = expert_table(experts, fuse_shared ? shared : nullptr);
+  Buffer h = scratch(size_t(n_slots * hidden_stride) * 4);
+  const cuda::DeviceMatrix hidden_rows{static_cast<float*>(h.data()), n_pairs, width, hidden_stride};
   const cuda::DeviceMatrix y_rows{static_cast<float*>(y.data()), n_pairs, hidden, hidden};
-  if (n > kStreamingTokens && cuda::grouped_linear_ok(gate_shape, matrix(x)) &&
-      cuda::grouped_linear_ok(down_shape, hidden_rows)) {
+  if (grouped) {
     const int64_t tiles = cuda::grouped_linear_row_tiles(n_pairs, n_experts);
-    Buffer up = scratch(size_t(n_pairs * width) * 4);
-    const cuda::DeviceMatrix up_rows{static_cast<float*>(up.data()), n_pairs, width, width};
+    Buffer up = scratch(size_t(n_pairs * hidden_stride) * 4);
+    const cuda::DeviceMatrix up_rows{static_cast<float*>(up.data()), n_pairs, width, hidden_stride};
     cuda::launch_grouped_linear({table, 3, 0, {}}, gate_shape, plan.offsets, n_experts, tiles, matrix(x), plan.slot_token,
                                 hidden_rows, stream_);
     cuda::launch_grouped_linear({table, 3, 1, {}}, gate_shape, plan.offsets, n_experts, tiles, matrix(x), plan.slot_token,
@@ -94,17 +126,17 @@ void CudaBackend::moe_experts(const Act& x, const Routing& routing, std::span<co
                                 stream_);
     DSV3_CUDA_CHECK_LAUNCH();
   } else {
-    const int max_active = int(std::min<int64_t>(n_experts, n_pairs));
-    cuda::launch_moe_gate_up(table, gate_shape, n_experts, max_active, plan, matrix(x),
-                             cuda::vector_rows_ok(gate_shape, x.data, x.stride), hidden_rows.data, stream_);
+    const cuda::MoeFfns ffns{table, n_ffns, fuse_shared, gate_shape, down_shape, std::max(width, fuse_shared ? shared_width : 0)};
+    const int max_active = int(std::min<int64_t>(n_experts, n_pairs)) + (fuse_shared ? 1 : 0);
+    cuda::launch_moe_gate_up(ffns, max_active, plan, matrix(x), vector_gate, hidden_rows.data, hidden_stride, stream_);
     DSV3_CUDA_CHECK_LAUNCH();
-    cuda::launch_moe_down(table, down_shape, n_experts, max_active, plan, hidden_rows.data,
-                          cuda::vector_rows_ok(down_shape, h.data(), width), y_rows.data, stream_);
+    cuda::launch_moe_down(ffns, max_active, plan, hidden_rows.data, hidden_stride, vector_down, y_rows.data, stream_);
     DSV3_CUDA_CHECK_LAUNCH();
   }
   cuda::launch_moe_combine(static_cast<const float*>(y.data()), static_cast<const float*>(routing.expert_weights.data()),
-                           plan, int(top_k), matrix(out), stream_);
+                           plan, int(top_k), fuse_shared ? n_pairs : -1, matrix(out), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
+  if (shared && !fuse_shared) shared_ffn_add(x, *shared, out);
 }
 
 }  // namespace dsv3

@@ -2,6 +2,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/weight_element.cuh"
 
@@ -28,12 +29,14 @@ __device__ float block_sum(float value) {
 }
 
 __global__ void embed_kernel(DeviceWeight table, const int32_t* ids, DeviceMatrix out) {
+  wait_for_inputs();
   const int64_t row = ids[blockIdx.x];
   float* o = out.data + blockIdx.x * out.stride;
   for (int64_t c = threadIdx.x; c < out.cols; c += blockDim.x) o[c] = weight_element(table, row, c);
 }
 
 __global__ void gather_rows_kernel(DeviceMatrix x, const int32_t* rows, DeviceMatrix out) {
+  wait_for_inputs();
   const float* src = x.data + int64_t(rows[blockIdx.x]) * x.stride;
   float* dst = out.data + blockIdx.x * out.stride;
   for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) dst[c] = src[c];
@@ -41,8 +44,10 @@ __global__ void gather_rows_kernel(DeviceMatrix x, const int32_t* rows, DeviceMa
 
 // out = weight * x / sqrt(mean(x^2) + eps); out may alias x (each thread reads before it writes).
 // With kAdd, first x += y (the residual add before a norm, one pass instead of two).
-// Rows up to kRowValues * kThreads wide stay in registers, their loads all issued at once; wider
-// ones are read twice.
+// Rows up to kRowValues * kThreads wide stay in registers; wider ones are read twice. Every load of
+// a phase is issued before its first store: x, y and out may alias, so a store ahead of a load would
+// make the compiler wait out one memory latency an element (a decode step's norm took 7 us so). The
+// norm weight, a stored weight (chained_launch.cuh), is read while the kernel ahead finishes.
 constexpr int kRowValues = 32;
 
 template <bool kAdd>
@@ -51,6 +56,7 @@ __global__ void rmsnorm_kernel(DeviceMatrix x, DeviceMatrix y, const float* weig
   const float* yr = kAdd ? y.data + blockIdx.x * y.stride : nullptr;
   float* outr = out.data + blockIdx.x * out.stride;
   if (x.cols > kRowValues * kThreads) {
+    wait_for_inputs();
     float sum = 0.0f;
     for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) {
       const float v = kAdd ? (xr[c] += yr[c]) : xr[c];
@@ -60,30 +66,40 @@ __global__ void rmsnorm_kernel(DeviceMatrix x, DeviceMatrix y, const float* weig
     for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) outr[c] = weight[c] * (xr[c] * inv_rms);
     return;
   }
-  float v[kRowValues];
+  auto column = [](int j) { return threadIdx.x + int64_t(j) * kThreads; };
+  float w[kRowValues], v[kRowValues], added[kRowValues];
+#pragma unroll
+  for (int j = 0; j < kRowValues; ++j) w[j] = column(j) < x.cols ? weight[column(j)] : 0.0f;
+  wait_for_inputs();
+#pragma unroll
+  for (int j = 0; j < kRowValues; ++j) {
+    v[j] = column(j) < x.cols ? xr[column(j)] : 0.0f;
+    if (kAdd) added[j] = column(j) < x.cols ? yr[column(j)] : 0.0f;
+  }
   float sum = 0.0f;
 #pragma unroll
   for (int j = 0; j < kRowValues; ++j) {
-    const int64_t c = threadIdx.x + int64_t(j) * kThreads;
-    v[j] = c < x.cols ? xr[c] : 0.0f;
-    if (kAdd && c < x.cols) xr[c] = v[j] += yr[c];
+    if (kAdd) {
+      v[j] += added[j];
+      if (column(j) < x.cols) xr[column(j)] = v[j];
+    }
     sum += v[j] * v[j];
   }
   const float inv_rms = 1.0f / sqrtf(block_sum(sum) / float(x.cols) + eps);
 #pragma unroll
-  for (int j = 0; j < kRowValues; ++j) {
-    const int64_t c = threadIdx.x + int64_t(j) * kThreads;
-    if (c < x.cols) outr[c] = weight[c] * (v[j] * inv_rms);
-  }
+  for (int j = 0; j < kRowValues; ++j)
+    if (column(j) < x.cols) outr[column(j)] = w[j] * (v[j] * inv_rms);
 }
 
 // Elementwise kernels: grid (rows, column blocks of kThreads), one element a thread.
 __global__ void add_kernel(DeviceMatrix x, DeviceMatrix y) {
+  wait_for_inputs();
   const int64_t c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
   if (c < x.cols) x.data[blockIdx.x * x.stride + c] += y.data[blockIdx.x * y.stride + c];
 }
 
 __global__ void silu_mul_kernel(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix out) {
+  wait_for_inputs();
   const int64_t c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
   if (c >= gate.cols) return;
   const float g = gate.data[blockIdx.x * gate.stride + c];
@@ -92,22 +108,68 @@ __global__ void silu_mul_kernel(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix
 
 dim3 elementwise_grid(DeviceMatrix m) { return dim3(unsigned(m.rows), unsigned((m.cols + kThreads - 1) / kThreads)); }
 
-// One block a row; pairs (2i, 2i+1) of every head rotated by position * inv_freq[i]. The angle is a
-// float32 product, as transformers computes it; cos and sin in double, as the CPU op takes them.
+// Rotates the pair (2i, 2i+1) at `pair` by position * inv_freq_i. The angle is a float32 product, as
+// transformers computes it; cos and sin in double, as the CPU op takes them.
+__device__ inline void rotate_pair(float* pair, float position, float inv_freq, float attention_factor) {
+  const float angle = position * inv_freq;
+  const float cos_a = float(cos(double(angle))) * attention_factor;
+  const float sin_a = float(sin(double(angle))) * attention_factor;
+  const float a = pair[0], b = pair[1];
+  pair[0] = a * cos_a - b * sin_a;
+  pair[1] = b * cos_a + a * sin_a;
+}
+
+// One block a row; pairs (2i, 2i+1) of every head rotated by position * inv_freq[i].
 __global__ void rope_kernel(DeviceMatrix x, int64_t head_dim, int64_t offset, const float* inv_freq, int64_t n_pairs,
                             float attention_factor, const int32_t* positions) {
+  wait_for_inputs();
   float* xr = x.data + blockIdx.x * x.stride;
   const int64_t n_heads = x.cols / head_dim;
   const float position = float(positions[blockIdx.x]);
   for (int64_t task = threadIdx.x; task < n_heads * n_pairs; task += blockDim.x) {
     const int64_t h = task / n_pairs, i = task % n_pairs;
-    const float angle = position * inv_freq[i];
-    const float cos_a = float(cos(double(angle))) * attention_factor;
-    const float sin_a = float(sin(double(angle))) * attention_factor;
-    float* pair = xr + h * head_dim + offset + 2 * i;
-    const float a = pair[0], b = pair[1];
-    pair[0] = a * cos_a - b * sin_a;
-    pair[1] = b * cos_a + a * sin_a;
+    rotate_pair(xr + h * head_dim + offset + 2 * i, position, inv_freq[i], attention_factor);
+  }
+}
+
+// One block a token: Backend::mla_rope_and_cache, the norm, both rotations and the cache store that
+// are four launches apart in one.
+__global__ void mla_rope_and_cache_kernel(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, const float* kv_norm, float eps,
+                                          const float* inv_freq, float attention_factor, const int32_t* positions,
+                                          DeviceCacheLayer cache, const int32_t* slots) {
+  wait_for_inputs();
+  float* kv_row = kv.data + blockIdx.x * kv.stride;
+  float* q_row = q.data + blockIdx.x * q.stride;
+  float* cached = cache.data + int64_t(slots[blockIdx.x]) * cache.row_width;
+  const float position = float(positions[blockIdx.x]);
+  const int n_pairs = dims.rope / 2;
+  // c_kv in registers, all its loads before any store (kv, q and the cache may alias, as in rmsnorm).
+  constexpr int kLatentValues = kMaxDecodeLatent / kThreads;
+  float v[kLatentValues];
+  float sum = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kLatentValues; ++j) {
+    const int c = threadIdx.x + j * kThreads;
+    v[j] = c < dims.d_c ? kv_row[c] : 0.0f;
+    sum += v[j] * v[j];
+  }
+  for (int c = threadIdx.x + kLatentValues * kThreads; c < dims.d_c; c += blockDim.x) sum += kv_row[c] * kv_row[c];
+  const float inv_rms = 1.0f / sqrtf(block_sum(sum) / float(dims.d_c) + eps);
+#pragma unroll
+  for (int j = 0; j < kLatentValues; ++j) {
+    const int c = threadIdx.x + j * kThreads;
+    if (c < dims.d_c) cached[c] = kv_row[c] = kv_norm[c] * (v[j] * inv_rms);
+  }
+  for (int c = threadIdx.x + kLatentValues * kThreads; c < dims.d_c; c += blockDim.x)
+    cached[c] = kv_row[c] = kv_norm[c] * (kv_row[c] * inv_rms);
+  for (int i = threadIdx.x; i < n_pairs; i += blockDim.x) {
+    float* pair = kv_row + dims.d_c + 2 * i;
+    rotate_pair(pair, position, inv_freq[i], attention_factor);
+    cached[dims.d_c + 2 * i] = pair[0], cached[dims.d_c + 2 * i + 1] = pair[1];
+  }
+  for (int task = threadIdx.x; task < dims.n_heads * n_pairs; task += blockDim.x) {
+    const int h = task / n_pairs, i = task % n_pairs;
+    rotate_pair(q_row + h * dims.qk() + dims.nope + 2 * i, position, inv_freq[i], attention_factor);
   }
 }
 
@@ -117,12 +179,14 @@ __device__ float* cache_row(DeviceCacheLayer cache, const int32_t* block_table, 
 }
 
 __global__ void cache_write_kernel(DeviceCacheLayer cache, const int32_t* slots, DeviceMatrix rows) {
+  wait_for_inputs();
   float* dst = cache.data + int64_t(slots[blockIdx.x]) * cache.row_width;
   const float* src = rows.data + blockIdx.x * rows.stride;
   for (int64_t c = threadIdx.x; c < cache.row_width; c += blockDim.x) dst[c] = src[c];
 }
 
 __global__ void cache_gather_kernel(DeviceCacheLayer cache, const int32_t* block_table, DeviceMatrix out) {
+  wait_for_inputs();
   const float* src = cache_row(cache, block_table, blockIdx.x);
   float* dst = out.data + blockIdx.x * out.stride;
   for (int64_t c = threadIdx.x; c < cache.row_width; c += blockDim.x) dst[c] = src[c];
@@ -157,43 +221,51 @@ void launch_columns_to_rows(const void* d, bool d_is_bf16, int64_t ldd, int64_t 
 }
 
 void launch_embed(const DeviceWeight& table, const int32_t* ids, DeviceMatrix out, cudaStream_t stream) {
-  if (out.rows > 0) embed_kernel<<<unsigned(out.rows), kThreads, 0, stream>>>(table, ids, out);
+  if (out.rows > 0) launch_chained(embed_kernel, unsigned(out.rows), kThreads, 0, stream, table, ids, out);
 }
 
 void launch_gather_rows(DeviceMatrix x, const int32_t* rows, DeviceMatrix out, cudaStream_t stream) {
-  if (out.rows > 0) gather_rows_kernel<<<unsigned(out.rows), kThreads, 0, stream>>>(x, rows, out);
+  if (out.rows > 0) launch_chained(gather_rows_kernel, unsigned(out.rows), kThreads, 0, stream, x, rows, out);
 }
 
 void launch_rmsnorm(DeviceMatrix x, const float* weight, float eps, DeviceMatrix out, cudaStream_t stream) {
-  if (x.rows > 0) rmsnorm_kernel<false><<<unsigned(x.rows), kThreads, 0, stream>>>(x, {}, weight, eps, out);
+  if (x.rows > 0) launch_chained(rmsnorm_kernel<false>, unsigned(x.rows), kThreads, 0, stream, x, DeviceMatrix{}, weight, eps, out);
 }
 
 void launch_add_rmsnorm(DeviceMatrix x, DeviceMatrix y, const float* weight, float eps, DeviceMatrix out,
                         cudaStream_t stream) {
-  if (x.rows > 0) rmsnorm_kernel<true><<<unsigned(x.rows), kThreads, 0, stream>>>(x, y, weight, eps, out);
+  if (x.rows > 0) launch_chained(rmsnorm_kernel<true>, unsigned(x.rows), kThreads, 0, stream, x, y, weight, eps, out);
 }
 
 void launch_add(DeviceMatrix x, DeviceMatrix y, cudaStream_t stream) {
-  if (x.rows > 0 && x.cols > 0) add_kernel<<<elementwise_grid(x), kThreads, 0, stream>>>(x, y);
+  if (x.rows > 0 && x.cols > 0) launch_chained(add_kernel, elementwise_grid(x), kThreads, 0, stream, x, y);
 }
 
 void launch_silu_mul(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix out, cudaStream_t stream) {
-  if (gate.rows > 0 && gate.cols > 0) silu_mul_kernel<<<elementwise_grid(gate), kThreads, 0, stream>>>(gate, up, out);
+  if (gate.rows > 0 && gate.cols > 0) launch_chained(silu_mul_kernel, elementwise_grid(gate), kThreads, 0, stream, gate, up, out);
 }
 
 void launch_rope(DeviceMatrix x, int64_t head_dim, int64_t offset, const float* inv_freq, int64_t n_pairs,
                  float attention_factor, const int32_t* positions, cudaStream_t stream) {
   if (x.rows > 0)
-    rope_kernel<<<unsigned(x.rows), kThreads, 0, stream>>>(x, head_dim, offset, inv_freq, n_pairs, attention_factor,
-                                                           positions);
+    launch_chained(rope_kernel, unsigned(x.rows), kThreads, 0, stream, x, head_dim, offset, inv_freq, n_pairs,
+                   attention_factor, positions);
+}
+
+void launch_mla_rope_and_cache(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, const float* kv_norm, float eps,
+                               const float* inv_freq, float attention_factor, const int32_t* positions,
+                               DeviceCacheLayer cache, const int32_t* slots, cudaStream_t stream) {
+  if (kv.rows > 0)
+    launch_chained(mla_rope_and_cache_kernel, unsigned(kv.rows), kThreads, 0, stream, dims, q, kv, kv_norm, eps, inv_freq,
+                   attention_factor, positions, cache, slots);
 }
 
 void launch_cache_write(DeviceCacheLayer cache, const int32_t* slots, DeviceMatrix rows, cudaStream_t stream) {
-  if (rows.rows > 0) cache_write_kernel<<<unsigned(rows.rows), kThreads, 0, stream>>>(cache, slots, rows);
+  if (rows.rows > 0) launch_chained(cache_write_kernel, unsigned(rows.rows), kThreads, 0, stream, cache, slots, rows);
 }
 
 void launch_cache_gather(DeviceCacheLayer cache, const int32_t* block_table, DeviceMatrix out, cudaStream_t stream) {
-  if (out.rows > 0) cache_gather_kernel<<<unsigned(out.rows), kThreads, 0, stream>>>(cache, block_table, out);
+  if (out.rows > 0) launch_chained(cache_gather_kernel, unsigned(out.rows), kThreads, 0, stream, cache, block_table, out);
 }
 
 }  // namespace dsv3::cuda

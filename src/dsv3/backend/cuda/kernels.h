@@ -111,6 +111,12 @@ struct MlaItem {
 // 64): two tiles of rows this wide and the queries fill the shared memory of an SM.
 constexpr int kMaxDecodeLatent = 512, kMaxDecodeRope = 128;
 
+// Backend::mla_rope_and_cache over q [n, n_heads * qk] and kv [n, d_c + rope] (elementwise.cu):
+// inv_freq holds rope / 2 frequencies.
+void launch_mla_rope_and_cache(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, const float* kv_norm, float eps,
+                               const float* inv_freq, float attention_factor, const int32_t* positions,
+                               DeviceCacheLayer cache, const int32_t* slots, cudaStream_t stream);
+
 // q_latent [n_items, n_heads, d_c] = W_uk^T q_nope per item and head (the absorbed query).
 void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
                        float* q_latent, cudaStream_t stream);
@@ -153,9 +159,11 @@ struct RouterConfig {
 void launch_moe_route(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
                       int32_t* ids, float* weights, cudaStream_t stream);
 
-// The pairs (token, k) sorted by expert: counts[e], offsets[e] (n_experts + 1 of them), for each slot
-// (a position in that order) its token, for each pair its slot, and the experts with tokens in
-// active[0..n_active) (n_active stored at active[n_experts]).
+// The pairs (token, k) sorted by expert, over n_ffns FFNs: the n_experts routed ones and, with a
+// shared FFN, one more (index n_experts) that takes every token, its slots after the pairs'.
+// counts[f], offsets[f] (n_ffns + 1 of them), for each slot (a position in that order) its token, for
+// each pair its slot, and the FFNs with tokens in active[0..n_active) (n_active stored at
+// active[n_ffns]).
 struct MoePlan {
   int32_t* counts = nullptr;
   int32_t* offsets = nullptr;
@@ -163,17 +171,29 @@ struct MoePlan {
   int32_t* pair_slot = nullptr;
   int32_t* active = nullptr;
 };
-void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, MoePlan plan, cudaStream_t stream);
-// For every active expert and each of its slots: hidden[slot] = silu(gate . x[token]) * (up . x[token]).
-// experts: device array of n_experts * 3 weights (gate, up, down), all shaped as `shape` (a gate or
-// a down weight); max_active bounds the experts with tokens. hidden [n_pairs, width].
-void launch_moe_gate_up(const DeviceWeight* experts, const DeviceWeight& shape, int n_experts, int max_active,
-                        MoePlan plan, DeviceMatrix x, bool vector, float* hidden, cudaStream_t stream);
-// y[slot] = down . hidden[slot]; y [n_pairs, hidden_size].
-void launch_moe_down(const DeviceWeight* experts, const DeviceWeight& shape, int n_experts, int max_active,
-                     MoePlan plan, const float* hidden, bool vector, float* y, cudaStream_t stream);
-// out[t] = sum_k weights[t][k] * y[pair_slot[t * top_k + k]].
-void launch_moe_combine(const float* y, const float* weights, MoePlan plan, int top_k, DeviceMatrix out,
-                        cudaStream_t stream);
+void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, bool shared, MoePlan plan,
+                     cudaStream_t stream);
+// The FFNs of a MoE layer as the streaming kernels read them: a device array of n_ffns * 3 weights
+// (gate, up, down per FFN, the shared FFN last where `shared`). Routed ones are shaped alike
+// (gate_shape, down_shape); the shared one may be wider (max_width rows of gate and up), of the same
+// dtype and hidden size.
+struct MoeFfns {
+  const DeviceWeight* table = nullptr;
+  int n_ffns = 0;
+  bool shared = false;
+  DeviceWeight gate_shape, down_shape;
+  int64_t max_width = 0;
+};
+// For every active FFN and each of its slots: hidden[slot] = silu(gate . x[token]) * (up . x[token]),
+// rows hidden_stride floats apart. max_active bounds the FFNs with tokens.
+void launch_moe_gate_up(const MoeFfns& ffns, int max_active, MoePlan plan, DeviceMatrix x, bool vector, float* hidden,
+                        int64_t hidden_stride, cudaStream_t stream);
+// y[slot] = down . hidden[slot]; y [n_slots, hidden_size].
+void launch_moe_down(const MoeFfns& ffns, int max_active, MoePlan plan, const float* hidden, int64_t hidden_stride,
+                     bool vector, float* y, cudaStream_t stream);
+// out[t] = sum_k weights[t][k] * y[pair_slot[t * top_k + k]] (+ y[shared_first_slot + t] unless it
+// is negative).
+void launch_moe_combine(const float* y, const float* weights, MoePlan plan, int top_k, int64_t shared_first_slot,
+                        DeviceMatrix out, cudaStream_t stream);
 
 }  // namespace dsv3::cuda

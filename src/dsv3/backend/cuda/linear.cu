@@ -29,6 +29,9 @@ template <DType D, bool kVector, int kTokens>
 __global__ void __launch_bounds__(kRowWarps * 32) linear_small_kernel(DeviceWeight w, DeviceMatrix x, DeviceMatrix y,
                                                                       int wpr) {
   using Tile = LinearTile<kTokens>;
+  const int64_t block_rows = kRowWarps / wpr * Tile::kWarpRows, first_row = int64_t(blockIdx.x) * block_rows;
+  if (blockIdx.y == 0) prefetch_weight_rows(w, first_row, block_rows);
+  wait_for_inputs();
   const int warp = threadIdx.x / 32, part = warp % wpr;
   const int64_t row0 = (int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr) * Tile::kWarpRows +
                        threadIdx.x % 32 / kKLanes * Tile::kRows;
@@ -67,7 +70,7 @@ void launch_tokens(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, cudaSt
   const int64_t block_rows = kRowWarps / wpr * Tile::kWarpRows;
   const dim3 grid(unsigned((w.rows + block_rows - 1) / block_rows), unsigned((x.rows + kTokens - 1) / kTokens));
   const auto kernel = kernel_for<LinearSmallKernels<kTokens>>(w.dtype, vector_rows_ok(w, x.data, x.stride));
-  kernel<<<grid, kRowWarps * 32, 0, stream>>>(w, x, y, wpr);
+  launch_chained(kernel, grid, kRowWarps * 32, 0, stream, w, x, y, wpr);
 }
 
 __global__ void to_bf16_pair_kernel(DeviceMatrix x, __nv_bfloat16* high, __nv_bfloat16* low) {

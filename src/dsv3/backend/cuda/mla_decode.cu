@@ -28,6 +28,7 @@ constexpr int kAbsorbCols = 64, kAbsorbSlices = 4;  // an absorb block: 64 colum
 __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(MlaDims dims, DeviceMatrix q,
                                                                              const MlaItem* items, int n_items,
                                                                              DeviceWeight w, float* q_latent) {
+  wait_for_inputs();
   extern __shared__ float q_nope[];  // [kItemsPerBlock][nope], then the slices' partial sums
   float* partial = q_nope + kItemsPerBlock * dims.nope;  // [kAbsorbSlices][kItemsPerBlock][kAbsorbCols]
   const int h = blockIdx.x, first = blockIdx.z * kItemsPerBlock;
@@ -109,6 +110,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
                                                                     const float* q_latent, const MlaItem* items,
                                                                     const int32_t* tables, DeviceCacheLayer cache,
                                                                     float* partial) {
+  wait_for_inputs();
   extern __shared__ float smem[];
   const int width = dims.d_c + dims.rope, stride = padded_width(width);
   float* q_s = smem;                                     // [kHeadGroup][stride]: q_latent then q_pe
@@ -270,6 +272,7 @@ constexpr int kMergeCols = 64, kMergeGroups = 4;
 
 __global__ void __launch_bounds__(kMergeCols * kMergeGroups) merge_kernel(MlaDims dims, int n_splits,
                                                                           const float* partial, float* o_latent) {
+  wait_for_inputs();
   extern __shared__ float weight_s[];  // [n_splits]
   __shared__ float sums[kMergeGroups][kMergeCols];
   __shared__ float l_total;
@@ -312,15 +315,18 @@ __global__ void __launch_bounds__(kMergeCols * kMergeGroups) merge_kernel(MlaDim
 __global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
                                 DeviceWeight w, DeviceMatrix out) {
   const int h = blockIdx.x, r = blockIdx.y * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (r >= dims.v_dim) return;
   const int64_t w_row = int64_t(h) * dims.kv_width() + dims.nope + r;
   constexpr int kMaxPerLane = kMaxDecodeLatent / 32;
+  // The weight row is read while the attention ahead finishes (chained_launch.cuh: weights are never
+  // written in a step; the float32 copy was made, and waited for, before the absorb).
   float wv[kMaxPerLane];
 #pragma unroll
   for (int j = 0; j < kMaxPerLane; ++j) {
     const int c = lane + 32 * j;
-    wv[j] = c < dims.d_c ? weight_element(w, w_row, c) : 0.0f;
+    wv[j] = c < dims.d_c && r < dims.v_dim ? weight_element(w, w_row, c) : 0.0f;
   }
+  wait_for_inputs();
+  if (r >= dims.v_dim) return;
   for (int i = 0; i < n_items; ++i) {
     const float* o = o_latent + (int64_t(i) * dims.n_heads + h) * dims.d_c;
     float acc = 0.0f;
@@ -341,7 +347,7 @@ void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n
   const dim3 grid(unsigned(dims.n_heads), unsigned((dims.d_c + kAbsorbCols - 1) / kAbsorbCols),
                   unsigned((n_items + kItemsPerBlock - 1) / kItemsPerBlock));
   const size_t smem = sizeof(float) * kItemsPerBlock * (dims.nope + kAbsorbSlices * kAbsorbCols);
-  absorb_kernel<<<grid, kAbsorbCols * kAbsorbSlices, smem, stream>>>(dims, q, items, n_items, kv_b_proj, q_latent);
+  launch_chained(absorb_kernel, grid, kAbsorbCols * kAbsorbSlices, smem, stream, dims, q, items, n_items, kv_b_proj, q_latent);
 }
 
 int mla_decode_splits(MlaDims dims, int n_items, int64_t context_bound, int sm_count) {
@@ -362,16 +368,16 @@ void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_la
       int(decode_smem_bytes(kMaxDecodeLatent + kMaxDecodeRope)));
   (void)configured;
   const dim3 grid(unsigned(n_items), unsigned((dims.n_heads + kHeadGroup - 1) / kHeadGroup), unsigned(n_splits));
-  decode_attention_kernel<<<grid, kThreads, smem, stream>>>(dims, q, q_latent, items, tables, cache, partial);
+  launch_chained(decode_attention_kernel, grid, kThreads, smem, stream, dims, q, q_latent, items, tables, cache, partial);
   const dim3 merge_grid(unsigned(n_items), unsigned(dims.n_heads), unsigned((dims.d_c + kMergeCols - 1) / kMergeCols));
-  merge_kernel<<<merge_grid, kMergeCols * kMergeGroups, sizeof(float) * n_splits, stream>>>(dims, n_splits, partial,
-                                                                                          o_latent);
+  launch_chained(merge_kernel, merge_grid, kMergeCols * kMergeGroups, sizeof(float) * n_splits, stream, dims, n_splits,
+                 partial, o_latent);
 }
 
 void launch_mla_unabsorb(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
                          const DeviceWeight& kv_b_proj, DeviceMatrix out, cudaStream_t stream) {
   const dim3 grid(unsigned(dims.n_heads), unsigned((dims.v_dim + 7) / 8));
-  unabsorb_kernel<<<grid, 256, 0, stream>>>(dims, o_latent, items, n_items, kv_b_proj, out);
+  launch_chained(unabsorb_kernel, grid, 256, 0, stream, dims, o_latent, items, n_items, kv_b_proj, out);
 }
 
 }  // namespace dsv3::cuda

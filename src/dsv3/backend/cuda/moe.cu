@@ -1,7 +1,10 @@
 // DeepSeekMoE on the GPU: the router, the sort of (token, expert) pairs by expert, the experts'
-// weight-streaming products over each expert's tokens, and the weighted combine.
+// weight-streaming products over each expert's tokens, and the weighted combine. The shared experts,
+// where given, are one more FFN in the same launches (its own width), fed every token with weight 1:
+// a decode step's whole FFN is three weight-streaming launches.
 #include <cfloat>
 
+#include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/row_dots.cuh"
 
@@ -33,6 +36,7 @@ __global__ void route_kernel(const float* logits, int n_experts, const float* bi
   __shared__ float score[kMaxExperts], choice[kMaxExperts];
   __shared__ float group_score[64];
   __shared__ bool group_kept[64];
+  wait_for_inputs();
   const int lane = threadIdx.x, token = blockIdx.x;
   const float* row = logits + int64_t(token) * n_experts;
 
@@ -97,13 +101,16 @@ __global__ void route_kernel(const float* logits, int n_experts, const float* bi
     }
 }
 
-// One block: counting sort of the pairs by expert.
-__global__ void plan_kernel(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, MoePlan plan) {
-  __shared__ int count[kMaxExperts], offset[kMaxExperts + 1];
+// The block's counting sort of the pairs by expert (MoePlan); with `shared`, the shared FFN after
+// the n_experts routed ones takes every token, its slots after the pairs'.
+__device__ void plan_pairs(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, bool shared, MoePlan plan) {
+  __shared__ int count[kMaxExperts + 1], offset[kMaxExperts + 2];
+  const int64_t n_tokens = n_pairs / top_k;
   for (int e = threadIdx.x; e < n_experts; e += blockDim.x) count[e] = 0;
   __syncthreads();
   for (int64_t p = threadIdx.x; p < n_pairs; p += blockDim.x) atomicAdd(&count[ids[p]], 1);
   __syncthreads();
+  const int n_ffns = n_experts + (shared ? 1 : 0);
   if (threadIdx.x == 0) {
     int total = 0, n_active = 0;
     for (int e = 0; e < n_experts; ++e) {
@@ -111,13 +118,17 @@ __global__ void plan_kernel(const int32_t* ids, int64_t n_pairs, int top_k, int 
       total += count[e];
       if (count[e] > 0) plan.active[n_active++] = e;
     }
-    offset[n_experts] = total;
-    plan.active[n_experts] = n_active;
+    if (shared) {
+      count[n_experts] = int(n_tokens), offset[n_experts] = total, total += int(n_tokens);
+      plan.active[n_active++] = n_experts;
+    }
+    offset[n_ffns] = total;
+    plan.active[n_ffns] = n_active;
   }
   __syncthreads();
-  for (int e = threadIdx.x; e <= n_experts; e += blockDim.x) {
+  for (int e = threadIdx.x; e <= n_ffns; e += blockDim.x) {
     plan.offsets[e] = offset[e];
-    if (e < n_experts) plan.counts[e] = count[e], count[e] = 0;
+    if (e < n_ffns) plan.counts[e] = count[e], count[e] = 0;
   }
   __syncthreads();
   // Within an expert, slots follow no particular order: each slot is computed on its own.
@@ -127,30 +138,59 @@ __global__ void plan_kernel(const int32_t* ids, int64_t n_pairs, int top_k, int 
     plan.pair_slot[p] = slot;
     plan.slot_token[slot] = int32_t(p / top_k);
   }
+  if (shared)
+    for (int64_t t = threadIdx.x; t < n_tokens; t += blockDim.x) plan.slot_token[n_pairs + t] = int32_t(t);
+}
+
+__global__ void plan_kernel(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, bool shared, MoePlan plan) {
+  wait_for_inputs();
+  plan_pairs(ids, n_pairs, top_k, n_experts, shared, plan);
 }
 
 // What a row of blocks (blockIdx.y) serves: the passes first_pass, first_pass + pass_step, ... over
-// an active expert's slots (-1: none). Each row has its own expert while there are as many active
-// experts as rows (decode); where routing sends many tokens to few experts, the spare rows share
-// out the passes of expert y % n_active instead of idling while one row makes them all.
+// an active FFN's slots (-1: none). Each row has its own FFN while there are as many active ones as
+// rows (decode); where routing sends many tokens to few experts, the spare rows share out the passes
+// of FFN y % n_active instead of idling while one row makes them all.
 struct BlockPasses {
   int expert, first_pass, pass_step;
 };
 
-__device__ BlockPasses block_passes(const MoePlan& plan, int n_experts) {
+__device__ BlockPasses block_passes(const MoePlan& plan, int n_ffns) {
   const int y = int(blockIdx.y), rows = int(gridDim.y);
-  const int n_active = plan.active[n_experts], own = plan.active[y];  // both loads at once
+  const int n_active = plan.active[n_ffns], own = plan.active[y];  // both loads at once
   if (n_active == 0) return {-1, 0, 1};
   const int j = y % n_active;
   return {y < n_active ? own : plan.active[j], y / n_active, (rows - 1 - j) / n_active + 1};
 }
 
-// One pass over n_tokens (<= kPassTokens) of an expert's slots from `first`: hidden[slot] =
+// The first of a block's lane groups' rows: kRowWarps / wpr warps of kRowLanes groups of kGroupRows.
+template <int kGroupRows>
+__device__ inline int64_t block_first_row(int wpr) {
+  return int64_t(blockIdx.x) * (kRowWarps / wpr) * kRowLanes * kGroupRows;
+}
+
+template <int kGroupRows>
+__device__ inline int64_t group_first_row(int wpr) {
+  const int warp = threadIdx.x / 32;
+  return block_first_row<kGroupRows>(wpr) + (warp / wpr) * (kRowLanes * kGroupRows) + threadIdx.x % 32 / kKLanes * kGroupRows;
+}
+
+// The shared FFN's weights are known before the routing is: the last row of blocks (which serves it
+// whenever every token chose distinct experts, as in decode) asks for them before waiting.
+template <int kGroupRows>
+__device__ inline void prefetch_shared_rows(const DeviceWeight* ffns, int n_ffns, bool shared, int index, int wpr) {
+  if (shared && int(blockIdx.y) == int(gridDim.y) - 1)
+    prefetch_weight_rows(ffns[3 * (n_ffns - 1) + index], block_first_row<kGroupRows>(wpr),
+                         kRowWarps / wpr * kRowLanes * kGroupRows);
+}
+
+// One pass over n_tokens (<= kPassTokens) of an FFN's slots from `first`: hidden[slot] =
 // silu(gate . x[token]) * (up . x[token]) for this lane group's kGateRows rows from row0.
 template <DType D, bool kVector, int kPassTokens>
 __device__ __forceinline__ void gate_up_pass(const DeviceWeight& gate, const DeviceWeight& up, int64_t row0, int part,
                                              int wpr, const MoePlan& plan, int first, int n_tokens,
-                                             const DeviceMatrix& x, float* hidden, int64_t width) {
+                                             const DeviceMatrix& x, float* hidden, int64_t hidden_stride) {
+  const int64_t width = gate.rows;
   const float* x_rows[kPassTokens];
 #pragma unroll
   for (int t = 0; t < kPassTokens; ++t)
@@ -171,44 +211,48 @@ __device__ __forceinline__ void gate_up_pass(const DeviceWeight& gate, const Dev
     for (int t = 0; t < kPassTokens; ++t)
       if (stores_total<kPassTokens>(r, t) && t < n_tokens && row0 + r < width) {
         const float g = acc[r][t], u = acc[kGateRows + r][t];
-        hidden[int64_t(first + t) * width + row0 + r] = g / (1.0f + expf(-g)) * u;
+        hidden[int64_t(first + t) * hidden_stride + row0 + r] = g / (1.0f + expf(-g)) * u;
       }
 }
 
-// grid (row blocks, max_active): block y serves passes over an active expert's slots (block_passes),
-// kTokens slots a pass; each lane group (spread over wpr warps) kGateRows rows of the expert's gate
-// and up projections.
+// grid (row blocks of the widest FFN, max_active): block y serves passes over an active FFN's slots
+// (block_passes), kTokens slots a pass; each lane group (spread over wpr warps) kGateRows rows of the
+// FFN's gate and up projections. Rows past an FFN's width idle. `reduce_rows` synchronises the block,
+// so every block runs every pass to the end.
 template <DType D, bool kVector>
-__global__ void __launch_bounds__(kRowWarps * 32, 2) gate_up_kernel(const DeviceWeight* experts, int wpr, MoePlan plan,
-                                                                    int n_experts, DeviceMatrix x, float* hidden,
-                                                                    int64_t width) {
-  const BlockPasses passes = block_passes(plan, n_experts);
+__global__ void __launch_bounds__(kRowWarps * 32, 2) gate_up_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan,
+                                                                    int n_ffns, bool shared, DeviceMatrix x,
+                                                                    float* hidden, int64_t hidden_stride) {
+  prefetch_shared_rows<kGateRows>(ffns, n_ffns, shared, 0, wpr);
+  prefetch_shared_rows<kGateRows>(ffns, n_ffns, shared, 1, wpr);
+  wait_for_inputs();
+  const BlockPasses passes = block_passes(plan, n_ffns);
   const int e = passes.expert;
   if (e < 0) return;
-  const DeviceWeight& gate = experts[3 * e];
-  const DeviceWeight& up = experts[3 * e + 1];
-  const int warp = threadIdx.x / 32, part = warp % wpr;
-  const int64_t row0 = (int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr) * (kRowLanes * kGateRows) +
-                       threadIdx.x % 32 / kKLanes * kGateRows;
+  const DeviceWeight& gate = ffns[3 * e];
+  const DeviceWeight& up = ffns[3 * e + 1];
+  const int part = int(threadIdx.x / 32) % wpr;
+  const int64_t row0 = group_first_row<kGateRows>(wpr);
+  if (block_first_row<kGateRows>(wpr) >= gate.rows) return;  // the whole block is past this FFN's width
   const int first = plan.offsets[e], count = plan.counts[e];
   if (count == 1) {
     if (passes.first_pass == 0)
-      gate_up_pass<D, kVector, 1>(gate, up, row0, part, wpr, plan, first, 1, x, hidden, width);
+      gate_up_pass<D, kVector, 1>(gate, up, row0, part, wpr, plan, first, 1, x, hidden, hidden_stride);
     return;
   }
   for (int s0 = passes.first_pass * kTokens; s0 < count; s0 += passes.pass_step * kTokens)
     gate_up_pass<D, kVector, kTokens>(gate, up, row0, part, wpr, plan, first + s0, min(kTokens, count - s0), x, hidden,
-                                      width);
+                                      hidden_stride);
 }
 
-// One pass over n_tokens (<= kPassTokens) of an expert's slots from `first`: y[slot] = down .
+// One pass over n_tokens (<= kPassTokens) of an FFN's slots from `first`: y[slot] = down .
 // hidden[slot] for this lane group's kDownRows rows from row0.
 template <DType D, bool kVector, int kPassTokens>
 __device__ __forceinline__ void down_pass(const DeviceWeight& down, int64_t row0, int part, int wpr, int first,
-                                          int n_tokens, const float* hidden, float* y) {
+                                          int n_tokens, const float* hidden, int64_t hidden_stride, float* y) {
   const float* x_rows[kPassTokens];
 #pragma unroll
-  for (int t = 0; t < kPassTokens; ++t) x_rows[t] = hidden + int64_t(first + min(t, n_tokens - 1)) * down.cols;
+  for (int t = 0; t < kPassTokens; ++t) x_rows[t] = hidden + int64_t(first + min(t, n_tokens - 1)) * hidden_stride;
   LaneRows<kDownRows> rows;
 #pragma unroll
   for (int r = 0; r < kDownRows; ++r)
@@ -225,22 +269,25 @@ __device__ __forceinline__ void down_pass(const DeviceWeight& down, int64_t row0
 }
 
 template <DType D, bool kVector>
-__global__ void __launch_bounds__(kRowWarps * 32, 2) down_kernel(const DeviceWeight* experts, int wpr, MoePlan plan,
-                                                                 int n_experts, const float* hidden, float* y) {
-  const BlockPasses passes = block_passes(plan, n_experts);
+__global__ void __launch_bounds__(kRowWarps * 32, 2) down_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan,
+                                                                 int n_ffns, bool shared, const float* hidden,
+                                                                 int64_t hidden_stride, float* y) {
+  prefetch_shared_rows<kDownRows>(ffns, n_ffns, shared, 2, wpr);
+  wait_for_inputs();
+  const BlockPasses passes = block_passes(plan, n_ffns);
   const int e = passes.expert;
   if (e < 0) return;
-  const DeviceWeight& down = experts[3 * e + 2];
-  const int warp = threadIdx.x / 32, part = warp % wpr;
-  const int64_t row0 = (int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr) * (kRowLanes * kDownRows) +
-                       threadIdx.x % 32 / kKLanes * kDownRows;
+  const DeviceWeight& down = ffns[3 * e + 2];
+  const int part = int(threadIdx.x / 32) % wpr;
+  const int64_t row0 = group_first_row<kDownRows>(wpr);
   const int first = plan.offsets[e], count = plan.counts[e];
   if (count == 1) {
-    if (passes.first_pass == 0) down_pass<D, kVector, 1>(down, row0, part, wpr, first, 1, hidden, y);
+    if (passes.first_pass == 0) down_pass<D, kVector, 1>(down, row0, part, wpr, first, 1, hidden, hidden_stride, y);
     return;
   }
   for (int s0 = passes.first_pass * kTokens; s0 < count; s0 += passes.pass_step * kTokens)
-    down_pass<D, kVector, kTokens>(down, row0, part, wpr, first + s0, min(kTokens, count - s0), hidden, y);
+    down_pass<D, kVector, kTokens>(down, row0, part, wpr, first + s0, min(kTokens, count - s0), hidden, hidden_stride,
+                                   y);
 }
 
 struct GateUpKernels {
@@ -253,13 +300,17 @@ struct DownKernels {
   static auto get() { return down_kernel<D, kVector>; }
 };
 
-// grid (tokens, column blocks): one output element a thread, its top_k loads independent.
-__global__ void combine_kernel(const float* y, const float* weights, MoePlan plan, int top_k, DeviceMatrix out) {
+// grid (tokens, column blocks): one output element a thread, its top_k loads independent; the shared
+// FFN's slot of token t, where there is one, is shared_first_slot + t.
+__global__ void combine_kernel(const float* y, const float* weights, MoePlan plan, int top_k, int64_t shared_first_slot,
+                               DeviceMatrix out) {
+  wait_for_inputs();
   const int64_t t = blockIdx.x, c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
   if (c >= out.cols) return;
   float sum = 0.0f;
   for (int k = 0; k < top_k; ++k)
     sum += weights[t * top_k + k] * y[int64_t(plan.pair_slot[t * top_k + k]) * out.cols + c];
+  if (shared_first_slot >= 0) sum += y[(shared_first_slot + t) * out.cols + c];
   out.data[t * out.stride + c] = sum;
 }
 
@@ -267,39 +318,43 @@ __global__ void combine_kernel(const float* y, const float* weights, MoePlan pla
 
 void launch_moe_route(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
                       int32_t* ids, float* weights, cudaStream_t stream) {
-  if (n > 0) route_kernel<<<unsigned(n), 32, 0, stream>>>(logits, n_experts, bias, config, ids, weights);
+  if (n > 0) launch_chained(route_kernel, unsigned(n), 32, 0, stream, logits, n_experts, bias, config, ids, weights);
 }
 
-void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, MoePlan plan, cudaStream_t stream) {
-  plan_kernel<<<1, 1024, 0, stream>>>(ids, n_pairs, top_k, n_experts, plan);
+void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, bool shared, MoePlan plan,
+                     cudaStream_t stream) {
+  launch_chained(plan_kernel, 1, 1024, 0, stream, ids, n_pairs, top_k, n_experts, shared, plan);
 }
 
-void launch_moe_gate_up(const DeviceWeight* experts, const DeviceWeight& shape, int n_experts, int max_active,
-                        MoePlan plan, DeviceMatrix x, bool vector, float* hidden, cudaStream_t stream) {
+void launch_moe_gate_up(const MoeFfns& ffns, int max_active, MoePlan plan, DeviceMatrix x, bool vector, float* hidden,
+                        int64_t hidden_stride, cudaStream_t stream) {
   constexpr int kWarpRows = kRowLanes * kGateRows;
+  const DeviceWeight& shape = ffns.gate_shape;
   const int wpr = warps_per_tile((shape.rows + kWarpRows - 1) / kWarpRows * max_active, row_vectors(shape),
                                  kKLanes * kUnroll<1>);
   const int64_t block_rows = kRowWarps / wpr * kWarpRows;
-  const dim3 grid(unsigned((shape.rows + block_rows - 1) / block_rows), unsigned(max_active));
-  kernel_for<GateUpKernels>(shape.dtype, vector)<<<grid, kRowWarps * 32, 0, stream>>>(experts, wpr, plan, n_experts, x,
-                                                                                        hidden, shape.rows);
+  const dim3 grid(unsigned((ffns.max_width + block_rows - 1) / block_rows), unsigned(max_active));
+  launch_chained(kernel_for<GateUpKernels>(shape.dtype, vector), grid, kRowWarps * 32, 0, stream, ffns.table, wpr, plan,
+                 ffns.n_ffns, ffns.shared, x, hidden, hidden_stride);
 }
 
-void launch_moe_down(const DeviceWeight* experts, const DeviceWeight& shape, int n_experts, int max_active,
-                     MoePlan plan, const float* hidden, bool vector, float* y, cudaStream_t stream) {
+void launch_moe_down(const MoeFfns& ffns, int max_active, MoePlan plan, const float* hidden, int64_t hidden_stride,
+                     bool vector, float* y, cudaStream_t stream) {
   constexpr int kWarpRows = kRowLanes * kDownRows;
+  const DeviceWeight& shape = ffns.down_shape;
   const int wpr = warps_per_tile((shape.rows + kWarpRows - 1) / kWarpRows * max_active, row_vectors(shape),
                                  kKLanes * kUnroll<1>);
   const int64_t block_rows = kRowWarps / wpr * kWarpRows;
   const dim3 grid(unsigned((shape.rows + block_rows - 1) / block_rows), unsigned(max_active));
-  kernel_for<DownKernels>(shape.dtype, vector)<<<grid, kRowWarps * 32, 0, stream>>>(experts, wpr, plan, n_experts,
-                                                                                      hidden, y);
+  launch_chained(kernel_for<DownKernels>(shape.dtype, vector), grid, kRowWarps * 32, 0, stream, ffns.table, wpr, plan,
+                 ffns.n_ffns, ffns.shared, hidden, hidden_stride, y);
 }
 
-void launch_moe_combine(const float* y, const float* weights, MoePlan plan, int top_k, DeviceMatrix out,
-                        cudaStream_t stream) {
+void launch_moe_combine(const float* y, const float* weights, MoePlan plan, int top_k, int64_t shared_first_slot,
+                        DeviceMatrix out, cudaStream_t stream) {
   const dim3 grid(unsigned(out.rows), unsigned((out.cols + 255) / 256));
-  if (out.rows > 0 && out.cols > 0) combine_kernel<<<grid, 256, 0, stream>>>(y, weights, plan, top_k, out);
+  if (out.rows > 0 && out.cols > 0)
+    launch_chained(combine_kernel, grid, 256, 0, stream, y, weights, plan, top_k, shared_first_slot, out);
 }
 
 }  // namespace dsv3::cuda
