@@ -2,19 +2,19 @@
 // Synchronization"; sm_90): a kernel launched by launch_chained() may start while the kernel ahead
 // of it in the stream is still running. A decode step is hundreds of short dependent kernels, and
 // without this each one pays a launch, a ramp-up of its first blocks and the drain of the previous
-// one; chained, the next kernel's blocks are already resident (its weights on their way into L2)
-// when its inputs are ready. Graph capture keeps these edges.
+// one; chained, the next kernel's blocks are already resident, and may have read their weights into
+// registers, when its inputs are ready. Graph capture keeps these edges. (Moonlight FP8 batch-1
+// decode on an H200: 257 tok/s launched plainly, 270 chained. Asking L2 for each block's weight rows
+// before the wait, with prefetch.global.L2, cost 3%: 279 tok/s without.)
 //
 // The rule that makes it safe: every chained kernel calls wait_for_inputs() in every block before it
 // reads or writes memory that an earlier kernel may touch (activations, the cache, scratch), and
 // before any early return. It waits for the previous kernel to finish and its writes to be visible;
 // the previous kernel did the same for its own, so the whole stream order holds. Only stored weights,
-// never written by kernels of a step, may be touched before it (prefetch_to_l2).
+// never written by kernels of a step, may be read before it.
 #pragma once
 
 #include <cuda_runtime.h>
-
-#include <cstddef>
 
 #include "dsv3/backend/cuda/cuda_check.h"
 
@@ -25,13 +25,6 @@ namespace dsv3::cuda {
 __device__ __forceinline__ void wait_for_inputs() {
   asm volatile("griddepcontrol.wait;" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-}
-
-// Asks L2 for bytes [data, data + n_bytes), spread over the block's threads, 128-byte lines.
-__device__ __forceinline__ void prefetch_to_l2(const void* data, size_t n_bytes) {
-  const char* base = static_cast<const char*>(data);
-  for (size_t offset = size_t(threadIdx.x) * 128; offset < n_bytes; offset += size_t(blockDim.x) * 128)
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(base + offset));
 }
 
 // kernel<<<grid, block, shared_bytes, stream>>>(args...), allowed to overlap the kernel before it.

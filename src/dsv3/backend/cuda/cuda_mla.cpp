@@ -105,9 +105,10 @@ void CudaBackend::mla_decode(const MlaShape& shape, const Act& q, const LinearWe
                              const LatentCacheLayout& layout, int64_t layer, const DecodeBatch& batch,
                              const Act& out) {
   const cuda::MlaDims d = dims_of(shape);
-  if (d.d_c > cuda::kMaxDecodeLatent || d.rope > cuda::kMaxDecodeRope)
-    fail("--device cuda: MLA decode takes kv_lora_rank <= ", cuda::kMaxDecodeLatent, " and qk_rope_head_dim <= ",
-         cuda::kMaxDecodeRope, " (the model has ", d.d_c, " and ", d.rope, ")");
+  if (d.d_c > cuda::kMaxDecodeLatent || d.rope > cuda::kMaxDecodeRope || d.nope > cuda::kMaxDecodeNope)
+    fail("--device cuda: MLA decode takes kv_lora_rank <= ", cuda::kMaxDecodeLatent, ", qk_rope_head_dim <= ",
+         cuda::kMaxDecodeRope, " and qk_nope_head_dim <= ", cuda::kMaxDecodeNope, " (the model has ", d.d_c, ", ",
+         d.rope, " and ", d.nope, ")");
   const int n_items = int(batch.n_items);
   const auto* items_ptr = reinterpret_cast<const cuda::MlaItem*>(batch.items.data);
   // No context is longer than all the items' pages together.

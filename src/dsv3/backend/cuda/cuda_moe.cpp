@@ -126,8 +126,9 @@ void CudaBackend::moe_experts(const Act& x, const Routing& routing, std::span<co
                                 stream_);
     DSV3_CUDA_CHECK_LAUNCH();
   } else {
-    const cuda::MoeFfns ffns{table, n_ffns, fuse_shared, gate_shape, down_shape, std::max(width, fuse_shared ? shared_width : 0)};
-    const int max_active = int(std::min<int64_t>(n_experts, n_pairs)) + (fuse_shared ? 1 : 0);
+    const cuda::MoeFfns ffns{table,      n_ffns,     fuse_shared, gate_shape,
+                             down_shape, std::max(width, fuse_shared ? shared_width : 0)};
+    const int max_active = int(std::min<int64_t>(n_experts, n_pairs));
     cuda::launch_moe_gate_up(ffns, max_active, plan, matrix(x), vector_gate, hidden_rows.data, hidden_stride, stream_);
     DSV3_CUDA_CHECK_LAUNCH();
     cuda::launch_moe_down(ffns, max_active, plan, hidden_rows.data, hidden_stride, vector_down, y_rows.data, stream_);

@@ -107,9 +107,10 @@ struct MlaItem {
   int32_t q_row = 0, context_len = 0, table_offset = 0;
 };
 
-// The widest latent and rope parts the decode kernels take (every DeepSeek V2/V3 model has 512 and
-// 64): two tiles of rows this wide and the queries fill the shared memory of an SM.
-constexpr int kMaxDecodeLatent = 512, kMaxDecodeRope = 128;
+// The widest latent, rope and nope parts the decode kernels take (every DeepSeek V2/V3 model has 512,
+// 64 and 128): two tiles of rows this wide and the queries fill the shared memory of an SM, and the
+// absorb holds a column of W_uk in registers.
+constexpr int kMaxDecodeLatent = 512, kMaxDecodeRope = 128, kMaxDecodeNope = 128;
 
 // Backend::mla_rope_and_cache over q [n, n_heads * qk] and kv [n, d_c + rope] (elementwise.cu):
 // inv_freq holds rope / 2 frequencies.
@@ -185,7 +186,7 @@ struct MoeFfns {
   int64_t max_width = 0;
 };
 // For every active FFN and each of its slots: hidden[slot] = silu(gate . x[token]) * (up . x[token]),
-// rows hidden_stride floats apart. max_active bounds the FFNs with tokens.
+// rows hidden_stride floats apart. max_active bounds the routed experts with tokens.
 void launch_moe_gate_up(const MoeFfns& ffns, int max_active, MoePlan plan, DeviceMatrix x, bool vector, float* hidden,
                         int64_t hidden_stride, cudaStream_t stream);
 // y[slot] = down . hidden[slot]; y [n_slots, hidden_size].

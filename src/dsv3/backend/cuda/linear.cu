@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/row_dots.cuh"
 
@@ -29,8 +30,6 @@ template <DType D, bool kVector, int kTokens>
 __global__ void __launch_bounds__(kRowWarps * 32) linear_small_kernel(DeviceWeight w, DeviceMatrix x, DeviceMatrix y,
                                                                       int wpr) {
   using Tile = LinearTile<kTokens>;
-  const int64_t block_rows = kRowWarps / wpr * Tile::kWarpRows, first_row = int64_t(blockIdx.x) * block_rows;
-  if (blockIdx.y == 0) prefetch_weight_rows(w, first_row, block_rows);
   wait_for_inputs();
   const int warp = threadIdx.x / 32, part = warp % wpr;
   const int64_t row0 = (int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr) * Tile::kWarpRows +

@@ -1,10 +1,11 @@
 // MLA decode in the absorbed form (REFERENCE.md, MLA; FlashMLA's scheme): the query is taken into the
 // latent space through W_uk, attention runs as multi-query attention over the cached rows
 // (c_kv, k_pe) shared by all heads, and the latent output is taken back through W_uv. The cache is
-// read once for a group of 16 heads; long contexts are split over blocks and merged.
+// read once for a group of heads (through L2 for the other groups); contexts are split over blocks and merged.
 #include <algorithm>
 #include <cfloat>
 
+#include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/row_dots.cuh"
 
@@ -12,57 +13,20 @@ namespace dsv3::cuda {
 namespace {
 
 constexpr int kItemsPerBlock = 8;
-constexpr int kHeadGroup = 16;  // heads sharing one pass over the cache
-constexpr int kTile = 32;       // cache rows a step
-// Sixteen warps, one block an SM: the register budget of 128 a thread keeps them all resident.
-constexpr int kThreads = 512;
+// Heads sharing one pass over the cache. Eight, not sixteen: a block's work is issue-bound (shared-
+// memory operands for CUDA-core products), so a one-token step's few tiles are better spread over
+// more blocks, whose head groups of the same split run side by side and share the tile through L2
+// (bench, Moonlight FP8 on an H200: batch-1 decode 250 tok/s with groups of 4, 260 with 16, 265 with 8).
+constexpr int kHeadGroup = 8;
+constexpr int kTile = 32;  // cache rows a step
+// Eight warps, one block an SM (the two tiles take most of its shared memory).
+constexpr int kThreads = kHeadGroup * kTile;
 constexpr int kMaxColsPerThread = (kMaxDecodeLatent + kThreads - 1) / kThreads;
 constexpr int kLanesPerHead = kTile;  // the softmax phase: a lane a row
 // The score phase's quads of 16 threads each take 4 heads x 4 rows; the softmax phase's warps each
 // take 32 / kTile heads.
 static_assert(kThreads == kHeadGroup * kTile && 32 % kTile == 0 && kThreads / 32 * (32 / kTile) == kHeadGroup);
 constexpr int kAbsorbCols = 64, kAbsorbSlices = 4;  // an absorb block: 64 columns, the sum over d in 4 slices
-
-// grid (n_heads, column blocks of kAbsorbCols, item groups): q_latent[item, h, c] = sum_d
-// q_nope[item, h, d] W_uk[h][d][c]; the kAbsorbSlices slices of the block sum every 4th d, then add up.
-__global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(MlaDims dims, DeviceMatrix q,
-                                                                             const MlaItem* items, int n_items,
-                                                                             DeviceWeight w, float* q_latent) {
-  wait_for_inputs();
-  extern __shared__ float q_nope[];  // [kItemsPerBlock][nope], then the slices' partial sums
-  float* partial = q_nope + kItemsPerBlock * dims.nope;  // [kAbsorbSlices][kItemsPerBlock][kAbsorbCols]
-  const int h = blockIdx.x, first = blockIdx.z * kItemsPerBlock;
-  const int n = min(kItemsPerBlock, n_items - first);
-  for (int i = threadIdx.x; i < kItemsPerBlock * dims.nope; i += blockDim.x) {
-    const int item = i / dims.nope, d = i % dims.nope;
-    q_nope[i] = item < n ? q.data[int64_t(items[first + item].q_row) * q.stride + h * dims.qk() + d] : 0.0f;
-  }
-  __syncthreads();
-  const int col = threadIdx.x % kAbsorbCols, slice = threadIdx.x / kAbsorbCols;
-  const int c = blockIdx.y * kAbsorbCols + col;
-  float acc[kItemsPerBlock] = {};
-  if (c < dims.d_c) {
-#pragma unroll 4
-    for (int d = slice; d < dims.nope; d += kAbsorbSlices) {
-      const float wv = weight_element(w, int64_t(h) * dims.kv_width() + d, c);
-#pragma unroll
-      for (int i = 0; i < kItemsPerBlock; ++i) acc[i] += q_nope[i * dims.nope + d] * wv;
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < kItemsPerBlock; ++i) partial[(slice * kItemsPerBlock + i) * kAbsorbCols + col] = acc[i];
-  __syncthreads();
-  for (int i = slice; i < n; i += kAbsorbSlices) {
-    float sum = 0.0f;
-    for (int s = 0; s < kAbsorbSlices; ++s) sum += partial[(s * kItemsPerBlock + i) * kAbsorbCols + col];
-    if (c < dims.d_c) q_latent[(int64_t(first + i) * dims.n_heads + h) * dims.d_c + c] = sum;
-  }
-}
-
-__device__ inline const float* cache_row(DeviceCacheLayer cache, const int32_t* table, int64_t position) {
-  const int64_t page = table[position / cache.page_size];
-  return cache.data + (page * cache.page_size + position % cache.page_size) * cache.row_width;
-}
 
 // dst(i) = src(i) for i < n over the block, kInFlight loads a thread issued before any is stored: a
 // plain loop would wait out a memory latency at every element.
@@ -78,6 +42,58 @@ __device__ void stage(int n, Src src, Dst dst) {
     for (int u = 0; u < kInFlight; ++u)
       if (i0 + u * int(blockDim.x) < n) dst(i0 + u * int(blockDim.x), v[u]);
   }
+}
+
+// grid (n_heads, column blocks of kAbsorbCols, item groups): q_latent[item, h, c] = sum_d
+// q_nope[item, h, d] W_uk[h][d][c]; the kAbsorbSlices slices of the block sum every 4th d, then add up.
+__global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(MlaDims dims, DeviceMatrix q,
+                                                                             const MlaItem* items, int n_items,
+                                                                             DeviceWeight w, float* q_latent) {
+  extern __shared__ float q_nope[];  // [kItemsPerBlock][nope], then the slices' partial sums
+  float* partial = q_nope + kItemsPerBlock * dims.nope;  // [kAbsorbSlices][kItemsPerBlock][kAbsorbCols]
+  const int h = blockIdx.x, first = blockIdx.z * kItemsPerBlock;
+  const int col = threadIdx.x % kAbsorbCols, slice = threadIdx.x / kAbsorbCols;
+  const int c = blockIdx.y * kAbsorbCols + col;
+  // This thread's column of W_uk[h], every kAbsorbSlices-th row, all loaded while the kernel ahead
+  // finishes (chained_launch.cuh; a loop of dependent loads took 6 us a layer).
+  constexpr int kRowsPerSlice = kMaxDecodeNope / kAbsorbSlices;
+  float wv[kRowsPerSlice];
+#pragma unroll
+  for (int j = 0; j < kRowsPerSlice; ++j) {
+    const int d = slice + j * kAbsorbSlices;
+    wv[j] = c < dims.d_c && d < dims.nope ? weight_element(w, int64_t(h) * dims.kv_width() + d, c) : 0.0f;
+  }
+  wait_for_inputs();
+  const int n = min(kItemsPerBlock, n_items - first);
+  stage<float>(
+      kItemsPerBlock * dims.nope,
+      [&](int i) {
+        const int item = i / dims.nope;
+        return item < n ? q.data[int64_t(items[first + item].q_row) * q.stride + h * dims.qk() + i % dims.nope] : 0.0f;
+      },
+      [&](int i, float v) { q_nope[i] = v; });
+  __syncthreads();
+  float acc[kItemsPerBlock] = {};
+#pragma unroll
+  for (int j = 0; j < kRowsPerSlice; ++j) {
+    const int d = slice + j * kAbsorbSlices;
+    if (d < dims.nope)
+#pragma unroll
+      for (int i = 0; i < kItemsPerBlock; ++i) acc[i] += q_nope[i * dims.nope + d] * wv[j];
+  }
+#pragma unroll
+  for (int i = 0; i < kItemsPerBlock; ++i) partial[(slice * kItemsPerBlock + i) * kAbsorbCols + col] = acc[i];
+  __syncthreads();
+  for (int i = slice; i < n; i += kAbsorbSlices) {
+    float sum = 0.0f;
+    for (int s = 0; s < kAbsorbSlices; ++s) sum += partial[(s * kItemsPerBlock + i) * kAbsorbCols + col];
+    if (c < dims.d_c) q_latent[(int64_t(first + i) * dims.n_heads + h) * dims.d_c + c] = sum;
+  }
+}
+
+__device__ inline const float* cache_row(DeviceCacheLayer cache, const int32_t* table, int64_t position) {
+  const int64_t page = table[position / cache.page_size];
+  return cache.data + (page * cache.page_size + position % cache.page_size) * cache.row_width;
 }
 
 // Shared-memory row stride of q and the cache tile: a multiple of 4 floats that is 4 more than a
@@ -106,11 +122,13 @@ __device__ inline void copy_async_wait() { asm volatile("cp.async.wait_group %0;
 //   output: thread tid keeps columns tid, tid + kThreads, ... of all 16 heads.
 // Writes, per head of the group, the split's running max m, sum l and unnormalised latent output o:
 // partial[((item * n_splits + split) * H + h) * (d_c + 2)].
+// The first tile is asked for before wait_for_inputs(): the items and block tables are the step's
+// inputs (copied in before its first kernel), and the rows were cached by mla_rope_and_cache, which
+// had finished before the absorb ahead of this kernel passed its own wait and let this one start.
 __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims dims, DeviceMatrix q,
                                                                     const float* q_latent, const MlaItem* items,
                                                                     const int32_t* tables, DeviceCacheLayer cache,
                                                                     float* partial) {
-  wait_for_inputs();
   extern __shared__ float smem[];
   const int width = dims.d_c + dims.rope, stride = padded_width(width);
   float* q_s = smem;                                     // [kHeadGroup][stride]: q_latent then q_pe
@@ -124,9 +142,35 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
   const MlaItem item = items[blockIdx.x];
   const int h0 = blockIdx.y * kHeadGroup, n_heads = min(kHeadGroup, dims.n_heads - h0);
   const int split = blockIdx.z, n_splits = gridDim.z;
-  const int chunk = (item.context_len + n_splits - 1) / n_splits;
+  // Whole tiles a split, so that no split ends on a tile of few rows.
+  const int chunk = ((item.context_len + n_splits - 1) / n_splits + kTile - 1) / kTile * kTile;
   const int begin = min(item.context_len, split * chunk), end = min(item.context_len, begin + chunk);
   const int32_t* table = tables + item.table_offset;
+
+  const bool rows_vector = width % 4 == 0 && cache.row_width % 4 == 0;
+
+  // The tile of rows from t0 into `tile`: all kTile rows, those past the split's end as zeros, so
+  // the output phase needs no bound. 16-byte rows arrive asynchronously (a copy group a tile).
+  auto fill_tile = [&](int t0, float* tile) {
+    const int n_rows = min(kTile, end - t0);
+    if (rows_vector) {
+      const int vectors = width / 4;
+      for (int i = threadIdx.x; i < kTile * vectors; i += kThreads) {
+        const int r = i / vectors, v = i % vectors;
+        copy_async16(tile + r * stride + 4 * v, r < n_rows ? cache_row(cache, table, t0 + r) + 4 * v : cache.data,
+                     r < n_rows);
+      }
+      copy_async_commit();
+    } else {
+      stage<float>(
+          kTile * width,
+          [&](int i) { return i / width < n_rows ? cache_row(cache, table, t0 + i / width)[i % width] : 0.0f; },
+          [&](int i, float v) { tile[(i / width) * stride + i % width] = v; });
+    }
+  };
+
+  if (begin < end) fill_tile(begin, kv_tiles[0]);  // issued before the wait: see the kernel's comment
+  wait_for_inputs();
 
   // Heads past the last are zero queries: finite scores, never written out.
   const float* q_latent_group = q_latent + (int64_t(blockIdx.x) * dims.n_heads + h0) * dims.d_c;
@@ -153,29 +197,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int quad = threadIdx.x / 16, slice = threadIdx.x % 16;
   const int quad_head = quad / (kTile / 4) * 4, quad_row = quad % (kTile / 4) * 4;
-  const bool rows_vector = width % 4 == 0 && cache.row_width % 4 == 0;
 
-  // The tile of rows from t0 into `tile`: all kTile rows, those past the split's end as zeros, so
-  // the output phase needs no bound. 16-byte rows arrive asynchronously (a copy group a tile).
-  auto fill_tile = [&](int t0, float* tile) {
-    const int n_rows = min(kTile, end - t0);
-    if (rows_vector) {
-      const int vectors = width / 4;
-      for (int i = threadIdx.x; i < kTile * vectors; i += kThreads) {
-        const int r = i / vectors, v = i % vectors;
-        copy_async16(tile + r * stride + 4 * v, r < n_rows ? cache_row(cache, table, t0 + r) + 4 * v : cache.data,
-                     r < n_rows);
-      }
-      copy_async_commit();
-    } else {
-      stage<float>(
-          kTile * width,
-          [&](int i) { return i / width < n_rows ? cache_row(cache, table, t0 + i / width)[i % width] : 0.0f; },
-          [&](int i, float v) { tile[(i / width) * stride + i % width] = v; });
-    }
-  };
-
-  if (begin < end) fill_tile(begin, kv_tiles[0]);
   for (int t0 = begin, b = 0; t0 < end; t0 += kTile, b ^= 1) {
     const int n_rows = min(kTile, end - t0);
     __syncthreads();  // the previous tile's rows and probabilities are used up: its buffer refills now

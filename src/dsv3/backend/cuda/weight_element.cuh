@@ -6,7 +6,6 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
-#include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 
 namespace dsv3::cuda {
@@ -15,14 +14,6 @@ __device__ inline float bf16_bits_to_float(uint32_t bits) { return __uint_as_flo
 
 __device__ inline float fp8_e4m3_to_float(uint8_t code) {
   return __half2float(__half(__nv_cvt_fp8_to_halfraw(code, __NV_E4M3)));
-}
-
-// Rows [first, first + count) of w on their way into L2 (clamped to the weight), for a weight-streaming
-// block to ask for before wait_for_inputs(): stored weights are never written during a step.
-__device__ inline void prefetch_weight_rows(const DeviceWeight& w, int64_t first, int64_t count) {
-  if (first >= w.rows) return;
-  const int64_t row_bytes = w.cols * (w.dtype == DType::F32 ? 4 : w.dtype == DType::F8_E4M3 ? 1 : 2);
-  prefetch_to_l2(static_cast<const uint8_t*>(w.data) + first * row_bytes, size_t(min(count, w.rows - first) * row_bytes));
 }
 
 // W[row][col] as float32.
