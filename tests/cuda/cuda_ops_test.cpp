@@ -248,6 +248,27 @@ TEST_F(CudaOps, CublasLtLinearMatchesTheCpu) {
     }
 }
 
+// A layer's query and latent KV projections of one input: one launch where both stream alike, two
+// products where they differ (dtype) or take cuBLASLt (many rows).
+TEST_F(CudaOps, LinearPairMatchesTheCpu) {
+  const int64_t in_features = 512;
+  for (const auto& [dtype_a, dtype_b] : std::vector<std::pair<DType, DType>>{
+           {DType::F8_E4M3, DType::F8_E4M3}, {DType::BF16, DType::BF16}, {DType::F8_E4M3, DType::BF16}}) {
+    auto w_a = weight(dtype_a, 384, in_features), w_b = weight(dtype_b, 200, in_features);
+    for (const int64_t rows : {1, 3, 16, 40}) {
+      Pair x = activations(rows, in_features), a = activations(rows, 384), b = activations(rows, 200);
+      cpu.linear(x.host.view, w_a->host, a.host.view);
+      cpu.linear(x.host.view, w_b->host, b.host.view);
+      gpu->linear_pair(x.device.view, w_a->device, a.device.view, w_b->device, b.device.view);
+      const double tolerance = rows <= 16 ? 1e-5 : 5e-3;  // streaming in float32; cuBLASLt beyond 16 rows
+      EXPECT_LE(relative_l2(device_values(a.device.view), host_values(a.host.view)), tolerance)
+          << dtype_name(dtype_a) << " first product, rows " << rows;
+      EXPECT_LE(relative_l2(device_values(b.device.view), host_values(b.host.view)), tolerance)
+          << dtype_name(dtype_b) << " second product, rows " << rows;
+    }
+  }
+}
+
 TEST_F(CudaOps, GroupedTensorCoreLinearMatchesTheCpu) {
   // Rows in whole and partial 64-row tiles, columns in whole and partial 128-column tiles.
   for (const auto& [out_features, in_features] : std::vector<std::pair<int64_t, int64_t>>{{384, 512}, {200, 1408}, {1536, 2048}})
@@ -418,17 +439,24 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
 
         // The experts on the CPU's choice, so that both run the same pairs.
         Routing same{gpu->to_device(std::span<const int32_t>(host_ids, ids.size())),
-                     gpu->to_device(std::span<const float>(host_weights, ids.size())), n, params.top_k};
-        for (const bool with_shared : {false, true}) {
-          Pair out = activations(n, hidden);
-          cpu.moe_experts(x.host.view, host_routing, host_experts, with_shared ? &host_shared : nullptr, out.host.view);
-          gpu->moe_experts(x.device.view, same, device_experts, with_shared ? &device_shared : nullptr, out.device.view);
-          // Up to 16 tokens run on float32 weight streaming (the shared FFN in the same launches);
-          // more on the grouped tensor-core product (FP8 weights rounded to BF16 there).
-          const double tolerance = n <= 16 ? 1e-5 : dtype == DType::BF16 ? 1e-4 : 5e-3;
-          EXPECT_LE(relative_l2(device_values(out.device.view), host_values(out.host.view)), tolerance)
-              << dtype_name(dtype) << " tokens " << n << (with_shared ? " with shared experts" : "");
-        }
+                     gpu->to_device(std::span<const float>(host_weights, ids.size())), n, params.top_k, {}};
+        // Where the GPU chose exactly as the CPU did, its own routing (with the plan its router may
+        // have made alongside) feeds the experts too.
+        const bool same_choice = std::equal(ids.begin(), ids.end(), host_ids);
+        for (const bool with_shared : {false, true})
+          for (const bool own_routing : {false, true}) {
+            if (own_routing && !same_choice) continue;
+            Pair out = activations(n, hidden);
+            cpu.moe_experts(x.host.view, host_routing, host_experts, with_shared ? &host_shared : nullptr, out.host.view);
+            gpu->moe_experts(x.device.view, own_routing ? device_routing : same, device_experts,
+                             with_shared ? &device_shared : nullptr, out.device.view);
+            // Up to 16 tokens run on float32 weight streaming (the shared FFN in the same launches);
+            // more on the grouped tensor-core product (FP8 weights rounded to BF16 there).
+            const double tolerance = n <= 16 ? 1e-5 : dtype == DType::BF16 ? 1e-4 : 5e-3;
+            EXPECT_LE(relative_l2(device_values(out.device.view), host_values(out.host.view)), tolerance)
+                << dtype_name(dtype) << " tokens " << n << (with_shared ? " with shared experts" : "")
+                << (own_routing ? " on the GPU's routing" : "");
+          }
       }
   }
 }

@@ -71,6 +71,7 @@ struct Routing {
   Buffer expert_weights;
   int64_t n_tokens = 0;
   int64_t top_k = 0;
+  Buffer plan;  // the backend's own: the pairs as its router sorted them for moe_experts, or empty
 };
 
 class Backend {
@@ -115,6 +116,13 @@ class Backend {
   }
   // out = x W^T over a weight in its stored format.
   virtual void linear(const Act& x, const LinearWeight& w, const Act& out) = 0;
+  // out_a = x W_a^T and out_b = x W_b^T: two products of one input (a layer's query and latent KV
+  // projections), in one pass where a backend can.
+  virtual void linear_pair(const Act& x, const LinearWeight& w_a, const Act& out_a, const LinearWeight& w_b,
+                           const Act& out_b) {
+    linear(x, w_a, out_a);
+    linear(x, w_b, out_b);
+  }
   // x += y.
   virtual void add(const Act& x, const Act& y) = 0;
   // out = silu(gate) * up.

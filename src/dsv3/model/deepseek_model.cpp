@@ -124,19 +124,18 @@ void DeepseekModel::attention(int64_t layer, const Batch& batch, const StepIndic
   const AttentionWeights& w = weights_.layers[size_t(layer)].self_attn;
   const int64_t n = h.rows, d_c = config_.kv_lora_rank, rope_dim = config_.qk_rope_head_dim;
 
-  // q [n, n_heads * (qk_nope + qk_rope)], through the low-rank path when there is one.
+  // q [n, n_heads * (qk_nope + qk_rope)], through the low-rank path when there is one, and the
+  // cache row: c_kv = kv_a_layernorm(kv_a[:d_c]) and the rotated k_pe = rope(kv_a[d_c:]).
   ActBuffer q = be.alloc(n, config_.num_attention_heads * config_.qk_head_dim());
+  ActBuffer kv = be.alloc(n, d_c + rope_dim);
   if (config_.has_q_lora()) {
     ActBuffer q_latent = be.alloc(n, config_.q_lora_rank);
-    be.linear(h, *w.q_a_proj, q_latent.view);
+    be.linear_pair(h, *w.q_a_proj, q_latent.view, w.kv_a_proj_with_mqa, kv.view);
     be.rmsnorm(q_latent.view, w.q_a_layernorm.view, kLatentNormEps, q_latent.view);
     be.linear(q_latent.view, *w.q_b_proj, q.view);
   } else {
-    be.linear(h, *w.q_proj, q.view);
+    be.linear_pair(h, *w.q_proj, q.view, w.kv_a_proj_with_mqa, kv.view);
   }
-  // The cache row: c_kv = kv_a_layernorm(kv_a[:d_c]) and the rotated k_pe = rope(kv_a[d_c:]).
-  ActBuffer kv = be.alloc(n, d_c + rope_dim);
-  be.linear(h, w.kv_a_proj_with_mqa, kv.view);
   be.mla_rope_and_cache(mla_, q.view, kv.view, w.kv_a_layernorm.view, kLatentNormEps, rope_, step.inputs[kPositions],
                         cache_, cache_layout_, layer, step.inputs[kSlots]);
 

@@ -57,7 +57,7 @@ Routing CpuBackend::moe_route(const Act& x, const LinearWeight& gate, const Act*
   std::vector<float> logits(static_cast<size_t>(n * n_experts));
   cpu::linear_f32(gate, static_cast<const float*>(x.data), n, x.stride, logits.data(), n_experts);
 
-  Routing routing{cpu::host_alloc(size_t(n * p.top_k) * 4), cpu::host_alloc(size_t(n * p.top_k) * 4), n, p.top_k};
+  Routing routing{cpu::host_alloc(size_t(n * p.top_k) * 4), cpu::host_alloc(size_t(n * p.top_k) * 4), n, p.top_k, {}};
   auto* ids = static_cast<int32_t*>(routing.expert_ids.data());
   auto* weights = static_cast<float*>(routing.expert_weights.data());
   const float* bias = e_score_correction_bias ? row_ptr(*e_score_correction_bias, 0) : nullptr;

@@ -172,6 +172,25 @@ void CudaBackend::add_rmsnorm(const Act& x, const Act& y, const Act& weight, flo
 
 void CudaBackend::linear(const Act& x, const LinearWeight& w, const Act& out) { linear_with(LinearPath::Auto, x, w, out); }
 
+void CudaBackend::linear_pair(const Act& x, const LinearWeight& w_a, const Act& out_a, const LinearWeight& w_b,
+                              const Act& out_b) {
+  const cuda::DeviceWeight a = cuda::weight(w_a), b = cuda::weight(w_b);
+  // Both on the streaming path (what linear() picks for them) and alike enough for one launch.
+  const auto streams = [&](const LinearWeight& w) {
+    return x.rows <= kSmallRows || (w.weight.dtype != DType::BF16 && w.weight.dtype != DType::F8_E4M3);
+  };
+  if (!streams(w_a) || !streams(w_b) || !cuda::linear_small_pair_ok(a, b, matrix(x))) {
+    linear(x, w_a, out_a);
+    linear(x, w_b, out_b);
+    return;
+  }
+  DSV3_ASSERT(x.cols == w_a.in_features() && out_a.cols == w_a.out_features() && out_b.cols == w_b.out_features() &&
+                  x.rows == out_a.rows && x.rows == out_b.rows,
+              "linear_pair ", w_a.weight.name, ", ", w_b.weight.name);
+  cuda::launch_linear_small_pair(a, matrix(out_a), b, matrix(out_b), matrix(x), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
 void CudaBackend::linear_with(LinearPath path, const Act& x, const LinearWeight& w, const Act& out) {
   DSV3_ASSERT(x.cols == w.in_features() && out.cols == w.out_features() && x.rows == out.rows, "linear ",
               w.weight.name);

@@ -39,6 +39,8 @@ class CudaBackend final : public Backend {
   void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) override;
   void add_rmsnorm(const Act& x, const Act& y, const Act& weight, float eps, const Act& out) override;
   void linear(const Act& x, const LinearWeight& w, const Act& out) override;
+  void linear_pair(const Act& x, const LinearWeight& w_a, const Act& out_a, const LinearWeight& w_b,
+                   const Act& out_b) override;
   void add(const Act& x, const Act& y) override;
   void silu_mul(const Act& gate, const Act& up, const Act& out) override;
   void rope(const Act& x, int64_t head_dim, int64_t offset, const RopeTable& table,

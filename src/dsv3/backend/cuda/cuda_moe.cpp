@@ -34,17 +34,25 @@ Routing CudaBackend::moe_route(const Act& x, const LinearWeight& gate, const Act
   cuda::launch_linear_small(cuda::weight(gate), matrix(x), logits_m, stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 
-  Routing routing{scratch(size_t(n * p.top_k) * 4), scratch(size_t(n * p.top_k) * 4), n, p.top_k};
+  Routing routing{scratch(size_t(n * p.top_k) * 4), scratch(size_t(n * p.top_k) * 4), n, p.top_k, {}};
   cuda::RouterConfig config;
   config.sigmoid = p.scoring_func == ScoringFunc::Sigmoid;
   config.group_rule = p.n_group <= 1 ? 0 : p.topk_method == TopkMethod::NoauxTc ? 1 : p.topk_method == TopkMethod::GroupLimitedGreedy ? 2 : 0;
   config.n_group = int(p.n_group), config.topk_group = int(p.topk_group), config.top_k = int(p.top_k);
   config.normalise = p.norm_topk_prob;
   config.routed_scaling_factor = p.routed_scaling_factor;
-  cuda::launch_moe_route(static_cast<const float*>(logits.data()), n, int(n_experts),
-                         e_score_correction_bias ? static_cast<const float*>(e_score_correction_bias->data) : nullptr,
-                         config, static_cast<int32_t*>(routing.expert_ids.data()),
-                         static_cast<float*>(routing.expert_weights.data()), stream_);
+  const auto* bias = e_score_correction_bias ? static_cast<const float*>(e_score_correction_bias->data) : nullptr;
+  auto* ids = static_cast<int32_t*>(routing.expert_ids.data());
+  auto* weights = static_cast<float*>(routing.expert_weights.data());
+  const auto* logits_data = static_cast<const float*>(logits.data());
+  if (cuda::moe_route_plan_fits(n, int(n_experts))) {
+    // Decode-sized: the plan moe_experts needs is made in the same launch.
+    routing.plan = scratch(cuda::moe_plan_bytes(n, int(p.top_k), int(n_experts)));
+    cuda::launch_moe_route_plan(logits_data, n, int(n_experts), bias, config, ids, weights,
+                                cuda::moe_plan_view(routing.plan.data(), n, int(p.top_k), int(n_experts)), stream_);
+  } else {
+    cuda::launch_moe_route(logits_data, n, int(n_experts), bias, config, ids, weights, stream_);
+  }
   DSV3_CUDA_CHECK_LAUNCH();
   return routing;
 }
@@ -97,16 +105,19 @@ void CudaBackend::moe_experts(const Act& x, const Routing& routing, std::span<co
       shared->down_proj.weight.dtype == down_shape.dtype && shared->gate_proj.in_features() == hidden &&
       cuda::vector_rows_ok(cuda::weight(shared->gate_proj), x.data, x.stride) == vector_gate &&
       cuda::vector_rows_ok(cuda::weight(shared->down_proj), nullptr, hidden_stride) == vector_down;
-  const int n_ffns = n_experts + (fuse_shared ? 1 : 0);
-  const int64_t n_slots = n_pairs + (fuse_shared ? n : 0);
+  const int n_ffns = n_experts + 1;  // the plan's last entry is the shared FFN's (kernels.h, MoePlan)
+  const int64_t n_slots = n_pairs + n;
 
-  Buffer plan_memory = scratch(size_t(3 * n_ffns + 2 + n_slots + n_pairs) * 4);
-  auto* base = static_cast<int32_t*>(plan_memory.data());
-  const cuda::MoePlan plan{base, base + n_ffns, base + 2 * n_ffns + 1, base + 2 * n_ffns + 1 + n_slots,
-                           base + 2 * n_ffns + 1 + n_slots + n_pairs};
-  cuda::launch_moe_plan(static_cast<const int32_t*>(routing.expert_ids.data()), n_pairs, int(top_k), n_experts,
-                        fuse_shared, plan, stream_);
-  DSV3_CUDA_CHECK_LAUNCH();
+  // The plan the router made along with its choice, else one made here.
+  Buffer plan_memory;
+  if (!routing.plan.data()) {
+    plan_memory = scratch(cuda::moe_plan_bytes(n, int(top_k), n_experts));
+    cuda::launch_moe_plan(static_cast<const int32_t*>(routing.expert_ids.data()), n_pairs, int(top_k), n_experts,
+                          cuda::moe_plan_view(plan_memory.data(), n, int(top_k), n_experts), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+  }
+  const cuda::MoePlan plan =
+      cuda::moe_plan_view(routing.plan.data() ? routing.plan.data() : plan_memory.data(), n, int(top_k), n_experts);
 
   Buffer y = scratch(size_t(n_slots * hidden) * 4);
   const cuda::DeviceWeight* table = expert_table(experts, fuse_shared ? shared : nullptr);

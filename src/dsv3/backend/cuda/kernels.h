@@ -59,6 +59,11 @@ void launch_columns_to_rows(const void* d, bool d_is_bf16, int64_t ldd, int64_t 
 bool vector_rows_ok(const DeviceWeight& w, const void* x, int64_t stride);
 // y = x W^T for a few rows of x, streaming W once per 16 rows: the decode path.
 void launch_linear_small(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, cudaStream_t stream);
+// y_a = x W_a^T and y_b = x W_b^T in one launch, where linear_small_pair_ok (the same dtype, input
+// width and read path).
+bool linear_small_pair_ok(const DeviceWeight& w_a, const DeviceWeight& w_b, DeviceMatrix x);
+void launch_linear_small_pair(const DeviceWeight& w_a, DeviceMatrix y_a, const DeviceWeight& w_b, DeviceMatrix y_b,
+                              DeviceMatrix x, cudaStream_t stream);
 // x as two BF16 matrices [rows, cols] contiguous: high = bf16(x), low = bf16(x - high); high + low
 // carries 16 bits of x's mantissa, so two BF16 products give float32-input accuracy.
 void launch_to_bf16_pair(DeviceMatrix x, uint16_t* high, uint16_t* low, cudaStream_t stream);
@@ -160,11 +165,11 @@ struct RouterConfig {
 void launch_moe_route(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
                       int32_t* ids, float* weights, cudaStream_t stream);
 
-// The pairs (token, k) sorted by expert, over n_ffns FFNs: the n_experts routed ones and, with a
-// shared FFN, one more (index n_experts) that takes every token, its slots after the pairs'.
-// counts[f], offsets[f] (n_ffns + 1 of them), for each slot (a position in that order) its token, for
-// each pair its slot, and the FFNs with tokens in active[0..n_active) (n_active stored at
-// active[n_ffns]).
+// The pairs (token, k) sorted by expert, over n_ffns = n_experts + 1 FFNs: the routed ones and,
+// last, the shared FFN's entry, which takes every token (its slots after the pairs'; the kernels
+// serve it only where the layer's shared experts join them). counts[f], offsets[f] (n_ffns + 1 of
+// them), for each slot (a position in that order) its token, for each pair its slot, and the FFNs
+// with tokens in active[0..n_active) (n_active stored at active[n_ffns]).
 struct MoePlan {
   int32_t* counts = nullptr;
   int32_t* offsets = nullptr;
@@ -172,10 +177,16 @@ struct MoePlan {
   int32_t* pair_slot = nullptr;
   int32_t* active = nullptr;
 };
-void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, bool shared, MoePlan plan,
-                     cudaStream_t stream);
-// The FFNs of a MoE layer as the streaming kernels read them: a device array of n_ffns * 3 weights
-// (gate, up, down per FFN, the shared FFN last where `shared`). Routed ones are shaped alike
+size_t moe_plan_bytes(int64_t n_tokens, int top_k, int n_experts);
+MoePlan moe_plan_view(void* memory, int64_t n_tokens, int top_k, int n_experts);
+void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, MoePlan plan, cudaStream_t stream);
+// The router and the plan in one launch, for batches where moe_route_plan_fits (decode-sized).
+bool moe_route_plan_fits(int64_t n, int n_experts);
+void launch_moe_route_plan(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
+                           int32_t* ids, float* weights, MoePlan plan, cudaStream_t stream);
+// The FFNs of a MoE layer as the streaming kernels read them: n_ffns is the plan's (n_experts + 1),
+// and `table` a device array of 3 weights (gate, up, down) for each routed expert, then for the shared
+// FFN where `shared`. Routed ones are shaped alike
 // (gate_shape, down_shape); the shared one may be wider (max_width rows of gate and up), of the same
 // dtype and hidden size.
 struct MoeFfns {

@@ -26,14 +26,30 @@ struct LinearTile {
   static constexpr int kWarpRows = kRowLanes * kRows;
 };
 
+// One or two products of the same input rows in one launch: the blocks of `products[0]` first, then
+// those of `products[1]` (a decode step's q and kv_a projections of one hidden state: one dependent
+// step of the chain fewer). Each product has its own split of rows over warps (wpr).
+struct StreamedProduct {
+  DeviceWeight w;
+  DeviceMatrix y;
+  int wpr = 1;
+  int blocks = 0;
+};
+struct StreamedProducts {
+  StreamedProduct product[2];
+};
+
 template <DType D, bool kVector, int kTokens>
-__global__ void __launch_bounds__(kRowWarps * 32) linear_small_kernel(DeviceWeight w, DeviceMatrix x, DeviceMatrix y,
-                                                                      int wpr) {
+__global__ void __launch_bounds__(kRowWarps * 32) linear_small_kernel(StreamedProducts products, DeviceMatrix x) {
   using Tile = LinearTile<kTokens>;
   wait_for_inputs();
+  const bool second = int(blockIdx.x) >= products.product[0].blocks;
+  const StreamedProduct& p = products.product[second ? 1 : 0];
+  const DeviceWeight& w = p.w;
+  const int wpr = p.wpr;
+  const int64_t block = int64_t(blockIdx.x) - (second ? products.product[0].blocks : 0);
   const int warp = threadIdx.x / 32, part = warp % wpr;
-  const int64_t row0 = (int64_t(blockIdx.x) * (kRowWarps / wpr) + warp / wpr) * Tile::kWarpRows +
-                       threadIdx.x % 32 / kKLanes * Tile::kRows;
+  const int64_t row0 = (block * (kRowWarps / wpr) + warp / wpr) * Tile::kWarpRows + threadIdx.x % 32 / kKLanes * Tile::kRows;
   const int64_t t0 = int64_t(blockIdx.y) * kTokens;
   const int n_tokens = int(min(int64_t(kTokens), x.rows - t0));
   const float* x_rows[kTokens];
@@ -51,7 +67,7 @@ __global__ void __launch_bounds__(kRowWarps * 32) linear_small_kernel(DeviceWeig
 #pragma unroll
     for (int t = 0; t < kTokens; ++t)
       if (stores_total<kTokens>(r, t) && t < n_tokens && row0 + r < w.rows)
-        y.data[(t0 + t) * y.stride + row0 + r] = acc[r][t];
+        p.y.data[(t0 + t) * p.y.stride + row0 + r] = acc[r][t];
 }
 
 template <int kTokens>
@@ -60,16 +76,35 @@ struct LinearSmallKernels {
   static auto get() { return linear_small_kernel<D, kVector, kTokens>; }
 };
 
+// Enough warps to keep every SM streaming: the rows' columns split over up to 8 warps when rows are
+// few, counting the rows of every product of the launch.
 template <int kTokens>
-void launch_tokens(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, cudaStream_t stream) {
+StreamedProduct streamed_product(const DeviceWeight& w, DeviceMatrix y, int64_t launch_rows) {
   using Tile = LinearTile<kTokens>;
-  // Enough warps to keep every SM streaming: split the rows' columns over up to 8 warps when rows are few.
   const int wpr =
-      warps_per_tile((w.rows + Tile::kWarpRows - 1) / Tile::kWarpRows, row_vectors(w), kKLanes * Tile::kUnroll);
+      warps_per_tile((launch_rows + Tile::kWarpRows - 1) / Tile::kWarpRows, row_vectors(w), kKLanes * Tile::kUnroll);
   const int64_t block_rows = kRowWarps / wpr * Tile::kWarpRows;
-  const dim3 grid(unsigned((w.rows + block_rows - 1) / block_rows), unsigned((x.rows + kTokens - 1) / kTokens));
+  return {w, y, wpr, int((w.rows + block_rows - 1) / block_rows)};
+}
+
+template <int kTokens>
+void launch_tokens(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, const DeviceWeight* w2, DeviceMatrix y2,
+                   cudaStream_t stream) {
+  const int64_t launch_rows = w.rows + (w2 ? w2->rows : 0);
+  StreamedProducts products{{streamed_product<kTokens>(w, y, launch_rows), {}}};
+  if (w2) products.product[1] = streamed_product<kTokens>(*w2, y2, launch_rows);
+  const dim3 grid(unsigned(products.product[0].blocks + products.product[1].blocks),
+                  unsigned((x.rows + kTokens - 1) / kTokens));
   const auto kernel = kernel_for<LinearSmallKernels<kTokens>>(w.dtype, vector_rows_ok(w, x.data, x.stride));
-  launch_chained(kernel, grid, kRowWarps * 32, 0, stream, w, x, y, wpr);
+  launch_chained(kernel, grid, kRowWarps * 32, 0, stream, products, x);
+}
+
+template <typename... Args>
+void launch_by_tokens(int64_t rows, Args&&... args) {
+  if (rows == 1) return launch_tokens<1>(args...);
+  if (rows <= 4) return launch_tokens<4>(args...);
+  if (rows <= 8) return launch_tokens<8>(args...);
+  launch_tokens<16>(args...);
 }
 
 __global__ void to_bf16_pair_kernel(DeviceMatrix x, __nv_bfloat16* high, __nv_bfloat16* low) {
@@ -141,11 +176,17 @@ bool vector_rows_ok(const DeviceWeight& w, const void* x, int64_t stride) {
 }
 
 void launch_linear_small(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, cudaStream_t stream) {
-  if (x.rows == 0 || w.rows == 0) return;
-  if (x.rows == 1) return launch_tokens<1>(w, x, y, stream);
-  if (x.rows <= 4) return launch_tokens<4>(w, x, y, stream);
-  if (x.rows <= 8) return launch_tokens<8>(w, x, y, stream);
-  launch_tokens<16>(w, x, y, stream);
+  if (x.rows > 0 && w.rows > 0) launch_by_tokens(x.rows, w, x, y, nullptr, DeviceMatrix{}, stream);
+}
+
+bool linear_small_pair_ok(const DeviceWeight& w_a, const DeviceWeight& w_b, DeviceMatrix x) {
+  return w_a.dtype == w_b.dtype && w_a.cols == w_b.cols &&
+         vector_rows_ok(w_a, x.data, x.stride) == vector_rows_ok(w_b, x.data, x.stride);
+}
+
+void launch_linear_small_pair(const DeviceWeight& w_a, DeviceMatrix y_a, const DeviceWeight& w_b, DeviceMatrix y_b,
+                              DeviceMatrix x, cudaStream_t stream) {
+  if (x.rows > 0 && w_a.rows > 0 && w_b.rows > 0) launch_by_tokens(x.rows, w_a, x, y_a, &w_b, y_b, stream);
 }
 
 void launch_to_bf16_pair(DeviceMatrix x, uint16_t* high, uint16_t* low, cudaStream_t stream) {

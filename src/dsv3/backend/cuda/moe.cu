@@ -31,16 +31,35 @@ __device__ void warp_best(float& value, int& index) {
   }
 }
 
-// One warp a token (REFERENCE.md, DeepSeekMoE routing; the CPU router's rules).
-__global__ void route_kernel(const float* logits, int n_experts, const float* bias, RouterConfig config, int32_t* ids,
-                             float* weights) {
-  __shared__ float score[kMaxExperts], choice[kMaxExperts];
-  __shared__ float group_score[64];
-  __shared__ bool group_kept[64];
-  wait_for_inputs();
-  const int lane = threadIdx.x, token = blockIdx.x;
-  const float* row = logits + int64_t(token) * n_experts;
+// One warp's shared memory for routing a token: every expert's score and biased choice value, and
+// the groups'.
+struct RouteScratch {
+  float* score;
+  float* choice;
+  float* group_score;  // [kMaxGroups]
+  bool* group_kept;    // [kMaxGroups]
+};
+constexpr int kMaxGroups = 64;
 
+__host__ __device__ inline size_t route_scratch_bytes(int n_experts) {
+  return (2 * size_t(n_experts) + kMaxGroups) * sizeof(float) + kMaxGroups;
+}
+
+// The scratch of warp `warp` in a block's dynamic shared memory.
+__device__ RouteScratch route_scratch(char* memory, int n_experts, int warp) {
+  float* score = reinterpret_cast<float*>(memory + (route_scratch_bytes(n_experts) + 15) / 16 * 16 * warp);
+  return {score, score + n_experts, score + 2 * n_experts, reinterpret_cast<bool*>(score + 2 * n_experts + kMaxGroups)};
+}
+
+// One warp chooses the token's top_k experts from its router logits `row` (REFERENCE.md, DeepSeekMoE
+// routing; the CPU router's rules) and writes their ids and weights.
+__device__ void route_token(const float* row, int n_experts, const float* bias, const RouterConfig& config,
+                            RouteScratch scratch, int32_t* ids, float* weights) {
+  float* score = scratch.score;
+  float* choice = scratch.choice;
+  float* group_score = scratch.group_score;
+  bool* group_kept = scratch.group_kept;
+  const int lane = threadIdx.x % 32;
   if (config.sigmoid) {
     for (int e = lane; e < n_experts; e += 32) score[e] = 1.0f / (1.0f + expf(-row[e]));
   } else {
@@ -87,8 +106,8 @@ __global__ void route_kernel(const float* logits, int n_experts, const float* bi
       if (choice[e] > v || (choice[e] == v && e < i)) v = choice[e], i = e;
     warp_best(v, i);
     if (lane == 0) {
-      ids[int64_t(token) * config.top_k + k] = i;
-      weights[int64_t(token) * config.top_k + k] = score[i];
+      ids[k] = i;
+      weights[k] = score[i];
       chosen_sum += score[i];
       choice[i] = -FLT_MAX * 2.0f;  // taken: below every real or masked score
     }
@@ -96,22 +115,31 @@ __global__ void route_kernel(const float* logits, int n_experts, const float* bi
   }
   if (lane == 0)
     for (int k = 0; k < config.top_k; ++k) {
-      float& w = weights[int64_t(token) * config.top_k + k];
+      float& w = weights[k];
       if (config.normalise) w /= chosen_sum + 1e-20f;
       w *= config.routed_scaling_factor;
     }
 }
 
-// The block's counting sort of the pairs by expert (MoePlan); with `shared`, the shared FFN after
-// the n_experts routed ones takes every token, its slots after the pairs'.
-__device__ void plan_pairs(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, bool shared, MoePlan plan) {
+// One warp a token.
+__global__ void route_kernel(const float* logits, int n_experts, const float* bias, RouterConfig config, int32_t* ids,
+                             float* weights) {
+  extern __shared__ char route_memory[];
+  wait_for_inputs();
+  const int64_t token = blockIdx.x;
+  route_token(logits + token * n_experts, n_experts, bias, config, route_scratch(route_memory, n_experts, 0),
+              ids + token * config.top_k, weights + token * config.top_k);
+}
+
+// The block's counting sort of the pairs by expert (MoePlan), the shared FFN's entry last.
+__device__ void plan_pairs(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, MoePlan plan) {
   __shared__ int count[kMaxExperts + 1], offset[kMaxExperts + 2];
   const int64_t n_tokens = n_pairs / top_k;
   for (int e = threadIdx.x; e < n_experts; e += blockDim.x) count[e] = 0;
   __syncthreads();
   for (int64_t p = threadIdx.x; p < n_pairs; p += blockDim.x) atomicAdd(&count[ids[p]], 1);
   __syncthreads();
-  const int n_ffns = n_experts + (shared ? 1 : 0);
+  const int n_ffns = n_experts + 1;
   if (threadIdx.x == 0) {
     int total = 0, n_active = 0;
     for (int e = 0; e < n_experts; ++e) {
@@ -119,10 +147,8 @@ __device__ void plan_pairs(const int32_t* ids, int64_t n_pairs, int top_k, int n
       total += count[e];
       if (count[e] > 0) plan.active[n_active++] = e;
     }
-    if (shared) {
-      count[n_experts] = int(n_tokens), offset[n_experts] = total, total += int(n_tokens);
-      plan.active[n_active++] = n_experts;
-    }
+    count[n_experts] = int(n_tokens), offset[n_experts] = total, total += int(n_tokens);
+    plan.active[n_active++] = n_experts;
     offset[n_ffns] = total;
     plan.active[n_ffns] = n_active;
   }
@@ -139,13 +165,25 @@ __device__ void plan_pairs(const int32_t* ids, int64_t n_pairs, int top_k, int n
     plan.pair_slot[p] = slot;
     plan.slot_token[slot] = int32_t(p / top_k);
   }
-  if (shared)
-    for (int64_t t = threadIdx.x; t < n_tokens; t += blockDim.x) plan.slot_token[n_pairs + t] = int32_t(t);
+  for (int64_t t = threadIdx.x; t < n_tokens; t += blockDim.x) plan.slot_token[n_pairs + t] = int32_t(t);
 }
 
-__global__ void plan_kernel(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, bool shared, MoePlan plan) {
+__global__ void plan_kernel(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, MoePlan plan) {
   wait_for_inputs();
-  plan_pairs(ids, n_pairs, top_k, n_experts, shared, plan);
+  plan_pairs(ids, n_pairs, top_k, n_experts, plan);
+}
+
+// Decode-sized batches: one block routes every token, a warp each, then sorts the pairs (one launch
+// where there were two, each a dependent step of the decode chain).
+__global__ void route_plan_kernel(const float* logits, int n_experts, const float* bias, RouterConfig config,
+                                  int32_t* ids, float* weights, MoePlan plan) {
+  extern __shared__ char route_memory[];
+  wait_for_inputs();
+  const int token = int(threadIdx.x / 32), n_tokens = int(blockDim.x / 32);
+  route_token(logits + int64_t(token) * n_experts, n_experts, bias, config, route_scratch(route_memory, n_experts, token),
+              ids + token * config.top_k, weights + token * config.top_k);
+  __syncthreads();  // every token's ids are written
+  plan_pairs(ids, int64_t(n_tokens) * config.top_k, config.top_k, n_experts, plan);
 }
 
 // What a row of blocks (blockIdx.y) serves: the passes first_pass, first_pass + pass_step, ... over
@@ -171,7 +209,7 @@ template <int kGroupRows>
 __device__ BlockPasses block_passes(const MoePlan& plan, int n_ffns, int shared_parts, int wpr) {
   if (serves_shared(shared_parts)) return {n_ffns - 1, 0, 1, shared_row_offset<kGroupRows>(shared_parts, wpr)};
   const int y = int(blockIdx.y), rows = int(gridDim.y) - shared_parts;
-  const int n_active = plan.active[n_ffns] - (shared_parts > 0 ? 1 : 0), own = plan.active[y];  // both loads at once
+  const int n_active = plan.active[n_ffns] - 1, own = plan.active[y];  // both loads at once; the shared entry is last
   if (n_active == 0) return {-1, 0, 1, 0};
   const int j = y % n_active;
   return {y < n_active ? own : plan.active[j], y / n_active, (rows - 1 - j) / n_active + 1, 0};
@@ -320,12 +358,39 @@ __global__ void combine_kernel(const float* y, const float* weights, MoePlan pla
 
 void launch_moe_route(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
                       int32_t* ids, float* weights, cudaStream_t stream) {
-  if (n > 0) launch_chained(route_kernel, unsigned(n), 32, 0, stream, logits, n_experts, bias, config, ids, weights);
+  if (n > 0)
+    launch_chained(route_kernel, unsigned(n), 32, route_scratch_bytes(n_experts), stream, logits, n_experts, bias, config,
+                   ids, weights);
 }
 
-void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, bool shared, MoePlan plan,
-                     cudaStream_t stream) {
-  launch_chained(plan_kernel, 1, 1024, 0, stream, ids, n_pairs, top_k, n_experts, shared, plan);
+void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, MoePlan plan, cudaStream_t stream) {
+  launch_chained(plan_kernel, 1, 1024, 0, stream, ids, n_pairs, top_k, n_experts, plan);
+}
+
+// One warp a token in a block, the routing scratch of all of them and the sort's counters in the
+// default 48 KB of shared memory.
+bool moe_route_plan_fits(int64_t n, int n_experts) {
+  constexpr size_t kSortBytes = (2 * size_t(kMaxExperts) + 3) * sizeof(int);
+  return n >= 1 && n <= 32 && size_t(n) * ((route_scratch_bytes(n_experts) + 15) / 16 * 16) + kSortBytes <= 48 * 1024;
+}
+
+void launch_moe_route_plan(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
+                           int32_t* ids, float* weights, MoePlan plan, cudaStream_t stream) {
+  const size_t scratch = size_t(n) * ((route_scratch_bytes(n_experts) + 15) / 16 * 16);
+  launch_chained(route_plan_kernel, 1, unsigned(32 * n), scratch, stream, logits, n_experts, bias, config, ids, weights,
+                 plan);
+}
+
+size_t moe_plan_bytes(int64_t n_tokens, int top_k, int n_experts) {
+  const int64_t n_ffns = n_experts + 1, n_pairs = n_tokens * top_k;
+  return size_t(3 * n_ffns + 2 + 2 * n_pairs + n_tokens) * sizeof(int32_t);
+}
+
+MoePlan moe_plan_view(void* memory, int64_t n_tokens, int top_k, int n_experts) {
+  const int64_t n_ffns = n_experts + 1, n_pairs = n_tokens * top_k, n_slots = n_pairs + n_tokens;
+  auto* base = static_cast<int32_t*>(memory);
+  return {base, base + n_ffns, base + 2 * n_ffns + 1, base + 2 * n_ffns + 1 + n_slots,
+          base + 2 * n_ffns + 1 + n_slots + n_pairs};
 }
 
 void launch_moe_gate_up(const MoeFfns& ffns, int max_active, MoePlan plan, DeviceMatrix x, bool vector, float* hidden,
