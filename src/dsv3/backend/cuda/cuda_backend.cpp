@@ -62,6 +62,7 @@ CudaBackend::CudaBackend() {
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
   cudaFreeHost(staging_);
+  if (download_) cudaFreeHost(download_);
   gemm_.reset();
   cudaStreamDestroy(stream_);
 }
@@ -130,10 +131,20 @@ ActBuffer CudaBackend::upload(std::span<const float> values, int64_t rows, int64
 }
 
 void CudaBackend::download(const Act& src, float* dst) {
+  // Through pinned memory: a copy into pageable memory is staged by the driver in small pieces, and
+  // a decode step's logits (655 KB for Moonlight) are downloaded every step.
+  const size_t n_bytes = size_t(src.rows * src.cols) * 4;
+  if (n_bytes > download_bytes_) {
+    if (download_) DSV3_CUDA_CHECK(cudaFreeHost(download_));
+    download_ = nullptr;
+    DSV3_CUDA_CHECK(cudaMallocHost(&download_, n_bytes));
+    download_bytes_ = n_bytes;
+  }
   if (src.rows > 0)
-    DSV3_CUDA_CHECK(cudaMemcpy2DAsync(dst, size_t(src.cols) * 4, src.data, size_t(src.stride) * 4,
+    DSV3_CUDA_CHECK(cudaMemcpy2DAsync(download_, size_t(src.cols) * 4, src.data, size_t(src.stride) * 4,
                                       size_t(src.cols) * 4, size_t(src.rows), cudaMemcpyDeviceToHost, stream_));
   synchronize();
+  std::memcpy(dst, download_, n_bytes);
 }
 
 Buffer CudaBackend::alloc_cache(const LatentCacheLayout& layout) {

@@ -116,6 +116,9 @@ class CudaBackend final : public Backend {
   // Regions are handed out in order; before the ring wraps, the stream is drained once.
   void* staging_ = nullptr;
   size_t staging_bytes_ = 64u << 20, staging_used_ = 0;
+  // Pinned memory that downloads pass through, grown to the largest asked for.
+  void* download_ = nullptr;
+  size_t download_bytes_ = 0;
   std::map<std::pair<const void*, const void*>, Buffer> expert_tables_;  // by (first expert, shared FFN)
   cuda::StepGraphs graphs_;
   bool capturing_ = false;  // the stream is recording a step graph
