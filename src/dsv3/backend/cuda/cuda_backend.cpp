@@ -12,6 +12,12 @@ namespace {
 // Rows up to which the weight-streaming kernel beats cuBLASLt: it reads the weight once per 16 rows.
 constexpr int64_t kSmallRows = 16;
 
+// What LinearPath::Auto picks: the weight-streaming kernel for few rows, or a dtype the tensor-core
+// paths do not take.
+bool streams(const Act& x, const LinearWeight& w) {
+  return x.rows <= kSmallRows || (w.weight.dtype != DType::BF16 && w.weight.dtype != DType::F8_E4M3);
+}
+
 // The shortest of `passes` runs of the work queued by `work`, timed by events on the stream; the
 // first `untimed` runs do not count.
 double best_seconds(cudaStream_t stream, int passes, int untimed, const std::function<void()>& work) {
@@ -187,10 +193,7 @@ void CudaBackend::linear_pair(const Act& x, const LinearWeight& w_a, const Act& 
                               const Act& out_b) {
   const cuda::DeviceWeight a = cuda::weight(w_a), b = cuda::weight(w_b);
   // Both on the streaming path (what linear() picks for them) and alike enough for one launch.
-  const auto streams = [&](const LinearWeight& w) {
-    return x.rows <= kSmallRows || (w.weight.dtype != DType::BF16 && w.weight.dtype != DType::F8_E4M3);
-  };
-  if (!streams(w_a) || !streams(w_b) || !cuda::linear_small_pair_ok(a, b, matrix(x))) {
+  if (!streams(x, w_a) || !streams(x, w_b) || !cuda::linear_small_pair_ok(a, b, matrix(x))) {
     linear(x, w_a, out_a);
     linear(x, w_b, out_b);
     return;
@@ -206,7 +209,7 @@ void CudaBackend::linear_with(LinearPath path, const Act& x, const LinearWeight&
   DSV3_ASSERT(x.cols == w.in_features() && out.cols == w.out_features() && x.rows == out.rows, "linear ",
               w.weight.name);
   const bool tensor_core_dtype = w.weight.dtype == DType::BF16 || w.weight.dtype == DType::F8_E4M3;
-  if (path == LinearPath::Auto) path = x.rows <= kSmallRows || !tensor_core_dtype ? LinearPath::Small : LinearPath::Gemm;
+  if (path == LinearPath::Auto) path = streams(x, w) ? LinearPath::Small : LinearPath::Gemm;
   if (path == LinearPath::Small) {
     cuda::launch_linear_small(cuda::weight(w), matrix(x), matrix(out), stream_);
     DSV3_CUDA_CHECK_LAUNCH();

@@ -92,6 +92,10 @@ const cuda::DeviceWeight& CudaBackend::float_weight(const LinearWeight& w) {
     Buffer copy = cuda::device_alloc(size_t(w.out_features() * w.in_features()) * 4, w.weight.name.c_str());
     cuda::launch_weight_to_f32(cuda::weight(w), static_cast<float*>(copy.data()), stream_);
     DSV3_CUDA_CHECK_LAUNCH();
+    // The absorb and unabsorb kernels read this weight before their wait_for_inputs()
+    // (chained_launch.cuh: only weights no kernel of the stream is still writing), so it is finished
+    // here, once, outside any step graph (a key's first step runs directly).
+    synchronize();
     const cuda::DeviceWeight as_f32{copy.data(), DType::F32, w.out_features(), w.in_features()};
     it = float_weights_.emplace(w.weight.data, std::pair{std::move(copy), as_f32}).first;
   }

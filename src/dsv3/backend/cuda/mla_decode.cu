@@ -119,7 +119,7 @@ __device__ inline void copy_async_wait() { asm volatile("cp.async.wait_group %0;
 //   scores: thread (quad q = tid / 16, slice s = tid % 16) computes the 4 heads x 4 rows of quad q
 //           over columns s, s + 16, ... and the 16 slices add up by shuffles;
 //   softmax: kLanesPerHead lanes a head (lane = row);
-//   output: thread tid keeps columns tid, tid + kThreads, ... of all 16 heads.
+//   output: thread tid keeps columns tid, tid + kThreads, ... of all kHeadGroup heads.
 // Writes, per head of the group, the split's running max m, sum l and unnormalised latent output o:
 // partial[((item * n_splits + split) * H + h) * (d_c + 2)].
 // The first tile is asked for before wait_for_inputs(): the items and block tables are the step's
@@ -340,7 +340,7 @@ __global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaIt
   const int64_t w_row = int64_t(h) * dims.kv_width() + dims.nope + r;
   constexpr int kMaxPerLane = kMaxDecodeLatent / 32;
   // The weight row is read while the attention ahead finishes (chained_launch.cuh: weights are never
-  // written in a step; the float32 copy was made, and waited for, before the absorb).
+  // written in a step; float_weight() finished the float32 copy before the first absorb).
   float wv[kMaxPerLane];
 #pragma unroll
   for (int j = 0; j < kMaxPerLane; ++j) {

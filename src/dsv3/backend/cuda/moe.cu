@@ -45,9 +45,12 @@ __host__ __device__ inline size_t route_scratch_bytes(int n_experts) {
   return (2 * size_t(n_experts) + kMaxGroups) * sizeof(float) + kMaxGroups;
 }
 
+// A warp's share of a block's dynamic shared memory: its scratch, 16-byte aligned.
+__host__ __device__ inline size_t route_warp_bytes(int n_experts) { return (route_scratch_bytes(n_experts) + 15) / 16 * 16; }
+
 // The scratch of warp `warp` in a block's dynamic shared memory.
 __device__ RouteScratch route_scratch(char* memory, int n_experts, int warp) {
-  float* score = reinterpret_cast<float*>(memory + (route_scratch_bytes(n_experts) + 15) / 16 * 16 * warp);
+  float* score = reinterpret_cast<float*>(memory + route_warp_bytes(n_experts) * warp);
   return {score, score + n_experts, score + 2 * n_experts, reinterpret_cast<bool*>(score + 2 * n_experts + kMaxGroups)};
 }
 
@@ -371,12 +374,12 @@ void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_exper
 // default 48 KB of shared memory.
 bool moe_route_plan_fits(int64_t n, int n_experts) {
   constexpr size_t kSortBytes = (2 * size_t(kMaxExperts) + 3) * sizeof(int);
-  return n >= 1 && n <= 32 && size_t(n) * ((route_scratch_bytes(n_experts) + 15) / 16 * 16) + kSortBytes <= 48 * 1024;
+  return n >= 1 && n <= 32 && size_t(n) * route_warp_bytes(n_experts) + kSortBytes <= 48 * 1024;
 }
 
 void launch_moe_route_plan(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
                            int32_t* ids, float* weights, MoePlan plan, cudaStream_t stream) {
-  const size_t scratch = size_t(n) * ((route_scratch_bytes(n_experts) + 15) / 16 * 16);
+  const size_t scratch = size_t(n) * route_warp_bytes(n_experts);
   launch_chained(route_plan_kernel, 1, unsigned(32 * n), scratch, stream, logits, n_experts, bias, config, ids, weights,
                  plan);
 }
