@@ -110,7 +110,7 @@ int run_bench(const Args& args) {
     model->forward({&warm_prefill, 1}, false);
     for (int i = 0; i < 2; ++i) {
       const ForwardChunk step{&warm, {&prompt[0], 1}};
-      model->forward({&step, 1}, false);
+      model->forward_greedy({&step, 1});
     }
     model->release(warm);
   }
@@ -126,8 +126,7 @@ int run_bench(const Args& args) {
   start = Clock::now();
   for (int64_t i = 0; i < decode_len; ++i) {
     const ForwardChunk step{&sequence, {&next, 1}};
-    const std::vector<float> logits = model->forward({&step, 1}, false);
-    next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    next = model->forward_greedy({&step, 1})[0];
   }
   const double decode_s = seconds_since(start);
 

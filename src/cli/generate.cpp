@@ -30,8 +30,13 @@ int run_generate(const Args& args) {
   std::vector<int32_t> next = prompt;
   while (int64_t(generated.size()) < n_new) {
     const ForwardChunk chunk{&sequence, next};
-    const std::vector<float> logits = model->forward({&chunk, 1}, /*all_positions=*/false);
-    const int32_t token = sample_token({logits.data(), size_t(vocab)}, sampling, rng);
+    int32_t token;
+    if (is_plain_greedy(sampling)) {
+      token = model->forward_greedy({&chunk, 1})[0];
+    } else {
+      const std::vector<float> logits = model->forward({&chunk, 1}, /*all_positions=*/false);
+      token = sample_token({logits.data(), size_t(vocab)}, sampling, rng);
+    }
     generated.push_back(token);
     if (!ignore_eos && token == model->config().eos_token_id) break;
     next = {token};

@@ -142,6 +142,26 @@ TEST_F(CudaOps, RowOpsMatchTheCpu) {
   }
 }
 
+TEST_F(CudaOps, ArgmaxRowsMatchesTheCpu) {
+  // Rows of one span and of many, a vocabulary's width (Moonlight's), and an odd one off the float4
+  // path; values drawn from few levels so that rows hold ties, with NaN and -inf sprinkled in.
+  std::uniform_int_distribution<int> level(0, 40), special(0, 200);
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 100}, {5, 8192}, {2, 8193}, {1, 163840}, {40, 12345}}) {
+    std::vector<float> values(size_t(rows * cols));
+    for (float& v : values) {
+      const int s = special(rng);
+      v = s == 0 ? std::nanf("") : s == 1 ? -INFINITY : float(level(rng)) * 0.25f;
+    }
+    if (rows > 1)  // a row with nothing above -inf: index 0
+      for (int64_t c = 0; c < cols; ++c) values[size_t(cols + c)] = c % 2 ? -INFINITY : std::nanf("");
+    const ActBuffer host = cpu.upload(values, rows, cols), device = gpu->upload(values, rows, cols);
+    const ActBuffer host_out = cpu.alloc(rows, 1), device_out = gpu->alloc(rows, 1);
+    cpu.argmax_rows(host.view, host_out.view);
+    gpu->argmax_rows(device.view, device_out.view);
+    EXPECT_EQ(device_values(device_out.view), host_values(host_out.view)) << rows << " x " << cols;
+  }
+}
+
 TEST_F(CudaOps, RopeAndEmbedMatchTheCpu) {
   const int64_t rows = 19, heads = 5, head_dim = 192, offset = 128, rope_dim = 64;
   std::vector<float> inv_freq(rope_dim / 2);
@@ -381,7 +401,7 @@ TEST_F(CudaOps, MlaMatchesTheCpu) {
 }
 
 TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
-  const int64_t hidden = 512, width = 256, n_experts = 64;
+  const int64_t hidden = 512, width = 352, n_experts = 64;  // 352: rows of partial chunks and FP8 blocks
   const std::vector<RouterParams> routers = {
       {ScoringFunc::Sigmoid, TopkMethod::NoauxTc, 8, 3, 6, true, 2.5f},
       {ScoringFunc::Softmax, TopkMethod::GroupLimitedGreedy, 8, 3, 6, false, 16.0f},

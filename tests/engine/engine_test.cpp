@@ -26,6 +26,7 @@ std::unique_ptr<Engine> make_engine(int64_t cache_tokens = 2048, EngineOptions o
 // A submitted request's updates, collected until it finishes.
 struct Outcome {
   std::vector<int32_t> tokens;
+  size_t logprobs = 0;  // tokens that came with their logprob
   std::string text;
   GenerationUpdate last;
 };
@@ -35,6 +36,7 @@ std::future<Outcome> submit(Engine& engine, GenerationRequest request, uint64_t*
   auto outcome = std::make_shared<Outcome>();
   const uint64_t submitted = engine.submit(std::move(request), [promise, outcome](const GenerationUpdate& u) {
     outcome->tokens.insert(outcome->tokens.end(), u.tokens.begin(), u.tokens.end());
+    outcome->logprobs += u.logprobs.size();
     outcome->text += u.text;
     if (u.finish) {
       outcome->last = u;
@@ -90,6 +92,27 @@ TEST(Engine, ConcurrentRequestsGetWhatTheyGetAlone) {
   std::vector<std::future<Outcome>> together;
   for (int r = 0; r < 6; ++r) together.push_back(submit(*engine, greedy(prompt_of(r * 7, 40), 5)));
   for (int r = 0; r < 6; ++r) EXPECT_EQ(together[size_t(r)].get().tokens, alone[size_t(r)]) << "request " << r;
+}
+
+// Steps of greedy requests alone take their tokens from the backend (forward_greedy); a step with
+// one that needs logits (sampling, a penalty, logprobs) takes every token from the logits. Either
+// way a greedy request gets the same tokens.
+TEST(Engine, GreedyRequestsGetTheSameTokensBesideOnesThatNeedLogits) {
+  auto engine = make_engine();
+  const std::vector<int32_t> alone = submit(*engine, greedy(prompt_of(20, 12), 6)).get().tokens;
+  GenerationRequest sampled = greedy(prompt_of(40, 9), 6), with_logprobs = greedy(prompt_of(20, 12), 6),
+                    penalised = greedy(prompt_of(60, 7), 6);
+  sampled.sampling.temperature = 1.0f, sampled.sampling.seed = 7;
+  with_logprobs.top_logprobs = 2;
+  penalised.sampling.repetition_penalty = 1.3f;
+  for (GenerationRequest* other : {&sampled, &with_logprobs, &penalised}) {
+    auto beside = submit(*engine, greedy(prompt_of(20, 12), 6));
+    const Outcome needing_logits = submit(*engine, *other).get();
+    EXPECT_EQ(beside.get().tokens, alone);
+    EXPECT_EQ(needing_logits.tokens.size(), 6u);
+    EXPECT_EQ(needing_logits.logprobs, other == &with_logprobs ? 6u : 0u);
+  }
+  EXPECT_EQ(submit(*engine, with_logprobs).get().tokens, alone);  // logprobs do not change the choice
 }
 
 TEST(Engine, SeededSamplingRepeats) {

@@ -18,6 +18,23 @@ TEST(Sampler, TemperatureZeroIsArgmax) {
   EXPECT_EQ(sample_token(logits, p, rng), 1);
 }
 
+TEST(Sampler, PlainGreedyMeansNoTemperatureAndNoPenalty) {
+  SamplingParams p;
+  p.temperature = 0.0f;
+  EXPECT_TRUE(is_plain_greedy(p));
+  p.top_p = 0.5f, p.top_k = 3;  // cut the tail only: the argmax stays
+  EXPECT_TRUE(is_plain_greedy(p));
+  SamplingParams penalised = p;
+  penalised.repetition_penalty = 1.2f;
+  EXPECT_FALSE(is_plain_greedy(penalised));
+  penalised = p, penalised.presence_penalty = 0.5f;
+  EXPECT_FALSE(is_plain_greedy(penalised));
+  penalised = p, penalised.frequency_penalty = -0.5f;
+  EXPECT_FALSE(is_plain_greedy(penalised));
+  p.temperature = 0.7f;
+  EXPECT_FALSE(is_plain_greedy(p));
+}
+
 TEST(Sampler, TopKOneAndTinyTopPKeepOnlyTheBest) {
   std::mt19937_64 rng(1);
   const std::vector<float> logits = {0.1f, 2.0f, -1.0f, 1.9f};

@@ -4,6 +4,7 @@
 // margin is under 0.02; and decoding token by token through the latent cache equals one prefill.
 #include <gtest/gtest.h>
 
+#include "dsv3/util/argmax.h"
 #include "fidelity/fixture_cases.h"
 
 namespace dsv3 {
@@ -38,6 +39,20 @@ TEST_P(TransformersFixture, GreedyTokensMatchWhileTheReferenceIsDecisive) {
     const int32_t token = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
     ASSERT_EQ(token, expected[step]) << "step " << step;
     next = {token};
+  }
+}
+
+TEST_P(TransformersFixture, GreedyStepsPickTheArgmaxOfTheLogits) {
+  Fixture f = load_fixture(GetParam(), "cpu");
+  CacheSequence by_logits, by_backend;
+  std::vector<int32_t> next = f.expected.at("greedy").at("prompt").get<std::vector<int32_t>>();
+  for (int step = 0; step < 6; ++step) {
+    const ForwardChunk a{&by_logits, next}, b{&by_backend, next};
+    const std::vector<float> logits = f.model->forward({&a, 1}, false);
+    const std::vector<int32_t> picked = f.model->forward_greedy({&b, 1});
+    ASSERT_EQ(picked.size(), 1u);
+    ASSERT_EQ(picked[0], int32_t(argmax(logits))) << "step " << step;
+    next = {picked[0]};
   }
 }
 

@@ -13,12 +13,7 @@ constexpr int64_t kPrefillChunks = 32;  // sequences whose tails are prefilled i
 void step(DeepseekModel& model, std::vector<CacheSequence>& sequences, std::vector<int32_t>& next) {
   std::vector<ForwardChunk> chunks;
   for (size_t i = 0; i < sequences.size(); ++i) chunks.push_back({&sequences[i], {&next[i], 1}});
-  const std::vector<float> logits = model.forward(chunks, false);
-  const int64_t vocab = model.config().vocab_size;
-  for (size_t i = 0; i < sequences.size(); ++i) {
-    const auto row = logits.begin() + int64_t(i) * vocab;
-    next[i] = int32_t(std::max_element(row, row + vocab) - row);
-  }
+  next = model.forward_greedy(chunks);
 }
 
 }  // namespace

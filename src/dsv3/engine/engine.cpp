@@ -24,6 +24,12 @@ std::string decode_generated(IncrementalDecoder& decoder, int32_t token) {
   }
 }
 
+// Whether the next token of a request with `n_generated` tokens so far needs none of its logits on
+// the host: it is forced, or the plain argmax, and no logprobs are asked for.
+bool takes_greedy_token(const GenerationRequest& request, size_t n_generated) {
+  return request.top_logprobs < 0 && (n_generated < request.forced_tokens.size() || is_plain_greedy(request.sampling));
+}
+
 }  // namespace
 
 // A request the engine has taken: its cache, its progress and its text state.
@@ -219,11 +225,24 @@ void Engine::step() {
     chunk_prompt_tokens.push_back(n);
   }
 
+  // Where every token this step takes is forced or the plain argmax of its logits, the backend picks
+  // them and the logits stay where they are (the host's download and scan of them cost more than a
+  // layer of the model at batch 1).
+  bool greedy = true;
+  for (size_t c = 0; c < owners.size(); ++c) {
+    const Active& a = *owners[c];
+    const bool takes_token = a.prompt_done + chunk_prompt_tokens[c] >= int64_t(a.request.prompt.size());
+    if (takes_token && !takes_greedy_token(a.request, a.generated.size())) greedy = false;
+  }
   std::vector<float> logits;
+  std::vector<int32_t> greedy_tokens;
   std::string forward_error;
   if (!chunks.empty()) {
     try {
-      logits = model_->forward(chunks, /*all_positions=*/false);
+      if (greedy)
+        greedy_tokens = model_->forward_greedy(chunks);
+      else
+        logits = model_->forward(chunks, /*all_positions=*/false);
     } catch (const std::exception& e) {
       forward_error = e.what();
       log_warn("forward failed: ", forward_error);
@@ -245,19 +264,22 @@ void Engine::step() {
     if (a.prefilling()) continue;  // more prompt to go: these logits are not needed
     if (chunk_prompt_tokens[c] > 0) pages.publish(a.sequence, a.request.prompt);  // share the prompt at once
 
-    std::vector<float> row(logits.begin() + int64_t(c) * vocab, logits.begin() + int64_t(c + 1) * vocab);
+    const std::span<const float> row =
+        greedy ? std::span<const float>() : std::span<const float>(logits).subspan(size_t(int64_t(c) * vocab), size_t(vocab));
     int32_t token;
     const size_t forced = a.generated.size();
     if (forced < a.request.forced_tokens.size()) {
       token = a.request.forced_tokens[forced];
+    } else if (greedy) {
+      token = greedy_tokens[c];
     } else {
-      std::vector<float> penalised = row;
+      std::vector<float> penalised(row.begin(), row.end());
       apply_penalties(penalised, a.request.sampling, a.history);
       token = sample_token(penalised, a.request.sampling, a.rng);
     }
     if (a.generated.empty())
       update.time_to_first_token_s = std::chrono::duration<double>(Clock::now() - a.submitted).count();
-    if (a.request.top_logprobs >= 0) {
+    if (a.request.top_logprobs >= 0) {  // never in a greedy step
       TokenLogprob lp;
       lp.token = token;
       lp.logprob = token_logprob(row, token, a.request.top_logprobs, &lp.top);

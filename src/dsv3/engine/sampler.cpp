@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "dsv3/util/argmax.h"
 #include "dsv3/util/error.h"
 
 namespace dsv3 {
@@ -42,9 +43,14 @@ void apply_penalties(std::span<float> logits, const SamplingParams& p, const Tok
   }
 }
 
+bool is_plain_greedy(const SamplingParams& p) {
+  return p.temperature <= 0.0f && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
+         p.frequency_penalty == 0.0f;
+}
+
 int32_t sample_token(std::span<const float> logits, const SamplingParams& params, std::mt19937_64& rng) {
   if (params.temperature <= 0.0f)
-    return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    return int32_t(argmax(logits));
 
   // Candidates by descending logit; top_k, top_p and min_p only ever cut the tail.
   std::vector<int32_t> order(logits.size());

@@ -39,6 +39,9 @@ struct TokenHistory {
 // Applies the penalties to `logits` in place.
 void apply_penalties(std::span<float> logits, const SamplingParams& params, const TokenHistory& history);
 
+// Whether sample_token over penalised logits is the plain argmax of the logits: greedy, no penalty.
+bool is_plain_greedy(const SamplingParams& params);
+
 // The next token from (penalised) logits.
 int32_t sample_token(std::span<const float> logits, const SamplingParams& params, std::mt19937_64& rng);
 

@@ -51,6 +51,19 @@ DeepseekModel::DeepseekModel(ModelConfig config, std::shared_ptr<const TensorSou
 }
 
 std::vector<float> DeepseekModel::forward(std::span<const ForwardChunk> chunks, bool all_positions) {
+  return run_forward(chunks, all_positions ? Output::AllLogits : Output::LastLogits);
+}
+
+std::vector<int32_t> DeepseekModel::forward_greedy(std::span<const ForwardChunk> chunks) {
+  // argmax_rows hands indices back as floats, exact below 2^24.
+  if (config_.vocab_size > (int64_t(1) << 24)) fail("greedy steps take vocabularies of up to 2^24 tokens");
+  std::vector<int32_t> tokens;
+  for (const float token : run_forward(chunks, Output::GreedyTokens)) tokens.push_back(int32_t(token));
+  return tokens;
+}
+
+std::vector<float> DeepseekModel::run_forward(std::span<const ForwardChunk> chunks, Output output) {
+  const bool all_positions = output == Output::AllLogits;
   Batch batch{chunks, {}, {}};
   std::vector<std::vector<int32_t>> inputs(kStepInputs);
   int64_t n_decode = 0;
@@ -79,20 +92,22 @@ std::vector<float> DeepseekModel::forward(std::span<const ForwardChunk> chunks, 
     }
     for (int64_t r = all_positions ? first : first + n - 1; r < first + n; ++r) inputs[kOutputRows].push_back(int32_t(r));
   }
-  // A step of decode chunks alone does the same work for every batch of its size: replayable.
+  // A step of decode chunks alone does the same work for every batch of its size and output:
+  // replayable, keyed by both.
   const bool replayable = n_decode == int64_t(chunks.size()) && !all_positions;
-  std::vector<float> logits;
-  backend_->run_step(replayable ? std::optional<uint64_t>(n_decode) : std::nullopt, inputs,
+  const uint64_t replay_key = uint64_t(n_decode) << 1 | (output == Output::GreedyTokens ? 1 : 0);
+  std::vector<float> result;
+  backend_->run_step(replayable ? std::optional<uint64_t>(replay_key) : std::nullopt, inputs,
                      [&](std::span<const Indices> device_inputs) {
                        const StepIndices step{device_inputs, {device_inputs[kDecodeItems], device_inputs[kDecodeTables], n_decode}};
-                       return run_layers(batch, step);
+                       return run_layers(batch, step, output);
                      },
-                     logits);
+                     result);
   for (const ForwardChunk& chunk : chunks) chunk.sequence->n_tokens += int64_t(chunk.tokens.size());
-  return logits;
+  return result;
 }
 
-ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step) {
+ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step, Output output) {
   Backend& be = *backend_;
   const int64_t hidden = config_.hidden_size, n = step.inputs[kIds].size;
   ActBuffer x = be.alloc(n, hidden), h = be.alloc(n, hidden), sublayer_out = be.alloc(n, hidden);
@@ -115,7 +130,10 @@ ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step)
   be.gather_rows(x.view, rows, last.view);
   be.rmsnorm(last.view, weights_.norm.view, eps, last.view);
   be.linear(last.view, weights_.lm_head, logits.view);
-  return logits;
+  if (output != Output::GreedyTokens) return logits;
+  ActBuffer tokens = be.alloc(rows.size, 1);
+  be.argmax_rows(logits.view, tokens.view);
+  return tokens;
 }
 
 void DeepseekModel::attention(int64_t layer, const Batch& batch, const StepIndices& step, const Act& h,

@@ -38,6 +38,9 @@ class DeepseekModel {
   // Runs the chunks, stores their tokens in the cache, and returns float32 logits [rows, vocab]:
   // one row a chunk (its last token), or one a token when all_positions.
   std::vector<float> forward(std::span<const ForwardChunk> chunks, bool all_positions);
+  // The same, but what comes back is each chunk's greedy next token (util/argmax.h), chosen where the
+  // logits are: the logits themselves never reach the host.
+  std::vector<int32_t> forward_greedy(std::span<const ForwardChunk> chunks);
 
   // The cache's pages: prefix reuse and release of finished sequences.
   PageAllocator& pages() { return pages_; }
@@ -46,8 +49,11 @@ class DeepseekModel {
  private:
   struct Batch;
   struct StepIndices;
-  // The layers and the head over the step's inputs in backend memory: the logits.
-  ActBuffer run_layers(const Batch& batch, const StepIndices& step);
+  // What a forward pass hands back: logits of the last positions or of all, or the greedy tokens.
+  enum class Output { LastLogits, AllLogits, GreedyTokens };
+  std::vector<float> run_forward(std::span<const ForwardChunk> chunks, Output output);
+  // The layers and the head over the step's inputs in backend memory: the logits, or their argmax.
+  ActBuffer run_layers(const Batch& batch, const StepIndices& step, Output output);
   void attention(int64_t layer, const Batch& batch, const StepIndices& step, const Act& h, const Act& out);
   void feed_forward(int64_t layer, const Act& h, const Act& out);
   void expert_ffn(const ExpertWeights& w, const Act& h, const Act& out);

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "dsv3/backend/cpu/cpu_linear.h"
+#include "dsv3/util/argmax.h"
 #include "dsv3/util/error.h"
 #include "dsv3/util/numeric.h"
 #include "dsv3/util/thread_pool.h"
@@ -59,6 +60,10 @@ void CpuBackend::gather_rows(const Act& x, const Indices& indices, const Act& ou
   const std::span<const int32_t> rows = cpu::host_values(indices);
   for (size_t i = 0; i < rows.size(); ++i)
     std::memcpy(row_ptr(out, int64_t(i)), row_ptr(x, rows[i]), size_t(x.cols) * 4);
+}
+
+void CpuBackend::argmax_rows(const Act& x, const Act& out) {
+  for (int64_t r = 0; r < x.rows; ++r) *row_ptr(out, r) = float(argmax({row_ptr(x, r), size_t(x.cols)}));
 }
 
 void CpuBackend::rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) {

@@ -177,6 +177,12 @@ void CudaBackend::gather_rows(const Act& x, const Indices& rows, const Act& out)
   DSV3_CUDA_CHECK_LAUNCH();
 }
 
+void CudaBackend::argmax_rows(const Act& x, const Act& out) {
+  const Buffer parts = scratch(cuda::argmax_scratch_bytes(x.rows, x.cols));
+  cuda::launch_argmax_rows(matrix(x), parts.data(), matrix(out), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
 void CudaBackend::rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) {
   cuda::launch_rmsnorm(matrix(x), static_cast<const float*>(weight.data), eps, matrix(out), stream_);
   DSV3_CUDA_CHECK_LAUNCH();

@@ -35,6 +35,9 @@ struct DeviceCacheLayer {
 // Elementwise and row ops (elementwise.cu).
 void launch_embed(const DeviceWeight& table, const int32_t* ids, DeviceMatrix out, cudaStream_t stream);
 void launch_gather_rows(DeviceMatrix x, const int32_t* rows, DeviceMatrix out, cudaStream_t stream);
+// out[r] = float(argmax of row r of x) (argmax.cu), through scratch of argmax_scratch_bytes().
+size_t argmax_scratch_bytes(int64_t rows, int64_t cols);
+void launch_argmax_rows(DeviceMatrix x, void* scratch, DeviceMatrix out, cudaStream_t stream);
 void launch_rmsnorm(DeviceMatrix x, const float* weight, float eps, DeviceMatrix out, cudaStream_t stream);
 void launch_add_rmsnorm(DeviceMatrix x, DeviceMatrix y, const float* weight, float eps, DeviceMatrix out,
                         cudaStream_t stream);
