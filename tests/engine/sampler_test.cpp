@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <set>
 
 #include "dsv3/util/error.h"
@@ -46,6 +48,35 @@ TEST(Sampler, TopKOneAndTinyTopPKeepOnlyTheBest) {
     EXPECT_EQ(sample_token(logits, k1, rng), 1);
     EXPECT_EQ(sample_token(logits, p_small, rng), 1);
   }
+}
+
+// A vocabulary whose nucleus is longer than the first head the sampler sorts (256): every draw
+// falls in the smallest set of most likely tokens that holds top_p of the mass, and the draws reach
+// its far end; with top_k and min_p too, each cut holds.
+TEST(Sampler, CutsKeepExactlyTheHeadTheyName) {
+  std::mt19937_64 rng(3);
+  std::vector<float> logits(5000);
+  for (size_t i = 0; i < logits.size(); ++i) logits[(i * 7919) % logits.size()] = -0.002f * float(i);
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)]; });
+  double total = 0.0, mass = 0.0;
+  for (float l : logits) total += std::exp(double(l));
+  size_t nucleus = 0;
+  while (mass < 0.5 * total) mass += std::exp(double(logits[size_t(order[nucleus++])]));
+  ASSERT_GT(nucleus, 256u);
+  SamplingParams p;
+  p.top_p = 0.5f;
+  std::set<int32_t> allowed(order.begin(), order.begin() + ptrdiff_t(nucleus)), seen;
+  for (int i = 0; i < 4000; ++i) seen.insert(sample_token(logits, p, rng));
+  for (int32_t t : seen) EXPECT_TRUE(allowed.count(t)) << "token " << t << " is outside the nucleus";
+  EXPECT_TRUE(seen.count(order[nucleus - 1]) || seen.count(order[nucleus - 2]) || seen.count(order[nucleus - 3]));
+
+  SamplingParams k;
+  k.top_k = 40, k.min_p = std::exp(-0.002f * 30.5f);  // min_p cuts inside top_k: the 31 most likely
+  seen.clear();
+  for (int i = 0; i < 2000; ++i) seen.insert(sample_token(logits, k, rng));
+  EXPECT_EQ(seen, std::set<int32_t>(order.begin(), order.begin() + 31));
 }
 
 TEST(Sampler, MinPDropsUnlikelyTokens) {
