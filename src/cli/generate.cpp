@@ -20,7 +20,8 @@ int run_generate(const Args& args) {
   sampling.top_p = float(args.get_double("top-p", 1.0));
   sampling.top_k = args.get_int("top-k", 0);
   validate(sampling);
-  std::mt19937_64 rng(uint64_t(args.get_int("seed", 0)));
+  const uint64_t seed = uint64_t(args.get_int("seed", 0));
+  std::mt19937_64 rng(seed);
   const bool ignore_eos = args.has("ignore-eos");
 
   auto model = load_model(args);
@@ -31,8 +32,8 @@ int run_generate(const Args& args) {
   while (int64_t(generated.size()) < n_new) {
     const ForwardChunk chunk{&sequence, next};
     int32_t token;
-    if (is_plain_greedy(sampling)) {
-      token = model->forward_greedy({&chunk, 1})[0];
+    if (const std::optional<TokenDraw> draw = backend_draw(sampling, draw_key(seed, generated.size()))) {
+      token = model->forward_picking({&chunk, 1}, {&*draw, 1}, false).tokens[0];
     } else {
       const std::vector<float> logits = model->forward({&chunk, 1}, /*all_positions=*/false);
       token = sample_token({logits.data(), size_t(vocab)}, sampling, rng);

@@ -11,6 +11,7 @@
 #include "dsv3/backend/cpu/cpu_backend.h"
 #include "dsv3/backend/cuda/cuda_backend.h"
 #include "dsv3/util/numeric.h"
+#include "dsv3/util/token_draw.h"
 
 namespace dsv3 {
 namespace {
@@ -142,9 +143,9 @@ TEST_F(CudaOps, RowOpsMatchTheCpu) {
   }
 }
 
-TEST_F(CudaOps, ArgmaxRowsMatchesTheCpu) {
-  // Rows of one span and of many, a vocabulary's width (Moonlight's), and an odd one off the float4
-  // path; values drawn from few levels so that rows hold ties, with NaN and -inf sprinkled in.
+TEST_F(CudaOps, PickTokensMatchesTheCpu) {
+  // Rows of one span and of many, a vocabulary's width (Moonlight's), and odd ones; values drawn
+  // from few levels so that rows hold ties, with NaN and -inf sprinkled in; greedy and drawn rows.
   std::uniform_int_distribution<int> level(0, 40), special(0, 200);
   for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 100}, {5, 8192}, {2, 8193}, {1, 163840}, {40, 12345}}) {
     std::vector<float> values(size_t(rows * cols));
@@ -154,10 +155,17 @@ TEST_F(CudaOps, ArgmaxRowsMatchesTheCpu) {
     }
     if (rows > 1)  // a row with nothing above -inf: index 0
       for (int64_t c = 0; c < cols; ++c) values[size_t(cols + c)] = c % 2 ? -INFINITY : std::nanf("");
+    std::vector<int32_t> packed;
+    for (int64_t r = 0; r < rows; ++r) {
+      const TokenDraw draw = r % 2 ? TokenDraw::sampled(0.5f + float(r % 3), rng()) : TokenDraw::greedy();
+      const std::array<int32_t, 3> p = draw.pack();
+      packed.insert(packed.end(), p.begin(), p.end());
+    }
+    const IndexPair draws = indices(packed);
     const ActBuffer host = cpu.upload(values, rows, cols), device = gpu->upload(values, rows, cols);
     const ActBuffer host_out = cpu.alloc(rows, 1), device_out = gpu->alloc(rows, 1);
-    cpu.argmax_rows(host.view, host_out.view);
-    gpu->argmax_rows(device.view, device_out.view);
+    cpu.pick_tokens(host.view, draws.host(), host_out.view);
+    gpu->pick_tokens(device.view, draws.device(), device_out.view);
     EXPECT_EQ(device_values(device_out.view), host_values(host_out.view)) << rows << " x " << cols;
   }
 }

@@ -94,25 +94,30 @@ TEST(Engine, ConcurrentRequestsGetWhatTheyGetAlone) {
   for (int r = 0; r < 6; ++r) EXPECT_EQ(together[size_t(r)].get().tokens, alone[size_t(r)]) << "request " << r;
 }
 
-// Steps of greedy requests alone take their tokens from the backend (forward_greedy); a step with
-// one that needs logits (sampling, a penalty, logprobs) takes every token from the logits. Either
-// way a greedy request gets the same tokens.
-TEST(Engine, GreedyRequestsGetTheSameTokensBesideOnesThatNeedLogits) {
+// The backend picks greedy tokens, and draws from the whole softmax, where the logits are; a step
+// with a token to sample on the host (top_p, a penalty) or logprobs to give brings the logits back
+// too. However its step runs, a request gets the same tokens.
+TEST(Engine, RequestsGetTheSameTokensHoweverTheirStepRuns) {
   auto engine = make_engine();
-  const std::vector<int32_t> alone = submit(*engine, greedy(prompt_of(20, 12), 6)).get().tokens;
-  GenerationRequest sampled = greedy(prompt_of(40, 9), 6), with_logprobs = greedy(prompt_of(20, 12), 6),
-                    penalised = greedy(prompt_of(60, 7), 6);
-  sampled.sampling.temperature = 1.0f, sampled.sampling.seed = 7;
-  with_logprobs.top_logprobs = 2;
+  GenerationRequest plain = greedy(prompt_of(20, 12), 6), drawn = greedy(prompt_of(30, 8), 6);
+  drawn.sampling.temperature = 0.8f, drawn.sampling.seed = 11;
+  const std::vector<int32_t> plain_alone = submit(*engine, plain).get().tokens;
+  const std::vector<int32_t> drawn_alone = submit(*engine, drawn).get().tokens;
+  GenerationRequest nucleus = greedy(prompt_of(40, 9), 6), penalised = greedy(prompt_of(60, 7), 6);
+  GenerationRequest plain_logprobs = plain, drawn_logprobs = drawn;
+  nucleus.sampling.temperature = 1.0f, nucleus.sampling.top_p = 0.9f, nucleus.sampling.seed = 7;
   penalised.sampling.repetition_penalty = 1.3f;
-  for (GenerationRequest* other : {&sampled, &with_logprobs, &penalised}) {
-    auto beside = submit(*engine, greedy(prompt_of(20, 12), 6));
-    const Outcome needing_logits = submit(*engine, *other).get();
-    EXPECT_EQ(beside.get().tokens, alone);
-    EXPECT_EQ(needing_logits.tokens.size(), 6u);
-    EXPECT_EQ(needing_logits.logprobs, other == &with_logprobs ? 6u : 0u);
+  plain_logprobs.top_logprobs = 2, drawn_logprobs.top_logprobs = 0;
+  for (const GenerationRequest* other : {&nucleus, &penalised, &plain_logprobs, &drawn_logprobs}) {
+    auto beside_plain = submit(*engine, plain), beside_drawn = submit(*engine, drawn);
+    const Outcome outcome = submit(*engine, *other).get();
+    EXPECT_EQ(beside_plain.get().tokens, plain_alone);
+    EXPECT_EQ(beside_drawn.get().tokens, drawn_alone);
+    EXPECT_EQ(outcome.tokens.size(), 6u);
+    EXPECT_EQ(outcome.logprobs, other->top_logprobs >= 0 ? 6u : 0u);
   }
-  EXPECT_EQ(submit(*engine, with_logprobs).get().tokens, alone);  // logprobs do not change the choice
+  EXPECT_EQ(submit(*engine, plain_logprobs).get().tokens, plain_alone);
+  EXPECT_EQ(submit(*engine, drawn_logprobs).get().tokens, drawn_alone);
 }
 
 TEST(Engine, SeededSamplingRepeats) {

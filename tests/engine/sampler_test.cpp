@@ -20,34 +20,28 @@ TEST(Sampler, TemperatureZeroIsArgmax) {
   EXPECT_EQ(sample_token(logits, p, rng), 1);
 }
 
-TEST(Sampler, PlainGreedyMeansNoTemperatureAndNoPenalty) {
+TEST(Sampler, BackendsDrawWhereNoCutOrPenaltyApplies) {
   SamplingParams p;
   p.temperature = 0.0f;
-  EXPECT_TRUE(is_plain_greedy(p));
-  p.top_p = 0.5f, p.top_k = 3;  // cut the tail only: the argmax stays
-  EXPECT_TRUE(is_plain_greedy(p));
-  SamplingParams penalised = p;
-  penalised.repetition_penalty = 1.2f;
-  EXPECT_FALSE(is_plain_greedy(penalised));
-  penalised = p, penalised.presence_penalty = 0.5f;
-  EXPECT_FALSE(is_plain_greedy(penalised));
-  penalised = p, penalised.frequency_penalty = -0.5f;
-  EXPECT_FALSE(is_plain_greedy(penalised));
-  p.temperature = 0.7f;
-  EXPECT_FALSE(is_plain_greedy(p));
-}
-
-TEST(Sampler, TopKOneAndTinyTopPKeepOnlyTheBest) {
-  std::mt19937_64 rng(1);
-  const std::vector<float> logits = {0.1f, 2.0f, -1.0f, 1.9f};
-  SamplingParams k1;
-  k1.top_k = 1;
-  SamplingParams p_small;
-  p_small.top_p = 0.01f;
-  for (int i = 0; i < 50; ++i) {
-    EXPECT_EQ(sample_token(logits, k1, rng), 1);
-    EXPECT_EQ(sample_token(logits, p_small, rng), 1);
+  p.top_p = 0.5f, p.top_k = 3;  // greedy whatever the cuts
+  ASSERT_TRUE(backend_draw(p, 9).has_value());
+  EXPECT_EQ(backend_draw(p, 9)->inv_temperature, 0.0f);
+  SamplingParams drawn;
+  drawn.temperature = 0.5f;
+  ASSERT_TRUE(backend_draw(drawn, 9).has_value());
+  EXPECT_EQ(backend_draw(drawn, 9)->inv_temperature, 2.0f);
+  EXPECT_EQ(backend_draw(drawn, 9)->key, 9u);
+  for (auto cut : {+[](SamplingParams& s) { s.top_k = 5; }, +[](SamplingParams& s) { s.top_p = 0.9f; },
+                   +[](SamplingParams& s) { s.min_p = 0.1f; }, +[](SamplingParams& s) { s.repetition_penalty = 1.2f; },
+                   +[](SamplingParams& s) { s.presence_penalty = 0.5f; },
+                   +[](SamplingParams& s) { s.frequency_penalty = -0.5f; }}) {
+    SamplingParams q = drawn;
+    cut(q);
+    EXPECT_FALSE(backend_draw(q, 9).has_value());
   }
+  SamplingParams penalised_greedy = p;
+  penalised_greedy.repetition_penalty = 1.2f;
+  EXPECT_FALSE(backend_draw(penalised_greedy, 9).has_value());
 }
 
 // A vocabulary whose nucleus is longer than the first head the sampler sorts (256): every draw

@@ -107,9 +107,10 @@ class Backend {
   virtual void embed(const TensorView& table, const Indices& ids, const Act& out) = 0;
   // out[r] = rows[r] of x for r in `rows`.
   virtual void gather_rows(const Act& x, const Indices& rows, const Act& out) = 0;
-  // out[r] (out [rows, 1]) = the index of row r's largest value, by util/argmax.h's rule, as a float
-  // (exact below 2^24): a greedy step's tokens, chosen where the logits are.
-  virtual void argmax_rows(const Act& x, const Act& out) = 0;
+  // out[r] (out [rows, 1]) = the token row r of `logits` picks as TokenDraw r of `draws` says (three
+  // values a row, TokenDraw::pack), as a float (exact below 2^24): a step's next tokens, chosen where
+  // the logits are.
+  virtual void pick_tokens(const Act& logits, const Indices& draws, const Act& out) = 0;
   // out = weight * x / sqrt(mean(x^2) + eps), per row; out may alias x.
   virtual void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) = 0;
   // x += y, then out = rmsnorm(x): the residual add ahead of a layer's norm, fused where a backend can.

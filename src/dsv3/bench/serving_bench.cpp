@@ -36,7 +36,7 @@ ServingBenchResult run_serving_bench(Engine& engine, const ServingBenchParams& p
   auto submit_one = [&] {
     GenerationRequest r;
     for (int64_t i = 0; i < params.prompt_tokens; ++i) r.prompt.push_back(token(rng));
-    r.sampling.temperature = 0.0f;
+    r.sampling.temperature = params.temperature;
     r.stop.max_tokens = params.output_tokens;
     r.stop.ignore_eos = true;
     auto last = std::make_shared<Clock::time_point>();

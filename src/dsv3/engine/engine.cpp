@@ -24,12 +24,6 @@ std::string decode_generated(IncrementalDecoder& decoder, int32_t token) {
   }
 }
 
-// Whether the next token of a request with `n_generated` tokens so far needs none of its logits on
-// the host: it is forced, or the plain argmax, and no logprobs are asked for.
-bool takes_greedy_token(const GenerationRequest& request, size_t n_generated) {
-  return request.top_logprobs < 0 && (n_generated < request.forced_tokens.size() || is_plain_greedy(request.sampling));
-}
-
 }  // namespace
 
 // A request the engine has taken: its cache, its progress and its text state.
@@ -40,7 +34,8 @@ struct Engine::Active {
         on_update(std::move(on_update_)),
         decoder(tokenizer),
         stop(request.stop.stop),
-        rng(request.sampling.seed ? *request.sampling.seed : std::random_device{}()) {}
+        rng(request.sampling.seed ? *request.sampling.seed : std::random_device{}()),
+        draw_seed(request.sampling.seed ? *request.sampling.seed : rng()) {}
 
   uint64_t id;
   GenerationRequest request;
@@ -51,7 +46,8 @@ struct Engine::Active {
   TokenHistory history;
   IncrementalDecoder decoder;
   StopMatcher stop;
-  std::mt19937_64 rng;
+  std::mt19937_64 rng;  // for draws on the host
+  uint64_t draw_seed;   // for those a backend makes (draw_key)
   Usage usage;
   Clock::time_point submitted = Clock::now();
   bool admitted = false;
@@ -225,24 +221,27 @@ void Engine::step() {
     chunk_prompt_tokens.push_back(n);
   }
 
-  // Where every token this step takes is forced or the plain argmax of its logits, the backend picks
-  // them and the logits stay where they are (the host's download and scan of them cost more than a
-  // layer of the model at batch 1).
-  bool greedy = true;
+  // The backend picks every token it can where the logits are (greedy, or a draw from the whole
+  // softmax): the host's download and scan of a row of logits cost more than a layer of the model at
+  // batch 1. Only a step with a token to sample on the host (penalties, top_k/top_p/min_p, logprobs)
+  // brings the logits back too.
+  std::vector<TokenDraw> draws;
+  std::vector<bool> on_host;  // sampled on the host
+  bool with_logits = false;
   for (size_t c = 0; c < owners.size(); ++c) {
     const Active& a = *owners[c];
     const bool takes_token = a.prompt_done + chunk_prompt_tokens[c] >= int64_t(a.request.prompt.size());
-    if (takes_token && !takes_greedy_token(a.request, a.generated.size())) greedy = false;
+    const bool forced = a.generated.size() < a.request.forced_tokens.size();
+    const std::optional<TokenDraw> draw = backend_draw(a.request.sampling, draw_key(a.draw_seed, a.generated.size()));
+    on_host.push_back(takes_token && !forced && !draw);
+    with_logits = with_logits || on_host.back() || (takes_token && a.request.top_logprobs >= 0);
+    draws.push_back(draw.value_or(TokenDraw::greedy()));
   }
-  std::vector<float> logits;
-  std::vector<int32_t> greedy_tokens;
+  DeepseekModel::Picked picked;
   std::string forward_error;
   if (!chunks.empty()) {
     try {
-      if (greedy)
-        greedy_tokens = model_->forward_greedy(chunks);
-      else
-        logits = model_->forward(chunks, /*all_positions=*/false);
+      picked = model_->forward_picking(chunks, draws, with_logits);
     } catch (const std::exception& e) {
       forward_error = e.what();
       log_warn("forward failed: ", forward_error);
@@ -265,13 +264,14 @@ void Engine::step() {
     if (chunk_prompt_tokens[c] > 0) pages.publish(a.sequence, a.request.prompt);  // share the prompt at once
 
     const std::span<const float> row =
-        greedy ? std::span<const float>() : std::span<const float>(logits).subspan(size_t(int64_t(c) * vocab), size_t(vocab));
+        with_logits ? std::span<const float>(picked.logits).subspan(size_t(int64_t(c) * vocab), size_t(vocab))
+                    : std::span<const float>();
     int32_t token;
     const size_t forced = a.generated.size();
     if (forced < a.request.forced_tokens.size()) {
       token = a.request.forced_tokens[forced];
-    } else if (greedy) {
-      token = greedy_tokens[c];
+    } else if (!on_host[c]) {
+      token = picked.tokens[c];
     } else {
       std::vector<float> penalised(row.begin(), row.end());
       apply_penalties(penalised, a.request.sampling, a.history);
@@ -279,7 +279,7 @@ void Engine::step() {
     }
     if (a.generated.empty())
       update.time_to_first_token_s = std::chrono::duration<double>(Clock::now() - a.submitted).count();
-    if (a.request.top_logprobs >= 0) {  // never in a greedy step
+    if (a.request.top_logprobs >= 0) {  // the step brought the logits back
       TokenLogprob lp;
       lp.token = token;
       lp.logprob = token_logprob(row, token, a.request.top_logprobs, &lp.top);

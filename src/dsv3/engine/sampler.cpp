@@ -43,9 +43,11 @@ void apply_penalties(std::span<float> logits, const SamplingParams& p, const Tok
   }
 }
 
-bool is_plain_greedy(const SamplingParams& p) {
-  return p.temperature <= 0.0f && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
-         p.frequency_penalty == 0.0f;
+std::optional<TokenDraw> backend_draw(const SamplingParams& p, uint64_t key) {
+  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) return std::nullopt;
+  if (p.temperature <= 0.0f) return TokenDraw::greedy();
+  if (p.top_k > 0 || p.top_p < 1.0f || p.min_p > 0.0f) return std::nullopt;
+  return TokenDraw::sampled(p.temperature, key);
 }
 
 int32_t sample_token(std::span<const float> logits, const SamplingParams& params, std::mt19937_64& rng) {

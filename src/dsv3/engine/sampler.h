@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "dsv3/util/token_draw.h"
+
 namespace dsv3 {
 
 struct SamplingParams {
@@ -39,8 +41,10 @@ struct TokenHistory {
 // Applies the penalties to `logits` in place.
 void apply_penalties(std::span<float> logits, const SamplingParams& params, const TokenHistory& history);
 
-// Whether sample_token over penalised logits is the plain argmax of the logits: greedy, no penalty.
-bool is_plain_greedy(const SamplingParams& params);
+// Where sample_token over penalised logits is a pick a backend can make itself
+// (Backend::pick_tokens): greedy, or a draw from the whole softmax(logits / T), with no penalty. Such
+// a draw takes its noise from `key` (util/gumbel_noise.h), not from the request's generator.
+std::optional<TokenDraw> backend_draw(const SamplingParams& params, uint64_t key);
 
 // The next token from (penalised) logits.
 int32_t sample_token(std::span<const float> logits, const SamplingParams& params, std::mt19937_64& rng);

@@ -20,7 +20,7 @@ struct DeepseekModel::Batch {
 };
 
 // The host values of a forward pass, in the order run_step takes them.
-enum StepInput { kIds, kPositions, kSlots, kDecodeItems, kDecodeTables, kOutputRows, kStepInputs };
+enum StepInput { kIds, kPositions, kSlots, kDecodeItems, kDecodeTables, kOutputRows, kDraws, kStepInputs };
 
 // The device-side views of them, for the ops.
 struct DeepseekModel::StepIndices {
@@ -54,15 +54,24 @@ std::vector<float> DeepseekModel::forward(std::span<const ForwardChunk> chunks, 
   return run_forward(chunks, all_positions ? Output::AllLogits : Output::LastLogits);
 }
 
-std::vector<int32_t> DeepseekModel::forward_greedy(std::span<const ForwardChunk> chunks) {
-  // argmax_rows hands indices back as floats, exact below 2^24.
-  if (config_.vocab_size > (int64_t(1) << 24)) fail("greedy steps take vocabularies of up to 2^24 tokens");
-  std::vector<int32_t> tokens;
-  for (const float token : run_forward(chunks, Output::GreedyTokens)) tokens.push_back(int32_t(token));
-  return tokens;
+DeepseekModel::Picked DeepseekModel::forward_picking(std::span<const ForwardChunk> chunks,
+                                                     std::span<const TokenDraw> draws, bool with_logits) {
+  DSV3_ASSERT(draws.size() == chunks.size());
+  // pick_tokens hands tokens back as floats, exact below 2^24.
+  if (config_.vocab_size > (int64_t(1) << 24)) fail("picking tokens takes vocabularies of up to 2^24 tokens");
+  const std::vector<float> result = run_forward(chunks, with_logits ? Output::TokensAndLogits : Output::Tokens, draws);
+  const int64_t width = with_logits ? config_.vocab_size + 1 : 1;
+  Picked picked;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const auto row = result.begin() + int64_t(c) * width;
+    picked.tokens.push_back(int32_t(row[width - 1]));
+    if (with_logits) picked.logits.insert(picked.logits.end(), row, row + config_.vocab_size);
+  }
+  return picked;
 }
 
-std::vector<float> DeepseekModel::run_forward(std::span<const ForwardChunk> chunks, Output output) {
+std::vector<float> DeepseekModel::run_forward(std::span<const ForwardChunk> chunks, Output output,
+                                              std::span<const TokenDraw> draws) {
   const bool all_positions = output == Output::AllLogits;
   Batch batch{chunks, {}, {}};
   std::vector<std::vector<int32_t>> inputs(kStepInputs);
@@ -92,10 +101,14 @@ std::vector<float> DeepseekModel::run_forward(std::span<const ForwardChunk> chun
     }
     for (int64_t r = all_positions ? first : first + n - 1; r < first + n; ++r) inputs[kOutputRows].push_back(int32_t(r));
   }
+  for (const TokenDraw& draw : draws) {
+    const std::array<int32_t, 3> packed = draw.pack();
+    inputs[kDraws].insert(inputs[kDraws].end(), packed.begin(), packed.end());
+  }
   // A step of decode chunks alone does the same work for every batch of its size and output:
   // replayable, keyed by both.
   const bool replayable = n_decode == int64_t(chunks.size()) && !all_positions;
-  const uint64_t replay_key = uint64_t(n_decode) << 1 | (output == Output::GreedyTokens ? 1 : 0);
+  const uint64_t replay_key = uint64_t(n_decode) << 2 | uint64_t(output);
   std::vector<float> result;
   backend_->run_step(replayable ? std::optional<uint64_t>(replay_key) : std::nullopt, inputs,
                      [&](std::span<const Indices> device_inputs) {
@@ -126,14 +139,22 @@ ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step,
       be.add(x.view, sublayer_out.view);
   }
   const Indices& rows = step.inputs[kOutputRows];
-  ActBuffer last = be.alloc(rows.size, hidden), logits = be.alloc(rows.size, config_.vocab_size);
+  const int64_t vocab = config_.vocab_size;
+  ActBuffer last = be.alloc(rows.size, hidden);
   be.gather_rows(x.view, rows, last.view);
   be.rmsnorm(last.view, weights_.norm.view, eps, last.view);
-  be.linear(last.view, weights_.lm_head, logits.view);
-  if (output != Output::GreedyTokens) return logits;
-  ActBuffer tokens = be.alloc(rows.size, 1);
-  be.argmax_rows(logits.view, tokens.view);
-  return tokens;
+  if (output == Output::LastLogits || output == Output::AllLogits) {
+    ActBuffer logits = be.alloc(rows.size, vocab);
+    be.linear(last.view, weights_.lm_head, logits.view);
+    return logits;
+  }
+  // Logits and tokens side by side in rows of vocab + 4 (which keeps the logits' rows 16-byte aligned
+  // where the vocabulary is a multiple of 4), the token in column vocab.
+  ActBuffer both = be.alloc(rows.size, vocab + 4);
+  be.linear(last.view, weights_.lm_head, both.view.cols_slice(0, vocab));
+  be.pick_tokens(both.view.cols_slice(0, vocab), step.inputs[kDraws], both.view.cols_slice(vocab, 1));
+  both.view = output == Output::Tokens ? both.view.cols_slice(vocab, 1) : both.view.cols_slice(0, vocab + 1);
+  return both;
 }
 
 void DeepseekModel::attention(int64_t layer, const Batch& batch, const StepIndices& step, const Act& h,

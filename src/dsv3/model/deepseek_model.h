@@ -13,6 +13,7 @@
 #include "dsv3/model/page_allocator.h"
 #include "dsv3/model/tensor.h"
 #include "dsv3/model/weights.h"
+#include "dsv3/util/token_draw.h"
 
 namespace dsv3 {
 
@@ -38,9 +39,17 @@ class DeepseekModel {
   // Runs the chunks, stores their tokens in the cache, and returns float32 logits [rows, vocab]:
   // one row a chunk (its last token), or one a token when all_positions.
   std::vector<float> forward(std::span<const ForwardChunk> chunks, bool all_positions);
-  // The same, but what comes back is each chunk's greedy next token (util/argmax.h), chosen where the
-  // logits are: the logits themselves never reach the host.
-  std::vector<int32_t> forward_greedy(std::span<const ForwardChunk> chunks);
+  // The same, but each chunk's next token is picked where the logits are, as draws[c] says, and
+  // the logits come back only when asked for (a step some of whose requests sample on the host).
+  struct Picked {
+    std::vector<int32_t> tokens;  // one a chunk
+    std::vector<float> logits;    // [chunks, vocab] when asked for, else empty
+  };
+  Picked forward_picking(std::span<const ForwardChunk> chunks, std::span<const TokenDraw> draws, bool with_logits);
+  // Every chunk's greedy next token.
+  std::vector<int32_t> forward_greedy(std::span<const ForwardChunk> chunks) {
+    return forward_picking(chunks, std::vector<TokenDraw>(chunks.size()), false).tokens;
+  }
 
   // The cache's pages: prefix reuse and release of finished sequences.
   PageAllocator& pages() { return pages_; }
@@ -49,10 +58,12 @@ class DeepseekModel {
  private:
   struct Batch;
   struct StepIndices;
-  // What a forward pass hands back: logits of the last positions or of all, or the greedy tokens.
-  enum class Output { LastLogits, AllLogits, GreedyTokens };
-  std::vector<float> run_forward(std::span<const ForwardChunk> chunks, Output output);
-  // The layers and the head over the step's inputs in backend memory: the logits, or their argmax.
+  // What a forward pass hands back: logits of the last positions or of all, the picked tokens, or
+  // both ([rows, vocab + 1], the token last).
+  enum class Output { LastLogits, AllLogits, Tokens, TokensAndLogits };
+  std::vector<float> run_forward(std::span<const ForwardChunk> chunks, Output output,
+                                 std::span<const TokenDraw> draws = {});
+  // The layers and the head over the step's inputs in backend memory: what `output` names.
   ActBuffer run_layers(const Batch& batch, const StepIndices& step, Output output);
   void attention(int64_t layer, const Batch& batch, const StepIndices& step, const Act& h, const Act& out);
   void feed_forward(int64_t layer, const Act& h, const Act& out);

@@ -1,6 +1,6 @@
 // The greedy choice of a token: the index of the largest value, the first of equal ones. NaNs are
 // never chosen; a row with nothing above -inf gives 0. The host sampler and every backend's
-// argmax_rows keep this rule, so that a token picked on the GPU is the one the host would pick.
+// pick_tokens keep this rule, so that a token picked on the GPU is the one the host would pick.
 #pragma once
 
 #include <cmath>

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "dsv3/backend/cpu/cpu_linear.h"
-#include "dsv3/util/argmax.h"
+#include "dsv3/util/token_draw.h"
 #include "dsv3/util/error.h"
 #include "dsv3/util/numeric.h"
 #include "dsv3/util/thread_pool.h"
@@ -62,8 +62,12 @@ void CpuBackend::gather_rows(const Act& x, const Indices& indices, const Act& ou
     std::memcpy(row_ptr(out, int64_t(i)), row_ptr(x, rows[i]), size_t(x.cols) * 4);
 }
 
-void CpuBackend::argmax_rows(const Act& x, const Act& out) {
-  for (int64_t r = 0; r < x.rows; ++r) *row_ptr(out, r) = float(argmax({row_ptr(x, r), size_t(x.cols)}));
+void CpuBackend::pick_tokens(const Act& logits, const Indices& draws, const Act& out) {
+  const std::span<const int32_t> d = cpu::host_values(draws);
+  for (int64_t r = 0; r < logits.rows; ++r) {
+    const TokenDraw draw = TokenDraw::unpack(d.subspan(size_t(3 * r), 3));
+    *row_ptr(out, r) = float(pick_token({row_ptr(logits, r), size_t(logits.cols)}, draw));
+  }
 }
 
 void CpuBackend::rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) {

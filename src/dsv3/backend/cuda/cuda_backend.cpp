@@ -177,9 +177,9 @@ void CudaBackend::gather_rows(const Act& x, const Indices& rows, const Act& out)
   DSV3_CUDA_CHECK_LAUNCH();
 }
 
-void CudaBackend::argmax_rows(const Act& x, const Act& out) {
-  const Buffer parts = scratch(cuda::argmax_scratch_bytes(x.rows, x.cols));
-  cuda::launch_argmax_rows(matrix(x), parts.data(), matrix(out), stream_);
+void CudaBackend::pick_tokens(const Act& logits, const Indices& draws, const Act& out) {
+  const Buffer parts = scratch(cuda::pick_tokens_scratch_bytes(logits.rows, logits.cols));
+  cuda::launch_pick_tokens(matrix(logits), draws.data, parts.data(), matrix(out), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 }
 
