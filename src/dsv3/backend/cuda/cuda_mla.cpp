@@ -123,12 +123,12 @@ void CudaBackend::mla_decode(const MlaShape& shape, const Act& q, const LinearWe
   cuda::launch_mla_absorb(d, matrix(q), items_ptr, n_items, w, static_cast<float*>(q_latent.data()), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 
-  const int n_splits = cuda::mla_decode_splits(d, n_items, context_bound, sm_count_);
-  Buffer partial = scratch(size_t(n_items) * n_splits * d.n_heads * (d.d_c + 2) * 4);
+  const cuda::MlaDecodePlan plan = cuda::plan_mla_decode(d, n_items, context_bound, sm_count_);
+  Buffer partial = scratch(size_t(n_items) * plan.n_splits * d.n_heads * (d.d_c + 2) * 4);
   Buffer o_latent = scratch(size_t(n_items) * size_t(d.n_heads * d.d_c) * 4);
   cuda::launch_mla_decode_attention(d, matrix(q), static_cast<const float*>(q_latent.data()), items_ptr, n_items,
                                     batch.tables.data, cache_layer(cache, layout, layer),
-                                    n_splits, static_cast<float*>(partial.data()), static_cast<float*>(o_latent.data()),
+                                    plan, static_cast<float*>(partial.data()), static_cast<float*>(o_latent.data()),
                                     stream_);
   DSV3_CUDA_CHECK_LAUNCH();
   cuda::launch_mla_unabsorb(d, static_cast<const float*>(o_latent.data()), items_ptr, n_items, w, matrix(out), stream_);

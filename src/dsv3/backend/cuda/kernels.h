@@ -130,14 +130,21 @@ void launch_mla_rope_and_cache(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, co
 // q_latent [n_items, n_heads, d_c] = W_uk^T q_nope per item and head (the absorbed query).
 void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
                        float* q_latent, cudaStream_t stream);
-// Parts to split each item's context into: enough blocks for the SMs, at least a tile of rows a
-// part when contexts are at most context_bound tokens.
-int mla_decode_splits(MlaDims dims, int n_items, int64_t context_bound, int sm_count);
-// Attention of the absorbed queries over the latent cache, the context split into n_splits parts;
-// then the parts are merged into o_latent [n_items, n_heads, d_c]. `partial` holds
-// n_items * n_splits * n_heads * (d_c + 2) floats.
+// How a decode step's attention runs: on tensor cores (16 heads a block, mla_decode_mma.cu) where
+// the widths suit them and the contexts, at most context_bound tokens in all, give enough blocks of
+// a tile to fill the SMs, else on CUDA cores (8 heads a block, more blocks for short contexts); and
+// the parts each item's context is split into: enough blocks for the SMs, at least a tile of rows a
+// part.
+struct MlaDecodePlan {
+  bool tensor_cores = false;
+  int n_splits = 1;
+};
+MlaDecodePlan plan_mla_decode(MlaDims dims, int n_items, int64_t context_bound, int sm_count);
+// Attention of the absorbed queries over the latent cache as `plan` says; then the parts are merged
+// into o_latent [n_items, n_heads, d_c]. `partial` holds n_items * n_splits * n_heads * (d_c + 2)
+// floats.
 void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items,
-                                 int n_items, const int32_t* tables, DeviceCacheLayer cache, int n_splits,
+                                 int n_items, const int32_t* tables, DeviceCacheLayer cache, MlaDecodePlan plan,
                                  float* partial, float* o_latent, cudaStream_t stream);
 // out[q_row][h * v_dim + r] = W_uv[h][r] . o_latent[item][h].
 void launch_mla_unabsorb(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,

@@ -7,6 +7,8 @@
 
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/mla_decode_mma.h"
+#include "dsv3/backend/cuda/mla_decode_rows.cuh"
 #include "dsv3/backend/cuda/row_dots.cuh"
 
 namespace dsv3::cuda {
@@ -91,11 +93,6 @@ __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(Mla
   }
 }
 
-__device__ inline const float* cache_row(DeviceCacheLayer cache, const int32_t* table, int64_t position) {
-  const int64_t page = table[position / cache.page_size];
-  return cache.data + (page * cache.page_size + position % cache.page_size) * cache.row_width;
-}
-
 // Shared-memory row stride of q and the cache tile: a multiple of 4 floats that is 4 more than a
 // multiple of 32, so that the score phase's two row quads of a warp fall in different banks.
 __host__ __device__ inline int padded_width(int width) { return (width + 3) / 4 * 4 + ((4 - (width + 3) / 4 * 4 % 32) + 32) % 32; }
@@ -104,15 +101,6 @@ __host__ __device__ inline int padded_width(int width) { return (width + 3) / 4 
 __host__ __device__ inline size_t decode_smem_bytes(int width) {
   return sizeof(float) * (size_t(kHeadGroup + 2 * kTile) * padded_width(width) + kHeadGroup * kTile + 3 * kHeadGroup);
 }
-
-// 16 bytes global -> shared without passing through registers; zeros where !real (src unread).
-__device__ inline void copy_async16(float* dst, const float* src, bool real) {
-  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(address), "l"(src), "r"(real ? 16 : 0));
-}
-__device__ inline void copy_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int kPending>
-__device__ inline void copy_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(kPending)); }
 
 // grid (n_items, head groups, n_splits). Each block runs online softmax over its split of the
 // context, kTile rows at a time:
@@ -142,9 +130,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
   const MlaItem item = items[blockIdx.x];
   const int h0 = blockIdx.y * kHeadGroup, n_heads = min(kHeadGroup, dims.n_heads - h0);
   const int split = blockIdx.z, n_splits = gridDim.z;
-  // Whole tiles a split, so that no split ends on a tile of few rows.
-  const int chunk = ((item.context_len + n_splits - 1) / n_splits + kTile - 1) / kTile * kTile;
-  const int begin = min(item.context_len, split * chunk), end = min(item.context_len, begin + chunk);
+  int begin, end;
+  split_rows(item.context_len, split, n_splits, kTile, begin, end);
   const int32_t* table = tables + item.table_offset;
 
   const bool rows_vector = width % 4 == 0 && cache.row_width % 4 == 0;
@@ -362,6 +349,21 @@ __global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaIt
   }
 }
 
+// The CUDA-core kernel, for widths the tensor-core one does not take.
+void launch_decode_attention_cuda_cores(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items,
+                                        int n_items, const int32_t* tables, DeviceCacheLayer cache, int n_splits,
+                                        float* partial, cudaStream_t stream) {
+  const size_t smem = decode_smem_bytes(dims.d_c + dims.rope);
+  // The attribute is the kernel's, not a launch's: set once, for the widest rows allowed (a failure
+  // shows as the launch's error).
+  static const cudaError_t configured = cudaFuncSetAttribute(
+      decode_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      int(decode_smem_bytes(kMaxDecodeLatent + kMaxDecodeRope)));
+  (void)configured;
+  const dim3 grid(unsigned(n_items), unsigned((dims.n_heads + kHeadGroup - 1) / kHeadGroup), unsigned(n_splits));
+  launch_chained(decode_attention_kernel, grid, kThreads, smem, stream, dims, q, q_latent, items, tables, cache, partial);
+}
+
 }  // namespace
 
 void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
@@ -372,25 +374,28 @@ void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n
   launch_chained(absorb_kernel, grid, kAbsorbCols * kAbsorbSlices, smem, stream, dims, q, items, n_items, kv_b_proj, q_latent);
 }
 
-int mla_decode_splits(MlaDims dims, int n_items, int64_t context_bound, int sm_count) {
-  // A block an SM (its registers leave room for one), and at least a tile of rows a split.
-  const int64_t blocks = int64_t(n_items) * ((dims.n_heads + kHeadGroup - 1) / kHeadGroup);
-  const int64_t by_sms = (int64_t(sm_count) + blocks - 1) / blocks, by_rows = (context_bound + kTile - 1) / kTile;
-  return int(std::max<int64_t>(1, std::min(by_sms, by_rows)));
+MlaDecodePlan plan_mla_decode(MlaDims dims, int n_items, int64_t context_bound, int sm_count) {
+  const int64_t tiles = (context_bound + kTile - 1) / kTile;  // 32 rows in either kernel
+  auto groups = [&](int heads) { return int64_t(dims.n_heads + heads - 1) / heads; };
+  MlaDecodePlan plan;
+  // Batch-1 decode after a 1K prompt fills 32 blocks of 16 heads: slower than 64 of 8 on CUDA cores
+  // (Moonlight on an H200: 311 against 337 tok/s), where 32K tokens ran 188 against 143.
+  plan.tensor_cores = decode_on_tensor_cores(dims) && tiles * groups(kMmaHeadGroup) >= sm_count;
+  // A block an SM (registers or shared memory leave room for one), at least a tile of rows a part.
+  const int64_t blocks = int64_t(n_items) * groups(plan.tensor_cores ? kMmaHeadGroup : kHeadGroup);
+  const int64_t by_sms = (int64_t(sm_count) + blocks - 1) / blocks;
+  plan.n_splits = int(std::max<int64_t>(1, std::min(by_sms, tiles)));
+  return plan;
 }
 
 void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items,
-                                 int n_items, const int32_t* tables, DeviceCacheLayer cache, int n_splits,
+                                 int n_items, const int32_t* tables, DeviceCacheLayer cache, MlaDecodePlan plan,
                                  float* partial, float* o_latent, cudaStream_t stream) {
-  const size_t smem = decode_smem_bytes(dims.d_c + dims.rope);
-  // The attribute is the kernel's, not a launch's: set once, for the widest rows allowed (a failure
-  // shows as the launch's error).
-  static const cudaError_t configured = cudaFuncSetAttribute(
-      decode_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      int(decode_smem_bytes(kMaxDecodeLatent + kMaxDecodeRope)));
-  (void)configured;
-  const dim3 grid(unsigned(n_items), unsigned((dims.n_heads + kHeadGroup - 1) / kHeadGroup), unsigned(n_splits));
-  launch_chained(decode_attention_kernel, grid, kThreads, smem, stream, dims, q, q_latent, items, tables, cache, partial);
+  const int n_splits = plan.n_splits;
+  if (plan.tensor_cores)
+    launch_decode_attention_mma(dims, q, q_latent, items, n_items, tables, cache, n_splits, partial, stream);
+  else
+    launch_decode_attention_cuda_cores(dims, q, q_latent, items, n_items, tables, cache, n_splits, partial, stream);
   const dim3 merge_grid(unsigned(n_items), unsigned(dims.n_heads), unsigned((dims.d_c + kMergeCols - 1) / kMergeCols));
   launch_chained(merge_kernel, merge_grid, kMergeCols * kMergeGroups, sizeof(float) * n_splits, stream, dims, n_splits,
                  partial, o_latent);

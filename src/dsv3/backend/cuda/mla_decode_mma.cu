@@ -1,0 +1,217 @@
+// MLA decode attention on tensor cores: the absorbed form of mla_decode.cu, its products as
+// mma.sync m16n8k8 over TF32 operands (rounded to nearest) with float32 sums, where the CUDA-core
+// kernel was bound by issuing its shared-memory operands. A block takes 16 heads of one item (the M
+// of the product) over one split of its context, kTile cache rows a step, so that the cache is read
+// once for all 16:
+//   scores S = Q [16 x width] K^T: warp w takes tile rows 8 (w % 4).. over half w / 4 of the
+//            columns; the halves meet in shared memory;
+//   softmax: online, as in mla_decode.cu; warp w takes heads 2w and 2w + 1, a lane a row;
+//   output:  O [16 x d_c] += P V: warp w keeps columns (d_c / 8) w.. in its accumulators.
+// Fragment layouts: PTX ISA, "Matrix Fragments for mma.m16n8k8" (.tf32).
+#include "dsv3/backend/cuda/mla_decode_mma.h"
+
+#include <cfloat>
+
+#include "dsv3/backend/cuda/chained_launch.cuh"
+#include "dsv3/backend/cuda/mla_decode_rows.cuh"
+
+namespace dsv3::cuda {
+namespace {
+
+constexpr int kHeads = kMmaHeadGroup;
+constexpr int kTile = 32;  // a lane a row in the softmax
+constexpr int kWarps = 8, kThreads = 32 * kWarps;
+constexpr int kScoreHalves = 2;
+constexpr int kMaxOutTiles = kMaxDecodeLatent / (8 * kWarps);
+constexpr int kProbStride = kTile + 4;  // a fragment's 8 rows x 4 columns of P fall in distinct banks
+static_assert(kWarps == 4 * kScoreHalves && kHeads % kWarps == 0);
+
+// Rows of q and of the cache tiles in shared memory: a multiple of 4 floats (16-byte copies) that
+// is 4 more than a multiple of 32, so that a fragment's 8 rows x 4 columns fall in distinct banks.
+__host__ __device__ inline int row_stride(int width) {
+  const int w = (width + 3) / 4 * 4;
+  return w + ((4 - w % 32) + 32) % 32;
+}
+
+// q, two cache tiles (one multiplied while the next arrives), the score halves, probabilities, m, l
+// and factors.
+__host__ __device__ inline size_t smem_bytes(int width) {
+  return sizeof(float) * (size_t(kHeads + 2 * kTile) * row_stride(width) + kScoreHalves * kHeads * kTile +
+                          kHeads * kProbStride + 3 * kHeads);
+}
+
+__device__ inline uint32_t tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+
+// d += a b: a 16 x 8 (row), b 8 x 8 (column), TF32 operands, float32 sums.
+__device__ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// The A fragment at row 0, column k of a row-major matrix whose rows are `stride` apart, values
+// already in TF32: lane (g, t) holds (g, k + t), (g + 8, k + t), (g, k + t + 4), (g + 8, k + t + 4).
+__device__ inline void a_fragment(uint32_t (&a)[4], const float* m, int stride, int k, int g, int t) {
+  const float* p = m + g * stride + k + t;
+  a[0] = __float_as_uint(p[0]), a[1] = __float_as_uint(p[8 * stride]);
+  a[2] = __float_as_uint(p[4]), a[3] = __float_as_uint(p[8 * stride + 4]);
+}
+
+// grid (n_items, head groups, n_splits); partial results as mla_decode.cu's kernel writes them.
+// The first tile is asked for before wait_for_inputs(), as there (see that kernel's comment).
+__global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDims dims, DeviceMatrix q,
+                                                                        const float* q_latent, const MlaItem* items,
+                                                                        const int32_t* tables, DeviceCacheLayer cache,
+                                                                        float* partial) {
+  extern __shared__ float smem[];
+  const int width = dims.d_c + dims.rope, stride = row_stride(width);
+  float* q_s = smem;                                           // [kHeads][stride], TF32
+  float* const kv_tiles[2] = {q_s + kHeads * stride, q_s + (kHeads + kTile) * stride};  // [kTile][stride]
+  float* s_part = kv_tiles[1] + kTile * stride;                // [kScoreHalves][kHeads][kTile]
+  float* p_s = s_part + kScoreHalves * kHeads * kTile;         // [kHeads][kProbStride], TF32
+  float* m_s = p_s + kHeads * kProbStride;                     // [kHeads] running max
+  float* l_s = m_s + kHeads;                                   // [kHeads] running sum
+  float* f_s = l_s + kHeads;                                   // [kHeads] rescale factor of this tile
+
+  const MlaItem item = items[blockIdx.x];
+  const int h0 = blockIdx.y * kHeads, n_heads = min(kHeads, dims.n_heads - h0);
+  int begin, end;
+  split_rows(item.context_len, blockIdx.z, gridDim.z, kTile, begin, end);
+  const int32_t* table = tables + item.table_offset;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+
+  // All kTile rows from t0, those past the split's end as zeros; a copy group a tile.
+  auto fill_tile = [&](int t0, float* tile) {
+    const int n_rows = min(kTile, end - t0), vectors = width / 4;
+    for (int i = threadIdx.x; i < kTile * vectors; i += kThreads) {
+      const int r = i / vectors, v = i % vectors;
+      copy_async16(tile + r * stride + 4 * v, r < n_rows ? cache_row(cache, table, t0 + r) + 4 * v : cache.data,
+                   r < n_rows);
+    }
+    copy_async_commit();
+  };
+  if (begin < end) fill_tile(begin, kv_tiles[0]);
+  wait_for_inputs();
+
+  // The group's queries in TF32, rounded once: latent part, then the rotated q_pe; heads past the
+  // last are zeros (finite scores, never written out). Loads in batches, ahead of their stores.
+  const float* q_latent_group = q_latent + (int64_t(blockIdx.x) * dims.n_heads + h0) * dims.d_c;
+  const float* q_pe = q.data + int64_t(item.q_row) * q.stride + h0 * dims.qk() + dims.nope;
+  auto q_value = [&](int i) {
+    const int h = i / width, c = i % width;
+    if (h >= n_heads) return 0.0f;
+    return c < dims.d_c ? q_latent_group[h * dims.d_c + c] : q_pe[h * dims.qk() + c - dims.d_c];
+  };
+  constexpr int kBatch = 12;
+  for (int i0 = threadIdx.x; i0 < kHeads * width; i0 += kBatch * kThreads) {
+    float v[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) v[u] = i0 + u * kThreads < kHeads * width ? q_value(i0 + u * kThreads) : 0.0f;
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = i0 + u * kThreads;
+      if (i < kHeads * width) q_s[(i / width) * stride + i % width] = __uint_as_float(tf32(v[u]));
+    }
+  }
+  if (threadIdx.x < kHeads) m_s[threadIdx.x] = -FLT_MAX, l_s[threadIdx.x] = 0.0f;
+
+  const int out_tiles = dims.d_c / (8 * kWarps), c0 = warp * out_tiles * 8;
+  float o[kMaxOutTiles][4] = {};
+  for (int t0 = begin, b = 0; t0 < end; t0 += kTile, b ^= 1) {
+    const int n_rows = min(kTile, end - t0);
+    __syncthreads();  // the previous tile's rows and probabilities are used up: its buffer refills now
+    if (t0 + kTile < end) {
+      fill_tile(t0 + kTile, kv_tiles[b ^ 1]);
+      copy_async_wait<1>();  // all but the tile just asked for
+    } else {
+      copy_async_wait<0>();
+    }
+    __syncthreads();
+    const float* kv_s = kv_tiles[b];
+    {  // scores of tile rows 8j.. over columns [half * k_half, (half + 1) * k_half)
+      const int j = warp % 4, half = warp / 4, k_half = width / kScoreHalves;
+      const float* k_rows = kv_s + (j * 8 + g) * stride + half * k_half + t;
+      float s[4] = {};
+#pragma unroll 4
+      for (int k = 0; k < k_half; k += 8) {
+        uint32_t a[4];
+        a_fragment(a, q_s, stride, half * k_half + k, g, t);
+        mma_tf32(s, a, tf32(k_rows[k]), tf32(k_rows[k + 4]));
+      }
+      float* out = s_part + half * kHeads * kTile;
+      out[g * kTile + j * 8 + 2 * t] = s[0], out[g * kTile + j * 8 + 2 * t + 1] = s[1];
+      out[(g + 8) * kTile + j * 8 + 2 * t] = s[2], out[(g + 8) * kTile + j * 8 + 2 * t + 1] = s[3];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kHeads / kWarps; ++i) {
+      const int h = warp * (kHeads / kWarps) + i;
+      const float s =
+          lane < n_rows ? (s_part[h * kTile + lane] + s_part[(kHeads + h) * kTile + lane]) * dims.softmax_scale : -INFINITY;
+      float tile_max = s;
+      for (int offset = 16; offset > 0; offset /= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+      const float m_old = m_s[h], m_new = fmaxf(m_old, tile_max);
+      const float p = expf(s - m_new);
+      float sum = p;
+      for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+      p_s[h * kProbStride + lane] = __uint_as_float(tf32(p));
+      if (lane == 0) {
+        const float factor = expf(m_old - m_new);
+        m_s[h] = m_new, l_s[h] = l_s[h] * factor + sum, f_s[h] = factor;
+      }
+    }
+    __syncthreads();
+    // O = O * f + P V over this warp's columns; rows g and g + 8 of each accumulator are heads g, g + 8.
+    const float f_low = f_s[g], f_high = f_s[g + 8];
+#pragma unroll
+    for (int n = 0; n < kMaxOutTiles; ++n) o[n][0] *= f_low, o[n][1] *= f_low, o[n][2] *= f_high, o[n][3] *= f_high;
+#pragma unroll
+    for (int k = 0; k < kTile; k += 8) {
+      uint32_t a[4];
+      a_fragment(a, p_s, kProbStride, k, g, t);
+      const float* v_rows = kv_s + (k + t) * stride + c0 + g;
+#pragma unroll
+      for (int n = 0; n < kMaxOutTiles; ++n)
+        if (n < out_tiles) mma_tf32(o[n], a, tf32(v_rows[n * 8]), tf32(v_rows[4 * stride + n * 8]));
+    }
+  }
+  __syncthreads();
+  const int64_t row = dims.d_c + 2;
+  float* out = partial + ((int64_t(blockIdx.x) * gridDim.z + blockIdx.z) * dims.n_heads + h0) * row;
+#pragma unroll
+  for (int n = 0; n < kMaxOutTiles; ++n) {
+    if (n >= out_tiles) break;
+    const int c = c0 + n * 8 + 2 * t;
+    if (g < n_heads) out[g * row + c] = o[n][0], out[g * row + c + 1] = o[n][1];
+    if (g + 8 < n_heads) out[(g + 8) * row + c] = o[n][2], out[(g + 8) * row + c + 1] = o[n][3];
+  }
+  if (threadIdx.x < n_heads) out[threadIdx.x * row + dims.d_c] = m_s[threadIdx.x], out[threadIdx.x * row + dims.d_c + 1] = l_s[threadIdx.x];
+}
+
+}  // namespace
+
+bool decode_on_tensor_cores(MlaDims dims) {
+  return dims.d_c % (8 * kWarps) == 0 && dims.d_c <= kMaxDecodeLatent && (dims.d_c + dims.rope) % (8 * kScoreHalves) == 0;
+}
+
+void launch_decode_attention_mma(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items, int n_items,
+                                 const int32_t* tables, DeviceCacheLayer cache, int n_splits, float* partial,
+                                 cudaStream_t stream) {
+  // The attribute is the kernel's, not a launch's: set once, for the widest rows allowed (a failure
+  // shows as the launch's error).
+  static const cudaError_t configured =
+      cudaFuncSetAttribute(decode_attention_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           int(smem_bytes(kMaxDecodeLatent + kMaxDecodeRope)));
+  (void)configured;
+  const dim3 grid(unsigned(n_items), unsigned((dims.n_heads + kHeads - 1) / kHeads), unsigned(n_splits));
+  launch_chained(decode_attention_mma_kernel, grid, kThreads, smem_bytes(dims.d_c + dims.rope), stream, dims, q,
+                 q_latent, items, tables, cache, partial);
+}
+
+}  // namespace dsv3::cuda
