@@ -93,13 +93,9 @@ __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(Mla
   }
 }
 
-// Shared-memory row stride of q and the cache tile: a multiple of 4 floats that is 4 more than a
-// multiple of 32, so that the score phase's two row quads of a warp fall in different banks.
-__host__ __device__ inline int padded_width(int width) { return (width + 3) / 4 * 4 + ((4 - (width + 3) / 4 * 4 % 32) + 32) % 32; }
-
 // q, two cache tiles (one multiplied while the next arrives), probabilities, m, l and factors.
 __host__ __device__ inline size_t decode_smem_bytes(int width) {
-  return sizeof(float) * (size_t(kHeadGroup + 2 * kTile) * padded_width(width) + kHeadGroup * kTile + 3 * kHeadGroup);
+  return sizeof(float) * (size_t(kHeadGroup + 2 * kTile) * tile_row_stride(width) + kHeadGroup * kTile + 3 * kHeadGroup);
 }
 
 // grid (n_items, head groups, n_splits). Each block runs online softmax over its split of the
@@ -118,7 +114,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
                                                                     const int32_t* tables, DeviceCacheLayer cache,
                                                                     float* partial) {
   extern __shared__ float smem[];
-  const int width = dims.d_c + dims.rope, stride = padded_width(width);
+  const int width = dims.d_c + dims.rope, stride = tile_row_stride(width);
   float* q_s = smem;                                     // [kHeadGroup][stride]: q_latent then q_pe
   float* const kv_tiles[2] = {q_s + kHeadGroup * stride,  // [kTile][stride] each
                               q_s + (kHeadGroup + kTile) * stride};
@@ -187,14 +183,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
 
   for (int t0 = begin, b = 0; t0 < end; t0 += kTile, b ^= 1) {
     const int n_rows = min(kTile, end - t0);
-    __syncthreads();  // the previous tile's rows and probabilities are used up: its buffer refills now
-    if (t0 + kTile < end) {
-      fill_tile(t0 + kTile, kv_tiles[b ^ 1]);
-      copy_async_wait<1>();  // all but the tile just asked for
-    } else {
-      copy_async_wait<0>();
-    }
-    __syncthreads();
+    next_tile(t0, end, kTile, kv_tiles[b ^ 1], fill_tile);
     const float* kv_s = kv_tiles[b];
 
     float acc[4][4] = {};
@@ -221,20 +210,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
 
     {
       const int h = warp * (32 / kLanesPerHead) + lane / kLanesPerHead, t = lane % kLanesPerHead;
-      const float s = p_s[h * kTile + t];
-      float tile_max = s;
-      for (int offset = kLanesPerHead / 2; offset > 0; offset /= 2)
-        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
-      const float m_old = m_s[h], m_new = fmaxf(m_old, tile_max);
-      const float p = expf(s - m_new);
-      float sum = p;
-      for (int offset = kLanesPerHead / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-      p_s[h * kTile + t] = p;
-      __syncwarp();
-      if (t == 0) {
-        const float factor = expf(m_old - m_new);
-        m_s[h] = m_new, l_s[h] = l_s[h] * factor + sum, f_s[h] = factor;
-      }
+      p_s[h * kTile + t] = online_softmax_step<kLanesPerHead>(p_s[h * kTile + t], m_s + h, l_s + h, f_s + h);
     }
     __syncthreads();
 

@@ -26,17 +26,10 @@ constexpr int kMaxOutTiles = kMaxDecodeLatent / (8 * kWarps);
 constexpr int kProbStride = kTile + 4;  // a fragment's 8 rows x 4 columns of P fall in distinct banks
 static_assert(kWarps == 4 * kScoreHalves && kHeads % kWarps == 0);
 
-// Rows of q and of the cache tiles in shared memory: a multiple of 4 floats (16-byte copies) that
-// is 4 more than a multiple of 32, so that a fragment's 8 rows x 4 columns fall in distinct banks.
-__host__ __device__ inline int row_stride(int width) {
-  const int w = (width + 3) / 4 * 4;
-  return w + ((4 - w % 32) + 32) % 32;
-}
-
 // q, two cache tiles (one multiplied while the next arrives), the score halves, probabilities, m, l
 // and factors.
 __host__ __device__ inline size_t smem_bytes(int width) {
-  return sizeof(float) * (size_t(kHeads + 2 * kTile) * row_stride(width) + kScoreHalves * kHeads * kTile +
+  return sizeof(float) * (size_t(kHeads + 2 * kTile) * tile_row_stride(width) + kScoreHalves * kHeads * kTile +
                           kHeads * kProbStride + 3 * kHeads);
 }
 
@@ -70,7 +63,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
                                                                         const int32_t* tables, DeviceCacheLayer cache,
                                                                         float* partial) {
   extern __shared__ float smem[];
-  const int width = dims.d_c + dims.rope, stride = row_stride(width);
+  const int width = dims.d_c + dims.rope, stride = tile_row_stride(width);
   float* q_s = smem;                                           // [kHeads][stride], TF32
   float* const kv_tiles[2] = {q_s + kHeads * stride, q_s + (kHeads + kTile) * stride};  // [kTile][stride]
   float* s_part = kv_tiles[1] + kTile * stride;                // [kScoreHalves][kHeads][kTile]
@@ -125,14 +118,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
   float o[kMaxOutTiles][4] = {};
   for (int t0 = begin, b = 0; t0 < end; t0 += kTile, b ^= 1) {
     const int n_rows = min(kTile, end - t0);
-    __syncthreads();  // the previous tile's rows and probabilities are used up: its buffer refills now
-    if (t0 + kTile < end) {
-      fill_tile(t0 + kTile, kv_tiles[b ^ 1]);
-      copy_async_wait<1>();  // all but the tile just asked for
-    } else {
-      copy_async_wait<0>();
-    }
-    __syncthreads();
+    next_tile(t0, end, kTile, kv_tiles[b ^ 1], fill_tile);
     const float* kv_s = kv_tiles[b];
     {  // scores of tile rows 8j.. over columns [half * k_half, (half + 1) * k_half)
       const int j = warp % 4, half = warp / 4, k_half = width / kScoreHalves;
@@ -154,17 +140,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
       const int h = warp * (kHeads / kWarps) + i;
       const float s =
           lane < n_rows ? (s_part[h * kTile + lane] + s_part[(kHeads + h) * kTile + lane]) * dims.softmax_scale : -INFINITY;
-      float tile_max = s;
-      for (int offset = 16; offset > 0; offset /= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
-      const float m_old = m_s[h], m_new = fmaxf(m_old, tile_max);
-      const float p = expf(s - m_new);
-      float sum = p;
-      for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-      p_s[h * kProbStride + lane] = __uint_as_float(tf32(p));
-      if (lane == 0) {
-        const float factor = expf(m_old - m_new);
-        m_s[h] = m_new, l_s[h] = l_s[h] * factor + sum, f_s[h] = factor;
-      }
+      p_s[h * kProbStride + lane] = __uint_as_float(tf32(online_softmax_step<kTile>(s, m_s + h, l_s + h, f_s + h)));
     }
     __syncthreads();
     // O = O * f + P V over this warp's columns; rows g and g + 8 of each accumulator are heads g, g + 8.

@@ -13,6 +13,15 @@ __device__ inline const float* cache_row(DeviceCacheLayer cache, const int32_t* 
   return cache.data + (page * cache.page_size + position % cache.page_size) * cache.row_width;
 }
 
+// The shared-memory row stride of q and the cache tiles: a multiple of 4 floats (16-byte copies) that
+// is 4 more than a multiple of 32, so that rows 0..7 at one column fall in banks 4 apart (the CUDA-core
+// kernel's two row quads of a warp, the tensor-core kernel's fragments of 8 rows x 4 columns, in
+// distinct banks).
+__host__ __device__ inline int tile_row_stride(int width) {
+  const int w = (width + 3) / 4 * 4;
+  return w + ((4 - w % 32) + 32) % 32;
+}
+
 // 16 bytes global -> shared without passing through registers; zeros where !real (src unread).
 __device__ inline void copy_async16(float* dst, const float* src, bool real) {
   const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
@@ -28,6 +37,42 @@ __device__ inline void split_rows(int context_len, int split, int n_splits, int 
   const int chunk = ((context_len + n_splits - 1) / n_splits + tile_rows - 1) / tile_rows * tile_rows;
   begin = min(context_len, split * chunk);
   end = min(context_len, begin + chunk);
+}
+
+// At the top of a tile's step: once every thread is done with the previous tile, its buffer takes
+// the rows of the tile after this one (fill(first row, buffer), one copy group), and this tile's
+// copies are waited for.
+template <class Fill>
+__device__ inline void next_tile(int t0, int end, int tile_rows, float* next_buffer, const Fill& fill) {
+  __syncthreads();
+  if (t0 + tile_rows < end) {
+    fill(t0 + tile_rows, next_buffer);
+    copy_async_wait<1>();  // all but the tile just asked for
+  } else {
+    copy_async_wait<0>();
+  }
+  __syncthreads();
+}
+
+// A tile's step of online softmax (Milakov and Gimelshein 2018, "Online normalizer calculation for
+// softmax") for one head whose scores kLanes lanes of a warp hold, a row each (-inf where there is
+// none): returns the row's exp(s - m_new), and the first of the lanes updates the head's running max
+// m, sum l and the factor f its running output is rescaled by.
+template <int kLanes>
+__device__ inline float online_softmax_step(float s, float* m, float* l, float* f) {
+  float tile_max = s;
+  for (int offset = kLanes / 2; offset > 0; offset /= 2)
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+  const float m_old = *m, m_new = fmaxf(m_old, tile_max);
+  const float p = expf(s - m_new);
+  float sum = p;
+  for (int offset = kLanes / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  __syncwarp();  // every lane has read m
+  if (threadIdx.x % kLanes == 0) {
+    const float factor = expf(m_old - m_new);
+    *m = m_new, *l = *l * factor + sum, *f = factor;
+  }
+  return p;
 }
 
 }  // namespace dsv3::cuda
