@@ -2,7 +2,8 @@
 # The figures of bench/RESULTS.md's CUDA section, in one run on one GPU: batch-1 decode and prefill
 # (FP8 and BF16) with the device's read bandwidth and BF16 product rate measured alongside, decode
 # at batch 32/128/256 over 1K-token contexts, long prompts, the server path under 32 concurrent
-# clients (greedy, and at OpenAI's default temperature 1), and the same model through transformers.
+# clients (greedy, at OpenAI's default temperature 1, and at DeepSeek's suggested temperature 0.6
+# with top_p 0.95), and the same model through transformers.
 #
 #   bench/cuda_results.sh DSV3_BINARY OUT_DIR
 set -euo pipefail
@@ -22,4 +23,6 @@ done
   --kv-cache-tokens 65536 --json "$out/serving_32.json"
 "$dsv3" bench "${model[@]}" --dtype fp8 --clients 32 --requests 64 --prompt-tokens 1024 --output-tokens 64 \
   --kv-cache-tokens 65536 --temperature 1 --json "$out/serving_32_t1.json"
+"$dsv3" bench "${model[@]}" --dtype fp8 --clients 32 --requests 64 --prompt-tokens 1024 --output-tokens 64 \
+  --kv-cache-tokens 65536 --temperature 0.6 --top-p 0.95 --json "$out/serving_32_t06_p095.json"
 python3 "$(dirname "$0")/transformers_baseline.py" --prompt-tokens 1024 --decode-tokens 64 --json "$out/transformers.json"

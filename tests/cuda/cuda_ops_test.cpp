@@ -148,8 +148,10 @@ TEST_F(CudaOps, RowOpsMatchTheCpu) {
 
 TEST_F(CudaOps, PickTokensMatchesTheCpu) {
   // Rows of one span and of many, a vocabulary's width (Moonlight's), and odd ones; values drawn
-  // from few levels so that rows hold ties, with NaN and -inf sprinkled in; greedy and drawn rows.
+  // from few levels so that rows hold ties, with NaN and -inf sprinkled in; greedy and drawn rows,
+  // and with `cut`, rows cut by top_p and min_p beside them (another kernel).
   std::uniform_int_distribution<int> level(0, 40), special(0, 200);
+  for (const bool cut : {false, true})
   for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 100}, {5, 8192}, {2, 8193}, {1, 163840}, {40, 12345}}) {
     std::vector<float> values(size_t(rows * cols));
     for (float& v : values) {
@@ -160,16 +162,18 @@ TEST_F(CudaOps, PickTokensMatchesTheCpu) {
       for (int64_t c = 0; c < cols; ++c) values[size_t(cols + c)] = c % 2 ? -INFINITY : std::nanf("");
     std::vector<int32_t> packed;
     for (int64_t r = 0; r < rows; ++r) {
-      const TokenDraw draw = r % 2 ? TokenDraw::sampled(0.5f + float(r % 3), rng()) : TokenDraw::greedy();
-      const std::array<int32_t, 3> p = draw.pack();
+      TokenDraw draw = r % 2 ? TokenDraw::sampled(0.5f + float(r % 3), rng()) : TokenDraw::greedy();
+      if (cut && r % 4 == 1) draw.top_p = 0.3f + 0.1f * float(r % 7);
+      if (cut && r % 3 == 1) draw.min_p = 0.02f * float(r % 5);
+      const std::array<int32_t, TokenDraw::kPacked> p = draw.pack();
       packed.insert(packed.end(), p.begin(), p.end());
     }
     const IndexPair draws = indices(packed);
     const ActBuffer host = cpu.upload(values, rows, cols), device = gpu->upload(values, rows, cols);
     const ActBuffer host_out = cpu.alloc(rows, 1), device_out = gpu->alloc(rows, 1);
-    cpu.pick_tokens(host.view, draws.host(), host_out.view);
-    gpu->pick_tokens(device.view, draws.device(), device_out.view);
-    EXPECT_EQ(device_values(device_out.view), host_values(host_out.view)) << rows << " x " << cols;
+    cpu.pick_tokens(host.view, draws.host(), cut, host_out.view);
+    gpu->pick_tokens(device.view, draws.device(), cut, device_out.view);
+    EXPECT_EQ(device_values(device_out.view), host_values(host_out.view)) << rows << " x " << cols << (cut ? ", cut" : "");
   }
 }
 

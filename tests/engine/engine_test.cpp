@@ -94,21 +94,21 @@ TEST(Engine, ConcurrentRequestsGetWhatTheyGetAlone) {
   for (int r = 0; r < 6; ++r) EXPECT_EQ(together[size_t(r)].get().tokens, alone[size_t(r)]) << "request " << r;
 }
 
-// The backend picks greedy tokens, and draws from the whole softmax, where the logits are; a step
-// with a token to sample on the host (top_p, a penalty) or logprobs to give brings the logits back
-// too. However its step runs, a request gets the same tokens.
+// The backend picks greedy tokens, and draws cut by top_p and min_p at most, where the logits are;
+// a step with a token to sample on the host (top_k, a penalty) or logprobs to give brings the logits
+// back too. However its step runs, a request gets the same tokens.
 TEST(Engine, RequestsGetTheSameTokensHoweverTheirStepRuns) {
   auto engine = make_engine();
   GenerationRequest plain = greedy(prompt_of(20, 12), 6), drawn = greedy(prompt_of(30, 8), 6);
-  drawn.sampling.temperature = 0.8f, drawn.sampling.seed = 11;
+  drawn.sampling.temperature = 0.8f, drawn.sampling.top_p = 0.95f, drawn.sampling.seed = 11;
   const std::vector<int32_t> plain_alone = submit(*engine, plain).get().tokens;
   const std::vector<int32_t> drawn_alone = submit(*engine, drawn).get().tokens;
-  GenerationRequest nucleus = greedy(prompt_of(40, 9), 6), penalised = greedy(prompt_of(60, 7), 6);
+  GenerationRequest top_k = greedy(prompt_of(40, 9), 6), penalised = greedy(prompt_of(60, 7), 6);
   GenerationRequest plain_logprobs = plain, drawn_logprobs = drawn;
-  nucleus.sampling.temperature = 1.0f, nucleus.sampling.top_p = 0.9f, nucleus.sampling.seed = 7;
+  top_k.sampling.temperature = 1.0f, top_k.sampling.top_k = 20, top_k.sampling.seed = 7;
   penalised.sampling.repetition_penalty = 1.3f;
   plain_logprobs.top_logprobs = 2, drawn_logprobs.top_logprobs = 0;
-  for (const GenerationRequest* other : {&nucleus, &penalised, &plain_logprobs, &drawn_logprobs}) {
+  for (const GenerationRequest* other : {&top_k, &penalised, &plain_logprobs, &drawn_logprobs}) {
     auto beside_plain = submit(*engine, plain), beside_drawn = submit(*engine, drawn);
     const Outcome outcome = submit(*engine, *other).get();
     EXPECT_EQ(beside_plain.get().tokens, plain_alone);

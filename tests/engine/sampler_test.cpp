@@ -20,7 +20,7 @@ TEST(Sampler, TemperatureZeroIsArgmax) {
   EXPECT_EQ(sample_token(logits, p, rng), 1);
 }
 
-TEST(Sampler, BackendsDrawWhereNoCutOrPenaltyApplies) {
+TEST(Sampler, BackendsDrawWhereNoTopKOrPenaltyApplies) {
   SamplingParams p;
   p.temperature = 0.0f;
   p.top_p = 0.5f, p.top_k = 3;  // greedy whatever the cuts
@@ -31,8 +31,12 @@ TEST(Sampler, BackendsDrawWhereNoCutOrPenaltyApplies) {
   ASSERT_TRUE(backend_draw(drawn, 9).has_value());
   EXPECT_EQ(backend_draw(drawn, 9)->inv_temperature, 2.0f);
   EXPECT_EQ(backend_draw(drawn, 9)->key, 9u);
-  for (auto cut : {+[](SamplingParams& s) { s.top_k = 5; }, +[](SamplingParams& s) { s.top_p = 0.9f; },
-                   +[](SamplingParams& s) { s.min_p = 0.1f; }, +[](SamplingParams& s) { s.repetition_penalty = 1.2f; },
+  SamplingParams nucleus = drawn;
+  nucleus.top_p = 0.95f, nucleus.min_p = 0.05f;
+  ASSERT_TRUE(backend_draw(nucleus, 9).has_value());
+  EXPECT_EQ(backend_draw(nucleus, 9)->top_p, 0.95f);
+  EXPECT_EQ(backend_draw(nucleus, 9)->min_p, 0.05f);
+  for (auto cut : {+[](SamplingParams& s) { s.top_k = 5; }, +[](SamplingParams& s) { s.repetition_penalty = 1.2f; },
                    +[](SamplingParams& s) { s.presence_penalty = 0.5f; },
                    +[](SamplingParams& s) { s.frequency_penalty = -0.5f; }}) {
     SamplingParams q = drawn;

@@ -14,11 +14,13 @@ TEST(TokenDraw, GreedyIsTheArgmax) {
 }
 
 TEST(TokenDraw, PacksIntoThreeValues) {
-  const TokenDraw draw = TokenDraw::sampled(0.7f, 0x0123456789abcdefull);
-  const std::array<int32_t, 3> packed = draw.pack();
+  const TokenDraw draw = TokenDraw::sampled(0.7f, 0x0123456789abcdefull, 0.9f, 0.05f);
+  const std::array<int32_t, TokenDraw::kPacked> packed = draw.pack();
   const TokenDraw back = TokenDraw::unpack(packed);
   EXPECT_EQ(back.inv_temperature, draw.inv_temperature);
   EXPECT_EQ(back.key, draw.key);
+  EXPECT_EQ(back.top_p, draw.top_p);
+  EXPECT_EQ(back.min_p, draw.min_p);
 }
 
 // Draws over many keys follow softmax(logits / T): each token's share within 4 standard errors.
@@ -35,6 +37,35 @@ TEST(TokenDraw, DrawsFollowTheSoftmax) {
       const double expected = p[i] / z, share = double(count[i]) / kDraws;
       EXPECT_NEAR(share, expected, 4.0 * std::sqrt(expected * (1.0 - expected) / kDraws) + 1e-9)
           << "token " << i << " at T " << temperature;
+    }
+  }
+}
+
+// Cut draws follow the softmax renormalised over what the cuts keep: min_p drops the tokens less
+// than min_p times as likely as the most likely; top_p then keeps the most likely (ties to the lower
+// id) until they hold top_p of the kept mass, the one that crosses it included.
+TEST(TokenDraw, CutDrawsFollowTheSoftmaxOfWhatTheCutsKeep) {
+  // Probabilities at T = 1, most likely first: tokens 2, 4, 0, 1, 6, 3 hold 0.494, 0.300, 0.110,
+  // 0.041, 0.041, 0.015 (6 ties with 1 and ranks after it, by id). Relative to token 2's, token 0's
+  // is 0.22 and token 1's 0.08.
+  const std::vector<float> logits = {1.0f, 0.0f, 2.5f, -1.0f, 2.0f, -INFINITY, 0.0f};
+  struct Case {
+    float top_p, min_p;
+    std::vector<int> kept;
+  };
+  for (const Case& c : {Case{0.5f, 0.0f, {2, 4}}, Case{0.43f, 0.0f, {2}}, Case{0.92f, 0.0f, {2, 4, 0, 1}},
+                        Case{1.0f, 0.2f, {2, 4, 0}}, Case{0.9f, 0.2f, {2, 4, 0}}, Case{0.5f, 0.2f, {2}}}) {
+    std::vector<double> p(logits.size(), 0.0);
+    double z = 0.0;
+    for (int i : c.kept) z += p[size_t(i)] = std::exp(double(logits[size_t(i)]));
+    constexpr int kDraws = 30000;
+    std::vector<int> count(logits.size(), 0);
+    for (int n = 0; n < kDraws; ++n)
+      ++count[size_t(pick_token(logits, TokenDraw::sampled(1.0f, draw_key(7, uint64_t(n)), c.top_p, c.min_p)))];
+    for (size_t i = 0; i < logits.size(); ++i) {
+      const double expected = p[i] / z, share = double(count[i]) / kDraws;
+      EXPECT_NEAR(share, expected, 4.0 * std::sqrt(expected * (1.0 - expected) / kDraws) + 1e-9)
+          << "token " << i << " at top_p " << c.top_p << ", min_p " << c.min_p;
     }
   }
 }

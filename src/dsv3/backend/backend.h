@@ -107,10 +107,11 @@ class Backend {
   virtual void embed(const TensorView& table, const Indices& ids, const Act& out) = 0;
   // out[r] = rows[r] of x for r in `rows`.
   virtual void gather_rows(const Act& x, const Indices& rows, const Act& out) = 0;
-  // out[r] (out [rows, 1]) = the token row r of `logits` picks as TokenDraw r of `draws` says (three
-  // values a row, TokenDraw::pack), as a float (exact below 2^24): a step's next tokens, chosen where
-  // the logits are.
-  virtual void pick_tokens(const Act& logits, const Indices& draws, const Act& out) = 0;
+  // out[r] (out [rows, 1]) = the token row r of `logits` picks as TokenDraw r of `draws` says
+  // (TokenDraw::kPacked values a row, TokenDraw::pack), as a float (exact below 2^24): a step's next
+  // tokens, chosen where the logits are. cut_rows: some draw is cut by top_p or min_p (a backend may
+  // take a slower way for all rows then).
+  virtual void pick_tokens(const Act& logits, const Indices& draws, bool cut_rows, const Act& out) = 0;
   // out = weight * x / sqrt(mean(x^2) + eps), per row; out may alias x.
   virtual void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) = 0;
   // x += y, then out = rmsnorm(x): the residual add ahead of a layer's norm, fused where a backend can.

@@ -16,7 +16,8 @@ struct ServingBenchParams {
   int64_t n_requests = 16;
   int64_t prompt_tokens = 128;
   int64_t output_tokens = 64;
-  float temperature = 0.0f;  // 0: greedy; else a draw from the whole softmax, as OpenAI's default (1)
+  float temperature = 0.0f;  // 0: greedy; else a draw, as OpenAI's default (1)
+  float top_p = 1.0f;
 };
 
 struct ServingBenchResult {

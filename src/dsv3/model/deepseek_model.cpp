@@ -101,26 +101,28 @@ std::vector<float> DeepseekModel::run_forward(std::span<const ForwardChunk> chun
     }
     for (int64_t r = all_positions ? first : first + n - 1; r < first + n; ++r) inputs[kOutputRows].push_back(int32_t(r));
   }
+  bool cut_draws = false;
   for (const TokenDraw& draw : draws) {
-    const std::array<int32_t, 3> packed = draw.pack();
+    const std::array<int32_t, TokenDraw::kPacked> packed = draw.pack();
     inputs[kDraws].insert(inputs[kDraws].end(), packed.begin(), packed.end());
+    cut_draws = cut_draws || draw.cut();
   }
-  // A step of decode chunks alone does the same work for every batch of its size and output:
-  // replayable, keyed by both.
+  // A step of decode chunks alone does the same work for every batch of its size, output and way of
+  // picking: replayable, keyed by all three.
   const bool replayable = n_decode == int64_t(chunks.size()) && !all_positions;
-  const uint64_t replay_key = uint64_t(n_decode) << 2 | uint64_t(output);
+  const uint64_t replay_key = (uint64_t(n_decode) << 2 | uint64_t(output)) << 1 | (cut_draws ? 1 : 0);
   std::vector<float> result;
   backend_->run_step(replayable ? std::optional<uint64_t>(replay_key) : std::nullopt, inputs,
                      [&](std::span<const Indices> device_inputs) {
                        const StepIndices step{device_inputs, {device_inputs[kDecodeItems], device_inputs[kDecodeTables], n_decode}};
-                       return run_layers(batch, step, output);
+                       return run_layers(batch, step, output, cut_draws);
                      },
                      result);
   for (const ForwardChunk& chunk : chunks) chunk.sequence->n_tokens += int64_t(chunk.tokens.size());
   return result;
 }
 
-ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step, Output output) {
+ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step, Output output, bool cut_draws) {
   Backend& be = *backend_;
   const int64_t hidden = config_.hidden_size, n = step.inputs[kIds].size;
   ActBuffer x = be.alloc(n, hidden), h = be.alloc(n, hidden), sublayer_out = be.alloc(n, hidden);
@@ -152,7 +154,7 @@ ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step,
   // where the vocabulary is a multiple of 4), the token in column vocab.
   ActBuffer both = be.alloc(rows.size, vocab + 4);
   be.linear(last.view, weights_.lm_head, both.view.cols_slice(0, vocab));
-  be.pick_tokens(both.view.cols_slice(0, vocab), step.inputs[kDraws], both.view.cols_slice(vocab, 1));
+  be.pick_tokens(both.view.cols_slice(0, vocab), step.inputs[kDraws], cut_draws, both.view.cols_slice(vocab, 1));
   both.view = output == Output::Tokens ? both.view.cols_slice(vocab, 1) : both.view.cols_slice(0, vocab + 1);
   return both;
 }

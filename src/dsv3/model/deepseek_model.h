@@ -64,7 +64,7 @@ class DeepseekModel {
   std::vector<float> run_forward(std::span<const ForwardChunk> chunks, Output output,
                                  std::span<const TokenDraw> draws = {});
   // The layers and the head over the step's inputs in backend memory: what `output` names.
-  ActBuffer run_layers(const Batch& batch, const StepIndices& step, Output output);
+  ActBuffer run_layers(const Batch& batch, const StepIndices& step, Output output, bool cut_draws);
   void attention(int64_t layer, const Batch& batch, const StepIndices& step, const Act& h, const Act& out);
   void feed_forward(int64_t layer, const Act& h, const Act& out);
   void expert_ffn(const ExpertWeights& w, const Act& h, const Act& out);

@@ -62,10 +62,10 @@ void CpuBackend::gather_rows(const Act& x, const Indices& indices, const Act& ou
     std::memcpy(row_ptr(out, int64_t(i)), row_ptr(x, rows[i]), size_t(x.cols) * 4);
 }
 
-void CpuBackend::pick_tokens(const Act& logits, const Indices& draws, const Act& out) {
+void CpuBackend::pick_tokens(const Act& logits, const Indices& draws, bool, const Act& out) {
   const std::span<const int32_t> d = cpu::host_values(draws);
   for (int64_t r = 0; r < logits.rows; ++r) {
-    const TokenDraw draw = TokenDraw::unpack(d.subspan(size_t(3 * r), 3));
+    const TokenDraw draw = TokenDraw::unpack(d.subspan(size_t(TokenDraw::kPacked * r), TokenDraw::kPacked));
     *row_ptr(out, r) = float(pick_token({row_ptr(logits, r), size_t(logits.cols)}, draw));
   }
 }

@@ -18,7 +18,7 @@ class CpuBackend final : public Backend {
 
   void embed(const TensorView& table, const Indices& ids, const Act& out) override;
   void gather_rows(const Act& x, const Indices& rows, const Act& out) override;
-  void pick_tokens(const Act& logits, const Indices& draws, const Act& out) override;
+  void pick_tokens(const Act& logits, const Indices& draws, bool cut_rows, const Act& out) override;
   void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) override;
   void linear(const Act& x, const LinearWeight& w, const Act& out) override;
   void add(const Act& x, const Act& y) override;

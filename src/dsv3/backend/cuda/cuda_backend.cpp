@@ -177,9 +177,9 @@ void CudaBackend::gather_rows(const Act& x, const Indices& rows, const Act& out)
   DSV3_CUDA_CHECK_LAUNCH();
 }
 
-void CudaBackend::pick_tokens(const Act& logits, const Indices& draws, const Act& out) {
+void CudaBackend::pick_tokens(const Act& logits, const Indices& draws, bool cut_rows, const Act& out) {
   const Buffer parts = scratch(cuda::pick_tokens_scratch_bytes(logits.rows, logits.cols));
-  cuda::launch_pick_tokens(matrix(logits), draws.data, parts.data(), matrix(out), stream_);
+  cuda::launch_pick_tokens(matrix(logits), draws.data, cut_rows, parts.data(), matrix(out), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 }
 

@@ -35,10 +35,11 @@ struct DeviceCacheLayer {
 // Elementwise and row ops (elementwise.cu).
 void launch_embed(const DeviceWeight& table, const int32_t* ids, DeviceMatrix out, cudaStream_t stream);
 void launch_gather_rows(DeviceMatrix x, const int32_t* rows, DeviceMatrix out, cudaStream_t stream);
-// out[r] = float(the token row r of x picks) (pick_tokens.cu; draws as Backend::pick_tokens takes
-// them), through scratch of pick_tokens_scratch_bytes().
+// out[r] = float(the token row r of x picks) (pick_tokens.cu; draws and cut_rows as
+// Backend::pick_tokens takes them), through scratch of pick_tokens_scratch_bytes().
 size_t pick_tokens_scratch_bytes(int64_t rows, int64_t cols);
-void launch_pick_tokens(DeviceMatrix x, const int32_t* draws, void* scratch, DeviceMatrix out, cudaStream_t stream);
+void launch_pick_tokens(DeviceMatrix x, const int32_t* draws, bool cut_rows, void* scratch, DeviceMatrix out,
+                        cudaStream_t stream);
 void launch_rmsnorm(DeviceMatrix x, const float* weight, float eps, DeviceMatrix out, cudaStream_t stream);
 void launch_add_rmsnorm(DeviceMatrix x, DeviceMatrix y, const float* weight, float eps, DeviceMatrix out,
                         cudaStream_t stream);
