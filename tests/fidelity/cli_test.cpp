@@ -51,6 +51,20 @@ TEST(Cli, GeneratePrintsTheGreedyIdsAsAJsonArray) {
   EXPECT_EQ(nlohmann::json::parse(run.out), nlohmann::json(std::vector<int>(tokens.begin(), tokens.begin() + 8)));
 }
 
+// Sampled generation repeats for one seed, drawn by the backend (temperature and top_p) or on the
+// host (top_k), and a different seed draws differently.
+TEST(Cli, SeededSamplingRepeats) {
+  const std::string base = "generate -m " + kFixture.string() + " --ids 1,2,3 -n 12 --ignore-eos --temperature 1.5";
+  for (const std::string& cut : {std::string(" --top-p 0.9"), std::string(" --top-k 20")}) {
+    const auto first = test::run_dsv3(base + cut + " --seed 4"), again = test::run_dsv3(base + cut + " --seed 4"),
+               other = test::run_dsv3(base + cut + " --seed 5");
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    EXPECT_EQ(first.out, again.out) << cut;
+    EXPECT_NE(first.out, other.out) << cut;
+    EXPECT_EQ(nlohmann::json::parse(first.out).size(), 12u) << cut;
+  }
+}
+
 TEST(Cli, BadInputEndsWithAOneLineErrorAndANonZeroExit) {
   const fs::path broken = fs::temp_directory_path() / "dsv3_cli_broken_model";
   fs::create_directories(broken);
