@@ -221,10 +221,10 @@ void Engine::step() {
     chunk_prompt_tokens.push_back(n);
   }
 
-  // The backend picks every token it can where the logits are (greedy, or a draw from the whole
-  // softmax): the host's download and scan of a row of logits cost more than a layer of the model at
-  // batch 1. Only a step with a token to sample on the host (penalties, top_k/top_p/min_p, logprobs)
-  // brings the logits back too.
+  // The backend picks every token it can where the logits are (greedy, or a draw cut by top_p and
+  // min_p at most: backend_draw): the host's download and scan of a row of logits cost more than a
+  // layer of the model at batch 1. Only a step with a token to sample on the host (top_k, penalties)
+  // or logprobs to give brings the logits back too.
   std::vector<TokenDraw> draws;
   std::vector<bool> on_host;  // sampled on the host
   bool with_logits = false;
