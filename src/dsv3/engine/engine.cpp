@@ -248,7 +248,6 @@ void Engine::step() {
     }
   }
 
-  const int64_t vocab = model_->config().vocab_size;
   std::vector<std::pair<Active*, GenerationUpdate>> updates;
   for (size_t c = 0; c < owners.size(); ++c) {
     Active& a = *owners[c];
@@ -263,9 +262,7 @@ void Engine::step() {
     if (a.prefilling()) continue;  // more prompt to go: these logits are not needed
     if (chunk_prompt_tokens[c] > 0) pages.publish(a.sequence, a.request.prompt);  // share the prompt at once
 
-    const std::span<const float> row =
-        with_logits ? std::span<const float>(picked.logits).subspan(size_t(int64_t(c) * vocab), size_t(vocab))
-                    : std::span<const float>();
+    const std::span<const float> row = with_logits ? picked.logits(c) : std::span<const float>();
     int32_t token;
     const size_t forced = a.generated.size();
     if (forced < a.request.forced_tokens.size()) {

@@ -56,9 +56,7 @@ int32_t sample_token(std::span<const float> logits, const SamplingParams& params
   // Candidates as the cuts see them, by descending logit, ties to the lower id; top_k, min_p and
   // top_p only ever cut the tail, so no step sorts more than the head it keeps (a full sort of a
   // 160K-token vocabulary took 15-40 ms a token).
-  auto before = [&](int32_t a, int32_t b) {
-    return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
-  };
+  auto before = [&](int32_t a, int32_t b) { return ranks_before(logits[size_t(a)], a, logits[size_t(b)], b); };
   std::vector<int32_t> candidates(logits.size());
   std::iota(candidates.begin(), candidates.end(), 0);
   if (params.top_k > 0 && size_t(params.top_k) < candidates.size()) {  // the k first, in linear time

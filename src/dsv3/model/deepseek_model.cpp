@@ -59,14 +59,14 @@ DeepseekModel::Picked DeepseekModel::forward_picking(std::span<const ForwardChun
   DSV3_ASSERT(draws.size() == chunks.size());
   // pick_tokens hands tokens back as floats, exact below 2^24.
   if (config_.vocab_size > (int64_t(1) << 24)) fail("picking tokens takes vocabularies of up to 2^24 tokens");
-  const std::vector<float> result = run_forward(chunks, with_logits ? Output::TokensAndLogits : Output::Tokens, draws);
-  const int64_t width = with_logits ? config_.vocab_size + 1 : 1;
   Picked picked;
-  for (size_t c = 0; c < chunks.size(); ++c) {
-    const auto row = result.begin() + int64_t(c) * width;
-    picked.tokens.push_back(int32_t(row[width - 1]));
-    if (with_logits) picked.logits.insert(picked.logits.end(), row, row + config_.vocab_size);
-  }
+  picked.rows = run_forward(chunks, with_logits ? Output::TokensAndLogits : Output::Tokens, draws);
+  const int64_t width = with_logits ? config_.vocab_size + 1 : 1;
+  for (size_t c = 0; c < chunks.size(); ++c) picked.tokens.push_back(int32_t(picked.rows[(c + 1) * size_t(width) - 1]));
+  if (with_logits)
+    picked.vocab = config_.vocab_size;
+  else
+    picked.rows.clear();
   return picked;
 }
 

@@ -43,7 +43,13 @@ class DeepseekModel {
   // the logits come back only when asked for (a step some of whose requests sample on the host).
   struct Picked {
     std::vector<int32_t> tokens;  // one a chunk
-    std::vector<float> logits;    // [chunks, vocab] when asked for, else empty
+    // When asked for: chunk c's logits, and its token after them, at rows[c * (vocab + 1)] (as the
+    // step downloaded them).
+    std::vector<float> rows;
+    int64_t vocab = 0;
+    std::span<const float> logits(size_t c) const {
+      return std::span<const float>(rows).subspan(c * size_t(vocab + 1), size_t(vocab));
+    }
   };
   Picked forward_picking(std::span<const ForwardChunk> chunks, std::span<const TokenDraw> draws, bool with_logits);
   // Every chunk's greedy next token.

@@ -15,6 +15,7 @@
 #include <bit>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "dsv3/util/argmax.h"
 #include "dsv3/util/gumbel_noise.h"
@@ -55,13 +56,15 @@ inline int64_t pick_token(std::span<const float> logits, const TokenDraw& draw) 
   if (draw.inv_temperature == 0.0f) return argmax(logits);
   const int64_t best_logit = argmax(logits);
   const float max_logit = logits.empty() ? 0.0f : logits[size_t(best_logit)];
-  // The weights relative to the most likely token's; a token is kept by min_p where it is at least min_p.
-  auto weight = [&](size_t i) { return std::exp((logits[i] - max_logit) * draw.inv_temperature); };
-  auto kept = [&](size_t i) { return weight(i) >= draw.min_p; };
+  // The weights relative to the most likely token's, once for every pass; a token is kept by min_p
+  // where its weight is at least min_p.
+  std::vector<float> weight(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) weight[i] = std::exp((logits[i] - max_logit) * draw.inv_temperature);
+  auto kept = [&](size_t i) { return weight[i] >= draw.min_p; };
   float kept_mass = 0.0f;
   if (draw.top_p < 1.0f)
     for (size_t i = 0; i < logits.size(); ++i)
-      if (kept(i)) kept_mass += weight(i);
+      if (kept(i)) kept_mass += weight[i];
   bool ruled_out_tail = false;  // tokens ranked at or after `pivot` are ruled out
   int64_t pivot = 0;
   for (;;) {
@@ -76,7 +79,7 @@ inline int64_t pick_token(std::span<const float> logits, const TokenDraw& draw) 
     if (draw.top_p >= 1.0f) return best;
     float before = 0.0f;  // the kept mass ranked before `best`
     for (size_t i = 0; i < logits.size(); ++i)
-      if (kept(i) && ranks_before(logits[i], int64_t(i), logits[size_t(best)], best)) before += weight(i);
+      if (kept(i) && ranks_before(logits[i], int64_t(i), logits[size_t(best)], best)) before += weight[i];
     if (before < draw.top_p * kept_mass) return best;
     ruled_out_tail = true, pivot = best;
   }
