@@ -199,11 +199,8 @@ void CudaBackend::linear_pair(const Act& x, const LinearWeight& w_a, const Act& 
                               const Act& out_b) {
   const cuda::DeviceWeight a = cuda::weight(w_a), b = cuda::weight(w_b);
   // Both on the streaming path (what linear() picks for them) and alike enough for one launch.
-  if (!streams(x, w_a) || !streams(x, w_b) || !cuda::linear_small_pair_ok(a, b, matrix(x))) {
-    linear(x, w_a, out_a);
-    linear(x, w_b, out_b);
-    return;
-  }
+  if (!streams(x, w_a) || !streams(x, w_b) || !cuda::linear_small_pair_ok(a, b, matrix(x)))
+    return Backend::linear_pair(x, w_a, out_a, w_b, out_b);
   DSV3_ASSERT(x.cols == w_a.in_features() && out_a.cols == w_a.out_features() && out_b.cols == w_b.out_features() &&
                   x.rows == out_a.rows && x.rows == out_b.rows,
               "linear_pair ", w_a.weight.name, ", ", w_b.weight.name);

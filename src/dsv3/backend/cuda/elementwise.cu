@@ -2,6 +2,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "dsv3/backend/cuda/block_reduce.cuh"
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/weight_element.cuh"
@@ -10,23 +11,6 @@ namespace dsv3::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-__device__ float block_sum(float value) {
-  __shared__ float partial[32];
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) partial[warp] = value;
-  __syncthreads();
-  if (warp == 0) {
-    value = lane < int(blockDim.x / 32) ? partial[lane] : 0.0f;
-    for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
-    if (lane == 0) partial[0] = value;
-  }
-  __syncthreads();
-  const float total = partial[0];
-  __syncthreads();
-  return total;
-}
 
 __global__ void embed_kernel(DeviceWeight table, const int32_t* ids, DeviceMatrix out) {
   wait_for_inputs();

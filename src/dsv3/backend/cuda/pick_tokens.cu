@@ -9,6 +9,7 @@
 // over the whole row instead (a pass for the max, one for the kept mass, two a round).
 #include <climits>
 
+#include "dsv3/backend/cuda/block_reduce.cuh"
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/util/gumbel_noise.h"
@@ -33,6 +34,24 @@ __device__ inline void take_lanes(Best& best) {
     const int index = __shfl_xor_sync(0xffffffffu, best.index, offset);
     take(best, score, index);
   }
+}
+
+// The block's best of each thread's `best` (every thread gets it).
+__device__ Best block_best(Best best) {
+  __shared__ Best warps[32];
+  __shared__ Best total;
+  take_lanes(best);
+  if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32] = best;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    best = threadIdx.x < blockDim.x / 32 ? warps[threadIdx.x] : Best{-INFINITY, INT_MAX};
+    take_lanes(best);
+    if (threadIdx.x == 0) total = best;
+  }
+  __syncthreads();
+  const Best result = total;
+  __syncthreads();  // warps and total are free for the next call
+  return result;
 }
 
 // A row's draw as TokenDraw::pack lays it out (util/token_draw.h, which is C++20 and host code):
@@ -70,15 +89,8 @@ __global__ void __launch_bounds__(kThreads) pick_spans_kernel(DeviceMatrix x, co
                                                        : perturbed_logit(values[i], draw.inv_temperature, draw.key, c);
     take(best, score, c);
   }
-  take_lanes(best);
-  __shared__ Best warps[kThreads / 32];
-  if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32] = best;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    best = threadIdx.x < kThreads / 32 ? warps[threadIdx.x] : Best{-INFINITY, INT_MAX};
-    take_lanes(best);
-    if (threadIdx.x == 0) parts[int64_t(blockIdx.x) * gridDim.y + blockIdx.y] = best;
-  }
+  best = block_best(best);
+  if (threadIdx.x == 0) parts[int64_t(blockIdx.x) * gridDim.y + blockIdx.y] = best;
 }
 
 // One warp a row.
@@ -99,41 +111,6 @@ __device__ inline bool ranks_before(float logit_a, int a, float logit_b, int b) 
 
 constexpr int kCutThreads = 1024;
 
-// The block's best of each thread's `best` (every thread gets it).
-__device__ Best block_best(Best best) {
-  __shared__ Best warps[kCutThreads / 32];
-  __shared__ Best total;
-  take_lanes(best);
-  if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32] = best;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    best = threadIdx.x < blockDim.x / 32 ? warps[threadIdx.x] : Best{-INFINITY, INT_MAX};
-    take_lanes(best);
-    if (threadIdx.x == 0) total = best;
-  }
-  __syncthreads();
-  const Best result = total;
-  __syncthreads();  // warps and total are free for the next call
-  return result;
-}
-
-__device__ float block_total(float v) {
-  __shared__ float warps[kCutThreads / 32];
-  __shared__ float total;
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32] = v;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    v = threadIdx.x < blockDim.x / 32 ? warps[threadIdx.x] : 0.0f;
-    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-    if (threadIdx.x == 0) total = v;
-  }
-  __syncthreads();
-  const float result = total;
-  __syncthreads();
-  return result;
-}
-
 // One block a row: pick_token's rounds (util/token_draw.h), every row's draw whether cut or not.
 __global__ void __launch_bounds__(kCutThreads) pick_cut_kernel(DeviceMatrix x, const int32_t* draws, DeviceMatrix out) {
   wait_for_inputs();
@@ -152,7 +129,7 @@ __global__ void __launch_bounds__(kCutThreads) pick_cut_kernel(DeviceMatrix x, c
       float mass = 0.0f;
       for (int c = threadIdx.x; c < cols; c += blockDim.x)
         if (const float w = weight(row[c]); w >= draw.min_p) mass += w;
-      kept_mass = block_total(mass);
+      kept_mass = block_sum(mass);
     }
     bool ruled_out_tail = false;
     float pivot_logit = 0.0f;
@@ -176,7 +153,7 @@ __global__ void __launch_bounds__(kCutThreads) pick_cut_kernel(DeviceMatrix x, c
       for (int c = threadIdx.x; c < cols; c += blockDim.x)
         if (const float logit = row[c]; ranks_before(logit, c, picked_logit, picked))
           if (const float w = weight(logit); w >= draw.min_p) mass += w;
-      if (block_total(mass) < draw.top_p * kept_mass) break;
+      if (block_sum(mass) < draw.top_p * kept_mass) break;
       ruled_out_tail = true, pivot_logit = picked_logit, pivot = picked;
     }
   }
