@@ -126,12 +126,8 @@ int run_bench(const Args& args) {
   const double prefill_s = seconds_since(start);
   model->pages().publish(sequence, prompt);  // for the batches of --batch
 
-  int32_t next = token(rng);
   start = Clock::now();
-  for (int64_t i = 0; i < decode_len; ++i) {
-    const ForwardChunk step{&sequence, {&next, 1}};
-    next = model->forward_greedy({&step, 1})[0];
-  }
+  decode_greedy(*model, {&sequence, 1}, {token(rng)}, decode_len);
   const double decode_s = seconds_since(start);
 
   // The cache grows during the timed steps: count the mean context.

@@ -47,6 +47,40 @@ TEST_P(CudaFixture, GreedyTokensMatchWhileTheReferenceIsDecisive) {
   }
 }
 
+// Steps launched before the one ahead is collected, on the token it picked (fed_token; replayed
+// graphs included), pick what steps on the host's copy of that token pick.
+TEST_P(CudaFixture, StepsOnFedTokensPickWhatStepsOnHostTokensPick) {
+  Fixture f = load_fixture(GetParam(), "cuda");
+  const std::vector<int32_t> prompt = f.expected.at("greedy").at("prompt").get<std::vector<int32_t>>();
+  constexpr int kSteps = 8;
+  const TokenDraw greedy;
+  auto decode = [&](bool fed) {
+    CacheSequence sequence;
+    const ForwardChunk prefill{&sequence, prompt};
+    const int32_t first = f.model->forward_greedy({&prefill, 1})[0];
+    std::vector<int32_t> tokens = {first};
+    if (fed) {
+      const int32_t fed_id = fed_token(0);
+      const ForwardChunk start{&sequence, {&first, 1}}, step{&sequence, {&fed_id, 1}};
+      f.model->launch_picking({&start, 1}, {&greedy, 1}, false);
+      for (int i = 1; i < kSteps; ++i) {
+        f.model->launch_picking({&step, 1}, {&greedy, 1}, false);
+        tokens.push_back(f.model->collect_picked().tokens[0]);
+      }
+      tokens.push_back(f.model->collect_picked().tokens[0]);
+    } else {
+      for (int i = 0; i < kSteps; ++i) {
+        const int32_t next = tokens.back();
+        const ForwardChunk step{&sequence, {&next, 1}};
+        tokens.push_back(f.model->forward_greedy({&step, 1})[0]);
+      }
+    }
+    f.model->release(sequence);
+    return tokens;
+  };
+  EXPECT_EQ(decode(true), decode(false));
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaFixture, ::testing::ValuesIn(fixture_names()),
                          [](const auto& info) { return info.param; });
 

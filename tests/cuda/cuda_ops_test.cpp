@@ -193,8 +193,8 @@ TEST_F(CudaOps, RopeAndEmbedMatchTheCpu) {
   auto table = weight(DType::BF16, 300, 96);
   const IndexPair ids = indices({5, 0, 299, 17, 5});
   Pair out = activations(5, 96);
-  cpu.embed(table->host.weight, ids.host(), out.host.view);
-  gpu->embed(table->device.weight, ids.device(), out.device.view);
+  cpu.embed(table->host.weight, ids.host(), Act{}, out.host.view);
+  gpu->embed(table->device.weight, ids.device(), Act{}, out.device.view);
   EXPECT_EQ(device_values(out.device.view), host_values(out.host.view));
 }
 
@@ -215,7 +215,7 @@ TEST_F(CudaOps, RecordedStepsReplayWithNewInputs) {
     auto step = [&](Backend& be, const TensorView& weights, const RopeTable& rope) {
       return [&be, &weights, &rope](std::span<const Indices> in) {
         ActBuffer x = be.alloc(in[0].size, 96), picked = be.alloc(in[1].size, 96);
-        be.embed(weights, in[0], x.view);
+        be.embed(weights, in[0], Act{}, x.view);
         be.gather_rows(x.view, in[1], picked.view);
         be.rope(picked.view, 96, 64, rope, in[2]);
         return picked;

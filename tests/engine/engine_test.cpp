@@ -152,6 +152,25 @@ TEST(Engine, StopTokenEndsGenerationWithoutItsText) {
   EXPECT_EQ(out.text, real_tokenizer()->decode(std::vector<int32_t>(free_run.begin(), free_run.begin() + 2)));
 }
 
+// A request that ends on a stop token has a row in the step launched before its end was seen; that
+// row is dropped, and the cache it wrote is what a later request sharing the text reads.
+TEST(Engine, RequestsEndingWhileTheNextStepRunsLeaveTheCacheRight) {
+  auto engine = make_engine();
+  const std::vector<int32_t> prompt = prompt_of(7, 60);  // the first page ends after 4 generated tokens
+  const auto free_run = submit(*engine, greedy(prompt, 8)).get().tokens;
+  GenerationRequest stopped = greedy(prompt, 8);
+  stopped.stop.stop_token_ids = {free_run[3]};
+  const Outcome out = submit(*engine, stopped).get();
+  EXPECT_EQ(out.tokens, std::vector<int32_t>(free_run.begin(), free_run.begin() + 4));
+  EXPECT_EQ(engine->stats().kv_pages_used, 0);
+
+  std::vector<int32_t> longer = prompt;
+  longer.insert(longer.end(), free_run.begin(), free_run.begin() + 5);
+  const Outcome rest = submit(*engine, greedy(longer, 3)).get();
+  EXPECT_EQ(rest.last.usage.cached_tokens, 64);
+  EXPECT_EQ(rest.tokens, std::vector<int32_t>(free_run.begin() + 5, free_run.end()));
+}
+
 TEST(Engine, ForcedTokensAreEmittedBeforeSamplingResumes) {
   auto engine = make_engine();
   GenerationRequest r = greedy(prompt_of(5, 12), 4);

@@ -55,6 +55,58 @@ TEST_P(DecodeMatchesPrefill, ChunkedPrefillEqualsFullPrefill) {
   EXPECT_LT(relative_l2(logits, full_prefill(*model, kPrompt)), 1e-5);
 }
 
+// Steps launched before the one ahead is collected, on the tokens that one picked (fed_token), pick
+// what steps on the host's copies of those tokens pick.
+TEST_P(DecodeMatchesPrefill, StepsOnFedTokensPickWhatStepsOnHostTokensPick) {
+  const auto [v3, dtype] = GetParam();
+  auto model = make_random_model(v3 ? testing::tiny_v3_config() : testing::tiny_v2_config(), dtype);
+  const std::span<const int32_t> ids(kPrompt);
+  auto prefilled = [&] {
+    std::vector<CacheSequence> sequences(2);
+    const std::vector<ForwardChunk> prompts = {{&sequences[0], ids.subspan(0, 9)}, {&sequences[1], ids.subspan(3)}};
+    model->forward(prompts, false);
+    return sequences;
+  };
+  const std::vector<TokenDraw> draws = {TokenDraw::greedy(), TokenDraw::greedy()};
+  constexpr int kSteps = 5;
+
+  std::vector<CacheSequence> on_host = prefilled();
+  std::vector<int32_t> next = {5, 6};
+  std::vector<int32_t> expected;
+  for (int i = 0; i < kSteps; ++i) {
+    const std::vector<ForwardChunk> chunks = {{&on_host[0], {&next[0], 1}}, {&on_host[1], {&next[1], 1}}};
+    next = model->forward_greedy(chunks);
+    expected.insert(expected.end(), next.begin(), next.end());
+  }
+
+  std::vector<CacheSequence> fed = prefilled();
+  // The second sequence's row comes first, so that each token is fed to the row that picked it.
+  const std::vector<int32_t> first = {6, 5}, fed_ids = {fed_token(0), fed_token(1)};
+  std::vector<int32_t> got;
+  for (int i = 0; i < kSteps; ++i) {
+    const std::vector<int32_t>& tokens = i == 0 ? first : fed_ids;
+    const std::vector<ForwardChunk> chunks = {{&fed[1], {&tokens[0], 1}}, {&fed[0], {&tokens[1], 1}}};
+    model->launch_picking(chunks, draws, false);
+    EXPECT_EQ(model->steps_in_flight(), i == 0 ? 1u : 2u);
+    if (i > 0) {
+      const std::vector<int32_t> picked = model->collect_picked().tokens;
+      got.insert(got.end(), {picked[1], picked[0]});
+    }
+  }
+  const std::vector<int32_t> last = model->collect_picked().tokens;
+  got.insert(got.end(), {last[1], last[0]});
+  EXPECT_EQ(got, expected);
+
+  // A fed token names a row the step before picked, and only a step without logits feeds.
+  const int32_t beyond = fed_token(2);
+  const ForwardChunk past{&fed[0], {&beyond, 1}};
+  EXPECT_THROW(model->forward_greedy({&past, 1}), Error);
+  const int32_t row0 = fed_token(0), host = 7;
+  const ForwardChunk with_logits{&fed[0], {&host, 1}}, after_logits{&fed[0], {&row0, 1}};
+  model->forward_picking({&with_logits, 1}, {&draws[0], 1}, true);
+  EXPECT_THROW(model->forward_greedy({&after_logits, 1}), Error);
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, DecodeMatchesPrefill,
                          ::testing::Combine(::testing::Bool(), ::testing::Values(PresetDtype::Bf16, PresetDtype::Fp8)));
 

@@ -11,13 +11,19 @@
 
 namespace dsv3 {
 
-void Backend::run_step(std::optional<uint64_t>, std::span<const std::vector<int32_t>> inputs, const StepBody& body,
-                       std::vector<float>& result) {
+void Backend::launch_step(std::optional<uint64_t>, std::span<const std::vector<int32_t>> inputs, const StepBody& body) {
   std::vector<Indices> views;
   for (const std::vector<int32_t>& values : inputs) views.push_back({values.data(), int64_t(values.size())});
   const ActBuffer out = body(views);
-  result.resize(size_t(out.view.rows * out.view.cols));
+  std::vector<float> result(size_t(out.view.rows * out.view.cols));
   download(out.view, result.data());
+  finished_results_.push_back(std::move(result));
+}
+
+void Backend::finish_step(std::vector<float>& result) {
+  DSV3_ASSERT(!finished_results_.empty());
+  result = std::move(finished_results_.front());
+  finished_results_.pop_front();
 }
 
 void Backend::mla_rope_and_cache(const MlaShape& shape, const Act& q, const Act& kv, const Act& kv_norm, float eps,

@@ -3,6 +3,7 @@
 // Shapes in comments are [rows, cols] of Act views; all views are row-major.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -94,8 +95,21 @@ class Backend {
   // replay the record over the new inputs without running the body (CUDA graphs): the body must then
   // do the same work every time for one key and take host values only through `inputs`.
   using StepBody = std::function<ActBuffer(std::span<const Indices> inputs)>;
-  virtual void run_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,
-                        const StepBody& body, std::vector<float>& result);
+  void run_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,
+                const StepBody& body, std::vector<float>& result) {
+    launch_step(replay_key, inputs, body);
+    finish_step(result);
+  }
+  // run_step in two halves, so that the host can launch the next step while this one runs (a GPU
+  // would otherwise idle through the host's launch of every step): launch_step queues the step and
+  // its result's download and may return before they are done; finish_step waits for the oldest step
+  // launched and not finished yet and hands back its result. This version runs the step in
+  // launch_step. `inputs` and `body` are used within launch_step only.
+  virtual void launch_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,
+                           const StepBody& body);
+  virtual void finish_step(std::vector<float>& result);
+  // Steps launched and not finished.
+  virtual size_t steps_in_flight() const { return finished_results_.size(); }
 
   // The read bandwidth of the memory the weights live in, measured now, in bytes a second.
   virtual double measure_read_bandwidth() = 0;
@@ -103,8 +117,10 @@ class Backend {
   // against. This version times linear(); a backend with a faster raw product times that instead.
   virtual double measure_matmul_rate();
 
-  // out[i] = table[ids[i]] (table [vocab, H] in its stored dtype).
-  virtual void embed(const TensorView& table, const Indices& ids, const Act& out) = 0;
+  // out[i] = table[ids[i]] (table [vocab, H] in its stored dtype). An id of -1 - j stands for the
+  // token in row j of `fed` ([rows, 1], ids as floats: what pick_tokens wrote in a step before), so
+  // that a step can go on from tokens the host has not seen yet.
+  virtual void embed(const TensorView& table, const Indices& ids, const Act& fed, const Act& out) = 0;
   // out[r] = rows[r] of x for r in `rows`.
   virtual void gather_rows(const Act& x, const Indices& rows, const Act& out) = 0;
   // out[r] (out [rows, 1]) = the token row r of `logits` picks as TokenDraw r of `draws` says
@@ -170,6 +186,9 @@ class Backend {
   // weight 1: the routed sum first, the shared term added last.
   virtual void moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
                            const ExpertWeights* shared, const Act& out) = 0;
+
+ private:
+  std::deque<std::vector<float>> finished_results_;  // of the steps this version ran in launch_step
 };
 
 // "cpu" or "cuda"; an empty name picks cuda when a GPU is present, else cpu. Throws for an unknown

@@ -9,14 +9,26 @@ namespace {
 
 constexpr int64_t kPrefillChunks = 32;  // sequences whose tails are prefilled in one forward pass
 
-// One greedy step of every sequence; next[i] becomes sequence i's next token.
-void step(DeepseekModel& model, std::vector<CacheSequence>& sequences, std::vector<int32_t>& next) {
-  std::vector<ForwardChunk> chunks;
-  for (size_t i = 0; i < sequences.size(); ++i) chunks.push_back({&sequences[i], {&next[i], 1}});
-  next = model.forward_greedy(chunks);
-}
-
 }  // namespace
+
+std::vector<int32_t> decode_greedy(DeepseekModel& model, std::span<CacheSequence> sequences, std::vector<int32_t> next,
+                                   int64_t steps) {
+  const std::vector<TokenDraw> greedy(sequences.size());
+  std::vector<int32_t> fed;
+  for (size_t i = 0; i < sequences.size(); ++i) fed.push_back(fed_token(int64_t(i)));
+  auto launch = [&](const std::vector<int32_t>& tokens) {
+    std::vector<ForwardChunk> chunks;
+    for (size_t i = 0; i < sequences.size(); ++i) chunks.push_back({&sequences[i], {&tokens[i], 1}});
+    model.launch_picking(chunks, greedy, false);
+  };
+  if (steps <= 0) return next;
+  launch(next);
+  for (int64_t i = 1; i < steps; ++i) {
+    launch(fed);
+    model.collect_picked();
+  }
+  return model.collect_picked().tokens;
+}
 
 double batched_decode_tokens_per_s(DeepseekModel& model, std::span<const int32_t> prompt, int64_t batch,
                                    int64_t steps) {
@@ -34,9 +46,9 @@ double batched_decode_tokens_per_s(DeepseekModel& model, std::span<const int32_t
   // would all send their tokens to the same few experts.
   std::vector<int32_t> next;
   for (int64_t i = 0; i < batch; ++i) next.push_back(prompt[size_t(i * 7919 % int64_t(prompt.size()))]);
-  for (int i = 0; i < 2; ++i) step(model, sequences, next);  // the batch's graph is recorded here
+  next = decode_greedy(model, sequences, next, 2);  // the batch's graph is recorded here
   const auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < steps; ++i) step(model, sequences, next);
+  decode_greedy(model, sequences, next, steps);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (CacheSequence& s : sequences) model.release(s);
   return double(batch * steps) / seconds;

@@ -1,5 +1,6 @@
 #include "dsv3/engine/engine.h"
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -51,8 +52,15 @@ struct Engine::Active {
   Usage usage;
   Clock::time_point submitted = Clock::now();
   bool admitted = false;
+  bool done = false;              // finished: its rows in launched steps are dropped
+  int64_t prompt_launched = 0;    // prompt tokens in launched steps, prompt_done and those in flight
+  int64_t launched_steps = 0;     // launched steps not collected that have a row of it
+  int64_t picks_in_flight = 0;    // tokens those steps pick for it
+  int64_t pick_row = 0;           // its row in the last step launched, where that one picks for it
 
   bool prefilling() const { return prompt_done < int64_t(request.prompt.size()); }
+  // The number of the next token a step launched now picks for it.
+  size_t next_token_number() const { return generated.size() + size_t(picks_in_flight); }
   // Every token whose cache rows exist: the prompt, then all generated tokens but the last.
   std::vector<int32_t> cached_tokens() const {
     std::vector<int32_t> all = request.prompt;
@@ -120,6 +128,28 @@ EngineStats Engine::stats() const {
   return stats_;
 }
 
+// A launched step: a chunk a row, each of its owner.
+struct Engine::Launched {
+  std::vector<ForwardChunk> chunks;
+  std::vector<Active*> owners;
+  std::vector<int64_t> prompt_tokens;  // a row's prompt tokens (0 for a decode row)
+  std::vector<bool> takes_token;       // the row picks its owner's next token
+  std::vector<bool> on_host;           // ... sampled on the host from the logits
+  std::vector<TokenDraw> draws;
+  std::vector<int32_t> tokens;         // decode rows' tokens (chunks point into it)
+  bool with_logits = false;
+  bool launched = false;
+  std::string error;  // why the launch failed
+  // The next step may take this one's tokens on the device: none comes from the host (a sample,
+  // a forced token) and the logits stay there.
+  bool feeds_next() const {
+    if (with_logits) return false;
+    for (size_t c = 0; c < owners.size(); ++c)
+      if (takes_token[c] && owners[c]->next_token_number() <= owners[c]->request.forced_tokens.size()) return false;
+    return true;
+  }
+};
+
 void Engine::loop() {
   for (;;) {
     {
@@ -136,6 +166,7 @@ void Engine::loop() {
     }
   }
   // Shutting down: everything still here is cancelled.
+  drop_in_flight();
   std::vector<std::unique_ptr<Active>> left;
   {
     std::lock_guard lock(mutex_);
@@ -153,31 +184,62 @@ void Engine::loop() {
   }
 }
 
+void Engine::drop_in_flight() {
+  if (in_flight_ && in_flight_->launched) {
+    try {
+      model_->collect_picked();  // keeps the model's steps in order
+    } catch (const std::exception& e) {
+      log_warn("forward failed: ", e.what());
+    }
+  }
+  in_flight_.reset();
+  retired_.clear();
+}
+
 void Engine::fail_all_running(const std::string& message) {
+  drop_in_flight();
   std::vector<std::unique_ptr<Active>> failed;
   failed.swap(running_);
   for (auto& a : failed) {
-    model_->release(a->sequence);
+    a->launched_steps = 0;
     GenerationUpdate update;
     update.finish = FinishReason::Error;
     update.error = message;
-    update.usage = a->usage;
-    a->on_update(update);
+    finish(std::move(a), update);
   }
 }
 
 void Engine::step() {
-  PageAllocator& pages = model_->pages();
-  std::vector<std::pair<std::unique_ptr<Active>, GenerationUpdate>> finished;
+  // A step whose tokens must come to the host before the next can go on from them is collected
+  // first; otherwise the next step is launched before it is.
+  if (in_flight_ && !in_flight_->feeds_next()) {
+    collect(*in_flight_);
+    in_flight_.reset();
+  }
+  take_in();
+  auto next = std::make_unique<Launched>(compose());
+  if (!next->owners.empty()) launch(*next);
+  if (in_flight_) collect(*in_flight_);
+  in_flight_ = next->owners.empty() ? nullptr : std::move(next);
+  // Where every request of the new step finished meanwhile, nothing would come back for it.
+  if (in_flight_ && std::all_of(in_flight_->owners.begin(), in_flight_->owners.end(), [](Active* a) { return a->done; })) {
+    collect(*in_flight_);
+    in_flight_.reset();
+  }
+  std::lock_guard lock(mutex_);
+  stats_.running = int64_t(running_.size());
+  stats_.queued = int64_t(queued_.size());
+  stats_.kv_pages_used = model_->pages().n_in_use();
+}
 
-  // Take in cancellations and new requests (those whose prompt and max_tokens fit the cache now).
+void Engine::take_in() {
+  PageAllocator& pages = model_->pages();
+  std::vector<std::unique_ptr<Active>> cancelled;
   {
     std::lock_guard lock(mutex_);
     auto take_if_cancelled = [&](std::unique_ptr<Active>& a) {
       if (!cancelled_.count(a->id)) return false;
-      GenerationUpdate update;
-      update.finish = FinishReason::Cancelled;
-      finished.push_back({std::move(a), update});
+      cancelled.push_back(std::move(a));
       return true;
     };
     std::erase_if(running_, take_if_cancelled);
@@ -192,82 +254,122 @@ void Engine::step() {
         pages.release(a.sequence);  // wait for running requests to free pages
         break;
       }
-      a.prompt_done = cached;
+      a.prompt_done = a.prompt_launched = cached;
       a.usage.cached_tokens = cached;
       a.admitted = true;
       running_.push_back(std::move(queued_.front()));
       queued_.pop_front();
     }
   }
+  for (auto& a : cancelled) {
+    GenerationUpdate update;
+    update.finish = FinishReason::Cancelled;
+    finish(std::move(a), update);
+  }
+}
 
+Engine::Launched Engine::compose() {
   // One chunk a running request: its next token when decoding, part of its prompt when prefilling.
-  std::vector<ForwardChunk> chunks;
-  std::vector<Active*> owners;
-  std::vector<int64_t> chunk_prompt_tokens;
+  // A decode row's token is the last one generated, or, while the step in flight picks it, fed to
+  // the device from there; a request that step surely ends (max_tokens) gets no row.
+  Launched step;
+  step.tokens.reserve(running_.size());  // chunks point into it
+  for (auto& a : running_) {
+    if (a->done || a->prompt_launched < int64_t(a->request.prompt.size())) continue;
+    if (a->picks_in_flight > 0) {
+      if (int64_t(a->next_token_number()) >= a->request.stop.max_tokens) continue;
+      step.tokens.push_back(fed_token(a->pick_row));
+    } else {
+      step.tokens.push_back(a->generated.back());
+    }
+    step.chunks.push_back({&a->sequence, {&step.tokens.back(), 1}});
+    step.owners.push_back(a.get());
+    step.prompt_tokens.push_back(0);
+  }
   int64_t prefill_budget = options_.max_step_tokens;
   for (auto& a : running_) {
-    if (!a->prefilling()) {
-      chunks.push_back({&a->sequence, {&a->generated.back(), 1}});
-      owners.push_back(a.get());
-      chunk_prompt_tokens.push_back(0);
-    }
-  }
-  for (auto& a : running_) {
-    if (!a->prefilling() || prefill_budget <= 0) continue;
-    const int64_t n = std::min<int64_t>(prefill_budget, int64_t(a->request.prompt.size()) - a->prompt_done);
+    const int64_t prompt = int64_t(a->request.prompt.size());
+    if (a->done || a->prompt_launched >= prompt || prefill_budget <= 0) continue;
+    const int64_t n = std::min<int64_t>(prefill_budget, prompt - a->prompt_launched);
     prefill_budget -= n;
-    chunks.push_back({&a->sequence, std::span<const int32_t>(a->request.prompt).subspan(size_t(a->prompt_done), size_t(n))});
-    owners.push_back(a.get());
-    chunk_prompt_tokens.push_back(n);
+    step.chunks.push_back({&a->sequence, std::span<const int32_t>(a->request.prompt).subspan(size_t(a->prompt_launched), size_t(n))});
+    step.owners.push_back(a.get());
+    step.prompt_tokens.push_back(n);
   }
 
   // The backend picks every token it can where the logits are (greedy, or a draw cut by top_p and
   // min_p at most: backend_draw): the host's download and scan of a row of logits cost more than a
   // layer of the model at batch 1. Only a step with a token to sample on the host (top_k, penalties)
   // or logprobs to give brings the logits back too.
-  std::vector<TokenDraw> draws;
-  std::vector<bool> on_host;  // sampled on the host
-  bool with_logits = false;
-  for (size_t c = 0; c < owners.size(); ++c) {
-    const Active& a = *owners[c];
-    const bool takes_token = a.prompt_done + chunk_prompt_tokens[c] >= int64_t(a.request.prompt.size());
-    const bool forced = a.generated.size() < a.request.forced_tokens.size();
-    const std::optional<TokenDraw> draw = backend_draw(a.request.sampling, draw_key(a.draw_seed, a.generated.size()));
-    on_host.push_back(takes_token && !forced && !draw);
-    with_logits = with_logits || on_host.back() || (takes_token && a.request.top_logprobs >= 0);
-    draws.push_back(draw.value_or(TokenDraw::greedy()));
+  for (size_t c = 0; c < step.owners.size(); ++c) {
+    const Active& a = *step.owners[c];
+    const bool takes_token = a.prompt_launched + step.prompt_tokens[c] >= int64_t(a.request.prompt.size());
+    const size_t number = a.next_token_number();
+    const bool forced = number < a.request.forced_tokens.size();
+    const std::optional<TokenDraw> draw = backend_draw(a.request.sampling, draw_key(a.draw_seed, number));
+    step.takes_token.push_back(takes_token);
+    step.on_host.push_back(takes_token && !forced && !draw);
+    step.with_logits = step.with_logits || step.on_host.back() || (takes_token && a.request.top_logprobs >= 0);
+    step.draws.push_back(draw.value_or(TokenDraw::greedy()));
   }
+  return step;
+}
+
+void Engine::launch(Launched& step) {
+  try {
+    model_->launch_picking(step.chunks, step.draws, step.with_logits);
+  } catch (const std::exception& e) {
+    step.error = e.what();
+    log_warn("forward failed: ", step.error);
+    return;
+  }
+  step.launched = true;
+  for (size_t c = 0; c < step.owners.size(); ++c) {
+    Active& a = *step.owners[c];
+    ++a.launched_steps;
+    a.prompt_launched += step.prompt_tokens[c];
+    if (step.takes_token[c]) ++a.picks_in_flight, a.pick_row = int64_t(c);
+  }
+}
+
+void Engine::collect(Launched& step) {
+  PageAllocator& pages = model_->pages();
   DeepseekModel::Picked picked;
-  std::string forward_error;
-  if (!chunks.empty()) {
+  std::string error = step.error;
+  if (step.launched) {
     try {
-      picked = model_->forward_picking(chunks, draws, with_logits);
+      picked = model_->collect_picked();
     } catch (const std::exception& e) {
-      forward_error = e.what();
-      log_warn("forward failed: ", forward_error);
+      error = e.what();
+      log_warn("forward failed: ", error);
     }
   }
 
   std::vector<std::pair<Active*, GenerationUpdate>> updates;
-  for (size_t c = 0; c < owners.size(); ++c) {
-    Active& a = *owners[c];
+  for (size_t c = 0; c < step.owners.size(); ++c) {
+    Active& a = *step.owners[c];
+    if (step.launched) {
+      --a.launched_steps;
+      if (step.takes_token[c]) --a.picks_in_flight;
+    }
+    if (a.done) continue;  // finished after this step was launched: its row is dropped
     GenerationUpdate update;
-    if (!forward_error.empty()) {
+    if (!error.empty()) {
       update.finish = FinishReason::Error;
-      update.error = forward_error;
+      update.error = error;
       updates.push_back({&a, update});
       continue;
     }
-    a.prompt_done += chunk_prompt_tokens[c];
+    a.prompt_done += step.prompt_tokens[c];
     if (a.prefilling()) continue;  // more prompt to go: these logits are not needed
-    if (chunk_prompt_tokens[c] > 0) pages.publish(a.sequence, a.request.prompt);  // share the prompt at once
+    if (step.prompt_tokens[c] > 0) pages.publish(a.sequence, a.request.prompt);  // share the prompt at once
 
-    const std::span<const float> row = with_logits ? picked.logits(c) : std::span<const float>();
+    const std::span<const float> row = step.with_logits ? picked.logits(c) : std::span<const float>();
     int32_t token;
     const size_t forced = a.generated.size();
     if (forced < a.request.forced_tokens.size()) {
       token = a.request.forced_tokens[forced];
-    } else if (!on_host[c]) {
+    } else if (!step.on_host[c]) {
       token = picked.tokens[c];
     } else {
       std::vector<float> penalised(row.begin(), row.end());
@@ -316,33 +418,36 @@ void Engine::step() {
     }
     for (auto& r : running_) {
       if (r.get() == a) {
-        finished.push_back({std::move(r), update});
+        finish(std::move(r), update);
         break;
       }
     }
   }
   std::erase(running_, nullptr);
-  for (auto& [a, update] : finished) {
-    if (a->admitted) {
-      pages.publish(a->sequence, a->cached_tokens());
-      pages.release(a->sequence);
-    }
-    update.usage = a->usage;
+  std::erase_if(retired_, [](const std::unique_ptr<Active>& a) { return a->launched_steps == 0; });
+}
+
+void Engine::finish(std::unique_ptr<Active> a, GenerationUpdate update) {
+  PageAllocator& pages = model_->pages();
+  a->done = true;
+  // A launched step may still write this request's pages: its work is queued ahead of whatever
+  // later takes them.
+  if (a->admitted) {
+    if (update.finish != FinishReason::Error) pages.publish(a->sequence, a->cached_tokens());
+    pages.release(a->sequence);
   }
+  update.usage = a->usage;
   // Statistics first, so that a client told its request finished sees its pages freed.
   {
     std::lock_guard lock(mutex_);
-    for (auto& [a, update] : finished) {
-      ++stats_.requests_finished;
-      stats_.prompt_tokens += uint64_t(a->usage.prompt_tokens);
-      stats_.generated_tokens += uint64_t(a->usage.completion_tokens);
-      stats_.cached_prompt_tokens += uint64_t(a->usage.cached_tokens);
-    }
-    stats_.running = int64_t(running_.size());
-    stats_.queued = int64_t(queued_.size());
+    ++stats_.requests_finished;
+    stats_.prompt_tokens += uint64_t(a->usage.prompt_tokens);
+    stats_.generated_tokens += uint64_t(a->usage.completion_tokens);
+    stats_.cached_prompt_tokens += uint64_t(a->usage.cached_tokens);
     stats_.kv_pages_used = pages.n_in_use();
   }
-  for (auto& [a, update] : finished) a->on_update(update);
+  a->on_update(update);
+  if (a->launched_steps > 0) retired_.push_back(std::move(a));
 }
 
 }  // namespace dsv3

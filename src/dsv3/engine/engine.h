@@ -1,7 +1,9 @@
 // The generation engine: one thread that runs the model over all active requests at every step
 // (continuous batching). New requests are prefilled in chunks within a token budget, so running
 // decodes keep flowing; requests join and leave at any step. The latent cache is paged with
-// prefix reuse; when it is full, new requests wait in the queue.
+// prefix reuse; when it is full, new requests wait in the queue. Where the backend picks every
+// token of a step, the next step is launched before that one is collected, on the tokens it picked
+// (fed_token): the host's work on a step's results overlaps the device's work on the next.
 #pragma once
 
 #include <atomic>
@@ -59,8 +61,21 @@ class Engine {
 
  private:
   struct Active;
+  struct Launched;
   void loop();
   void step();
+  // Cancellations, then queued requests while they fit.
+  void take_in();
+  // The next step over the running requests: a chunk each, fed the tokens in_flight_ picks where it
+  // is still running.
+  Launched compose();
+  void launch(Launched& step);
+  // Waits for a launched step, hands its tokens to their requests and retires the finished.
+  void collect(Launched& step);
+  // Frees a request's pages and tells it it is done; it is kept while a launched step has a row of it.
+  void finish(std::unique_ptr<Active> active, GenerationUpdate update);
+  // Waits for the step in flight, if any, and drops its results.
+  void drop_in_flight();
   void fail_all_running(const std::string& message);
 
   std::unique_ptr<DeepseekModel> model_;
@@ -70,6 +85,8 @@ class Engine {
   std::condition_variable wake_;
   std::deque<std::unique_ptr<Active>> queued_;
   std::vector<std::unique_ptr<Active>> running_;
+  std::unique_ptr<Launched> in_flight_;             // launched and not collected
+  std::vector<std::unique_ptr<Active>> retired_;  // finished, with rows in a launched step
   std::unordered_map<uint64_t, bool> cancelled_;
   uint64_t next_id_ = 1;
   EngineStats stats_;

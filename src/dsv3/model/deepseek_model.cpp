@@ -48,21 +48,32 @@ DeepseekModel::DeepseekModel(ModelConfig config, std::shared_ptr<const TensorSou
   cache_layout_ = {config_.num_hidden_layers, pages_.n_pages(), kPageSize, config_.kv_lora_rank,
                    config_.qk_rope_head_dim};
   cache_ = backend_->alloc_cache(cache_layout_);
+  picked_ = backend_->alloc(kMaxPickedRows, 1);
 }
 
 std::vector<float> DeepseekModel::forward(std::span<const ForwardChunk> chunks, bool all_positions) {
-  return run_forward(chunks, all_positions ? Output::AllLogits : Output::LastLogits);
+  DSV3_ASSERT(in_flight_.empty());
+  launch_forward(chunks, all_positions ? Output::AllLogits : Output::LastLogits);
+  return finish_forward();
 }
 
-DeepseekModel::Picked DeepseekModel::forward_picking(std::span<const ForwardChunk> chunks,
-                                                     std::span<const TokenDraw> draws, bool with_logits) {
+void DeepseekModel::launch_picking(std::span<const ForwardChunk> chunks, std::span<const TokenDraw> draws,
+                                   bool with_logits) {
   DSV3_ASSERT(draws.size() == chunks.size());
   // pick_tokens hands tokens back as floats, exact below 2^24.
   if (config_.vocab_size > (int64_t(1) << 24)) fail("picking tokens takes vocabularies of up to 2^24 tokens");
+  if (int64_t(chunks.size()) > kMaxPickedRows) fail("a step takes at most ", kMaxPickedRows, " sequences");
+  launch_forward(chunks, with_logits ? Output::TokensAndLogits : Output::Tokens, draws);
+}
+
+DeepseekModel::Picked DeepseekModel::collect_picked() {
+  DSV3_ASSERT(!in_flight_.empty());
+  const bool with_logits = in_flight_.front().first == Output::TokensAndLogits;
+  const size_t n_chunks = in_flight_.front().second;
   Picked picked;
-  picked.rows = run_forward(chunks, with_logits ? Output::TokensAndLogits : Output::Tokens, draws);
+  picked.rows = finish_forward();
   const int64_t width = with_logits ? config_.vocab_size + 1 : 1;
-  for (size_t c = 0; c < chunks.size(); ++c) picked.tokens.push_back(int32_t(picked.rows[(c + 1) * size_t(width) - 1]));
+  for (size_t c = 0; c < n_chunks; ++c) picked.tokens.push_back(int32_t(picked.rows[(c + 1) * size_t(width) - 1]));
   if (with_logits)
     picked.vocab = config_.vocab_size;
   else
@@ -70,14 +81,30 @@ DeepseekModel::Picked DeepseekModel::forward_picking(std::span<const ForwardChun
   return picked;
 }
 
-std::vector<float> DeepseekModel::run_forward(std::span<const ForwardChunk> chunks, Output output,
-                                              std::span<const TokenDraw> draws) {
+std::vector<float> DeepseekModel::finish_forward() {
+  DSV3_ASSERT(!in_flight_.empty());
+  in_flight_.pop_front();
+  std::vector<float> result;
+  backend_->finish_step(result);
+  return result;
+}
+
+void DeepseekModel::launch_forward(std::span<const ForwardChunk> chunks, Output output,
+                                   std::span<const TokenDraw> draws) {
   const bool all_positions = output == Output::AllLogits;
   Batch batch{chunks, {}, {}};
   std::vector<std::vector<int32_t>> inputs(kStepInputs);
   int64_t n_decode = 0;
   for (const ForwardChunk& chunk : chunks) {
     DSV3_ASSERT(!chunk.tokens.empty());
+    for (const int32_t id : chunk.tokens) {
+      const bool fed = id < 0 && -1 - int64_t(id) < picked_rows_;
+      if (!fed && (id < 0 || id >= config_.vocab_size))
+        fail("token id ", id, " is outside the vocabulary (", config_.vocab_size, ")",
+             id < 0 ? " and names none of the tokens the step before picked" : "");
+    }
+  }
+  for (const ForwardChunk& chunk : chunks) {
     CacheSequence& sequence = *chunk.sequence;
     const int64_t start = sequence.n_tokens, n = int64_t(chunk.tokens.size());
     pages_.reserve(sequence, start + n);
@@ -85,10 +112,7 @@ std::vector<float> DeepseekModel::run_forward(std::span<const ForwardChunk> chun
     batch.first_row.push_back(first);
     batch.start.push_back(start);
     for (int64_t i = 0; i < n; ++i) {
-      const int32_t id = chunk.tokens[size_t(i)];
-      if (id < 0 || id >= config_.vocab_size)
-        fail("token id ", id, " is outside the vocabulary (", config_.vocab_size, ")");
-      inputs[kIds].push_back(id);
+      inputs[kIds].push_back(chunk.tokens[size_t(i)]);
       inputs[kPositions].push_back(int32_t(start + i));
       inputs[kSlots].push_back(cache_slot(cache_layout_, sequence.block_table, start + i));
     }
@@ -111,22 +135,21 @@ std::vector<float> DeepseekModel::run_forward(std::span<const ForwardChunk> chun
   // picking: replayable, keyed by all three.
   const bool replayable = n_decode == int64_t(chunks.size()) && !all_positions;
   const uint64_t replay_key = (uint64_t(n_decode) << 2 | uint64_t(output)) << 1 | (cut_draws ? 1 : 0);
-  std::vector<float> result;
-  backend_->run_step(replayable ? std::optional<uint64_t>(replay_key) : std::nullopt, inputs,
-                     [&](std::span<const Indices> device_inputs) {
-                       const StepIndices step{device_inputs, {device_inputs[kDecodeItems], device_inputs[kDecodeTables], n_decode}};
-                       return run_layers(batch, step, output, cut_draws);
-                     },
-                     result);
+  backend_->launch_step(replayable ? std::optional<uint64_t>(replay_key) : std::nullopt, inputs,
+                        [&](std::span<const Indices> device_inputs) {
+                          const StepIndices step{device_inputs, {device_inputs[kDecodeItems], device_inputs[kDecodeTables], n_decode}};
+                          return run_layers(batch, step, output, cut_draws);
+                        });
+  in_flight_.emplace_back(output, chunks.size());
+  picked_rows_ = output == Output::Tokens ? int64_t(chunks.size()) : 0;
   for (const ForwardChunk& chunk : chunks) chunk.sequence->n_tokens += int64_t(chunk.tokens.size());
-  return result;
 }
 
 ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step, Output output, bool cut_draws) {
   Backend& be = *backend_;
   const int64_t hidden = config_.hidden_size, n = step.inputs[kIds].size;
   ActBuffer x = be.alloc(n, hidden), h = be.alloc(n, hidden), sublayer_out = be.alloc(n, hidden);
-  be.embed(weights_.embed_tokens, step.inputs[kIds], x.view);
+  be.embed(weights_.embed_tokens, step.inputs[kIds], picked_.view, x.view);
   const float eps = float(config_.rms_norm_eps);
   // Each residual add is fused with the norm that follows it; the first layer's norm has none.
   be.rmsnorm(x.view, weights_.layers.front().input_layernorm.view, eps, h.view);
@@ -150,12 +173,19 @@ ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step,
     be.linear(last.view, weights_.lm_head, logits.view);
     return logits;
   }
-  // Logits and tokens side by side in rows of vocab + 4 (which keeps the logits' rows 16-byte aligned
-  // where the vocabulary is a multiple of 4), the token in column vocab.
+  // Logits in rows of vocab + 4 (which keeps them 16-byte aligned where the vocabulary is a multiple
+  // of 4), the token beside them in column vocab when they come back too; otherwise the tokens go to
+  // picked_, where the next step can take them as fed tokens.
   ActBuffer both = be.alloc(rows.size, vocab + 4);
-  be.linear(last.view, weights_.lm_head, both.view.cols_slice(0, vocab));
-  be.pick_tokens(both.view.cols_slice(0, vocab), step.inputs[kDraws], cut_draws, both.view.cols_slice(vocab, 1));
-  both.view = output == Output::Tokens ? both.view.cols_slice(vocab, 1) : both.view.cols_slice(0, vocab + 1);
+  const Act logits = both.view.cols_slice(0, vocab);
+  be.linear(last.view, weights_.lm_head, logits);
+  if (output == Output::Tokens) {
+    const Act tokens = picked_.view.rows_slice(0, rows.size);
+    be.pick_tokens(logits, step.inputs[kDraws], cut_draws, tokens);
+    return {Buffer(), tokens};
+  }
+  be.pick_tokens(logits, step.inputs[kDraws], cut_draws, both.view.cols_slice(vocab, 1));
+  both.view = both.view.cols_slice(0, vocab + 1);
   return both;
 }
 

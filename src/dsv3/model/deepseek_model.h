@@ -4,6 +4,7 @@
 // run once over all tokens of the batch.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <span>
 #include <vector>
@@ -21,6 +22,10 @@ struct ForwardChunk {
   CacheSequence* sequence = nullptr;  // its tokens go at positions sequence->n_tokens, ...
   std::span<const int32_t> tokens;
 };
+
+// A chunk's token that is the one the step launched just before picked for its chunk j, whether or
+// not the host has collected it yet (DeepseekModel::launch_picking).
+constexpr int32_t fed_token(int64_t j) { return int32_t(-1 - j); }
 
 class DeepseekModel {
  public:
@@ -51,11 +56,23 @@ class DeepseekModel {
       return std::span<const float>(rows).subspan(c * size_t(vocab + 1), size_t(vocab));
     }
   };
-  Picked forward_picking(std::span<const ForwardChunk> chunks, std::span<const TokenDraw> draws, bool with_logits);
+  Picked forward_picking(std::span<const ForwardChunk> chunks, std::span<const TokenDraw> draws, bool with_logits) {
+    launch_picking(chunks, draws, with_logits);
+    return collect_picked();
+  }
   // Every chunk's greedy next token.
   std::vector<int32_t> forward_greedy(std::span<const ForwardChunk> chunks) {
     return forward_picking(chunks, std::vector<TokenDraw>(chunks.size()), false).tokens;
   }
+  // forward_picking in two halves, so that the host can launch a step before the one ahead of it
+  // has finished: launch_picking queues the step (its chunks' sequences advance at once) and
+  // returns, possibly before the backend has run it; collect_picked waits for the oldest step
+  // launched and not collected. A step launched right after one without logits may take that step's
+  // tokens as fed_token(j), which the host need not have seen.
+  void launch_picking(std::span<const ForwardChunk> chunks, std::span<const TokenDraw> draws, bool with_logits);
+  Picked collect_picked();
+  // Steps launched and not collected.
+  size_t steps_in_flight() const { return in_flight_.size(); }
 
   // The cache's pages: prefix reuse and release of finished sequences.
   PageAllocator& pages() { return pages_; }
@@ -67,8 +84,9 @@ class DeepseekModel {
   // What a forward pass hands back: logits of the last positions or of all, the picked tokens, or
   // both ([rows, vocab + 1], the token last).
   enum class Output { LastLogits, AllLogits, Tokens, TokensAndLogits };
-  std::vector<float> run_forward(std::span<const ForwardChunk> chunks, Output output,
-                                 std::span<const TokenDraw> draws = {});
+  // Queues a forward pass (Backend::launch_step); finish_forward hands back the oldest one's result.
+  void launch_forward(std::span<const ForwardChunk> chunks, Output output, std::span<const TokenDraw> draws = {});
+  std::vector<float> finish_forward();
   // The layers and the head over the step's inputs in backend memory: what `output` names.
   ActBuffer run_layers(const Batch& batch, const StepIndices& step, Output output, bool cut_draws);
   void attention(int64_t layer, const Batch& batch, const StepIndices& step, const Act& h, const Act& out);
@@ -85,6 +103,12 @@ class DeepseekModel {
   LatentCacheLayout cache_layout_;
   Buffer cache_;
   PageAllocator pages_;
+  // The tokens the last step without logits picked, where the next step's embed reads fed tokens: one
+  // block for every step, so that recorded steps find it at the same address.
+  static constexpr int64_t kMaxPickedRows = 65536;
+  ActBuffer picked_;
+  int64_t picked_rows_ = 0;  // rows of picked_ the step launched last wrote (0: it picked none there)
+  std::deque<std::pair<Output, size_t>> in_flight_;  // each launched step's output and chunks
 };
 
 }  // namespace dsv3

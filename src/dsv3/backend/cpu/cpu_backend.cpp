@@ -46,13 +46,15 @@ Buffer CpuBackend::alloc_cache(const LatentCacheLayout& layout) {
   return cpu::host_alloc(size_t(layout.n_layers * layout.layer_elems()) * sizeof(float));
 }
 
-void CpuBackend::embed(const TensorView& table, const Indices& indices, const Act& out) {
+void CpuBackend::embed(const TensorView& table, const Indices& indices, const Act& fed, const Act& out) {
   const std::span<const int32_t> ids = cpu::host_values(indices);
   const int64_t vocab = table.shape.at(0);
   const LinearWeight as_rows{table, {}, 128, 128};
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= vocab) fail("token id ", ids[i], " is outside the vocabulary (", vocab, ")");
-    cpu::weight_row_to_f32(as_rows, ids[i], row_ptr(out, int64_t(i)));
+    int64_t id = ids[i];
+    if (id < 0 && -1 - id < fed.rows) id = int64_t(*row_ptr(fed, -1 - id));
+    if (id < 0 || id >= vocab) fail("token id ", id, " is outside the vocabulary (", vocab, ")");
+    cpu::weight_row_to_f32(as_rows, id, row_ptr(out, int64_t(i)));
   }
 }
 

@@ -16,7 +16,7 @@ class CpuBackend final : public Backend {
   Buffer alloc_cache(const LatentCacheLayout& layout) override;
   double measure_read_bandwidth() override;
 
-  void embed(const TensorView& table, const Indices& ids, const Act& out) override;
+  void embed(const TensorView& table, const Indices& ids, const Act& fed, const Act& out) override;
   void gather_rows(const Act& x, const Indices& rows, const Act& out) override;
   void pick_tokens(const Act& logits, const Indices& draws, bool cut_rows, const Act& out) override;
   void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) override;

@@ -67,6 +67,7 @@ CudaBackend::CudaBackend() {
 
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
+  for (LaunchedStep& step : launched_) cudaEventDestroy(step.done);
   cudaFreeHost(staging_);
   if (download_) cudaFreeHost(download_);
   gemm_.reset();
@@ -167,8 +168,8 @@ TensorView CudaBackend::place(const TensorView& stored) {
 }
 
 // Ids are the model's to check against the vocabulary: the device cannot report a bad one.
-void CudaBackend::embed(const TensorView& table, const Indices& ids, const Act& out) {
-  cuda::launch_embed(cuda::weight(table), ids.data, matrix(out), stream_);
+void CudaBackend::embed(const TensorView& table, const Indices& ids, const Act& fed, const Act& out) {
+  cuda::launch_embed(cuda::weight(table), ids.data, matrix(fed), matrix(out), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 }
 

@@ -4,6 +4,7 @@
 // DeepSeek's block scaling).
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <span>
@@ -31,10 +32,12 @@ class CudaBackend final : public Backend {
   Buffer alloc_cache(const LatentCacheLayout& layout) override;
   TensorView place(const TensorView& stored) override;
 
-  void run_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,
-                const StepBody& body, std::vector<float>& result) override;
+  void launch_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,
+                   const StepBody& body) override;
+  void finish_step(std::vector<float>& result) override;
+  size_t steps_in_flight() const override { return launched_.size(); }
 
-  void embed(const TensorView& table, const Indices& ids, const Act& out) override;
+  void embed(const TensorView& table, const Indices& ids, const Act& fed, const Act& out) override;
   void gather_rows(const Act& x, const Indices& rows, const Act& out) override;
   void pick_tokens(const Act& logits, const Indices& draws, bool cut_rows, const Act& out) override;
   void rmsnorm(const Act& x, const Act& weight, float eps, const Act& out) override;
@@ -100,8 +103,10 @@ class CudaBackend final : public Backend {
   // A step's inputs in one device block laid out as `layout` says, uploaded through the staging ring.
   void upload_step_inputs(std::span<const std::vector<int32_t>> inputs, const cuda::StepInputLayout& layout,
                           void* memory);
-  // The body run as it is, over freshly uploaded inputs; its result downloaded.
-  void run_step_directly(std::span<const std::vector<int32_t>> inputs, const StepBody& body, std::vector<float>& result);
+  // The body run as it is, over freshly uploaded inputs; its result's download queued.
+  void launch_step_directly(std::span<const std::vector<int32_t>> inputs, const StepBody& body);
+  // Queues the download of a launched step's result and records when it is done.
+  void queue_result_download(const Act& src);
   // The body captured into a graph over the graph's own inputs and memory; false when an op could
   // not be captured (it synchronises).
   bool capture_step(const cuda::StepGraphs::Key& key, std::span<const std::vector<int32_t>> inputs,
@@ -120,6 +125,16 @@ class CudaBackend final : public Backend {
   // Pinned memory that downloads pass through, grown to the largest asked for.
   void* download_ = nullptr;
   size_t download_bytes_ = 0;
+  // Steps launched and not finished, oldest first, each with the pinned memory its result comes
+  // down to; blocks of finished steps are kept for the next ones.
+  struct LaunchedStep {
+    Buffer block;
+    size_t n_values = 0;
+    cudaEvent_t done = nullptr;
+  };
+  static constexpr size_t kKeptResultBlocks = 4;
+  std::deque<LaunchedStep> launched_;
+  std::vector<Buffer> free_results_;
   std::map<std::pair<const void*, const void*>, Buffer> expert_tables_;  // by (first expert, shared FFN)
   cuda::StepGraphs graphs_;
   bool capturing_ = false;  // the stream is recording a step graph

@@ -1,6 +1,8 @@
-// Backend::run_step on the GPU: a step's inputs go up in one copy; decode steps (those given a
-// replay key) are recorded as CUDA graphs the second time their key is seen and replayed after that
-// (step_graphs.h).
+// Backend::launch_step and finish_step on the GPU: a step's inputs go up in one copy; decode steps
+// (those given a replay key) are recorded as CUDA graphs the second time their key is seen and
+// replayed after that (step_graphs.h); each step's result comes down into pinned memory of its own,
+// behind its work on the stream, and finish_step waits for that copy alone.
+#include <algorithm>
 #include <utility>
 
 #include "dsv3/backend/cuda/cuda_backend.h"
@@ -26,32 +28,67 @@ void CudaBackend::upload_step_inputs(std::span<const std::vector<int32_t>> input
   copy_to_device(memory, packed.data(), packed.size() * sizeof(int32_t));
 }
 
-void CudaBackend::run_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,
-                           const StepBody& body, std::vector<float>& result) {
-  if (!replay_key) return run_step_directly(inputs, body, result);
+void CudaBackend::launch_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,
+                              const StepBody& body) {
+  if (!replay_key) return launch_step_directly(inputs, body);
   const cuda::StepInputLayout layout = cuda::StepInputLayout::of(inputs, true);
   const cuda::StepGraphs::Key key{*replay_key, layout.capacities};
   cuda::StepGraphs::Graph* graph = graphs_.find(key);
   if (graph) {
+    // Queued behind the steps in flight, which may be replays of this graph still reading its inputs.
     upload_step_inputs(inputs, layout, graph->inputs.data());
   } else {
     if (!graphs_.seen_before(key) || graphs_.uncapturable(key) || !capture_step(key, inputs, layout, body))
-      return run_step_directly(inputs, body, result);
+      return launch_step_directly(inputs, body);
     graph = graphs_.find(key);
   }
   DSV3_CUDA_CHECK(cudaGraphLaunch(graph->exec, stream_));
-  result.resize(size_t(graph->result.rows * graph->result.cols));
-  download(graph->result, result.data());
+  // The download is queued ahead of the next replay, which overwrites the graph's result.
+  queue_result_download(graph->result);
 }
 
-void CudaBackend::run_step_directly(std::span<const std::vector<int32_t>> inputs, const StepBody& body,
-                                    std::vector<float>& result) {
+void CudaBackend::launch_step_directly(std::span<const std::vector<int32_t>> inputs, const StepBody& body) {
   const cuda::StepInputLayout layout = cuda::StepInputLayout::of(inputs, false);
   const Buffer memory = scratch(size_t(layout.total) * sizeof(int32_t));
   upload_step_inputs(inputs, layout, memory.data());
+  // The pool hands this memory out again only to work queued after the download.
   const ActBuffer out = body(input_views(memory.data(), layout, inputs));
-  result.resize(size_t(out.view.rows * out.view.cols));
-  download(out.view, result.data());
+  queue_result_download(out.view);
+}
+
+void CudaBackend::queue_result_download(const Act& src) {
+  const size_t n_bytes = size_t(src.rows * src.cols) * 4;
+  LaunchedStep step;
+  // A block of pinned memory big enough, from those no step in flight holds (cudaMallocHost takes
+  // milliseconds: blocks are kept).
+  auto fits = std::find_if(free_results_.begin(), free_results_.end(),
+                           [&](const Buffer& b) { return b.n_bytes() >= n_bytes; });
+  if (fits != free_results_.end()) {
+    step.block = std::move(*fits);
+    free_results_.erase(fits);
+  } else {
+    step.block = cuda::pinned_alloc(n_bytes);
+  }
+  step.n_values = size_t(src.rows * src.cols);
+  if (src.rows > 0)
+    DSV3_CUDA_CHECK(cudaMemcpy2DAsync(step.block.data(), size_t(src.cols) * 4, src.data, size_t(src.stride) * 4,
+                                      size_t(src.cols) * 4, size_t(src.rows), cudaMemcpyDeviceToHost, stream_));
+  DSV3_CUDA_CHECK(cudaEventCreateWithFlags(&step.done, cudaEventDisableTiming));
+  DSV3_CUDA_CHECK(cudaEventRecord(step.done, stream_));
+  launched_.push_back(std::move(step));
+}
+
+void CudaBackend::finish_step(std::vector<float>& result) {
+  DSV3_ASSERT(!launched_.empty());
+  LaunchedStep step = std::move(launched_.front());
+  launched_.pop_front();
+  const cudaError_t waited = cudaEventSynchronize(step.done);
+  cudaEventDestroy(step.done);
+  DSV3_CUDA_CHECK(waited);
+  const float* values = static_cast<const float*>(step.block.data());
+  result.assign(values, values + step.n_values);
+  free_results_.push_back(std::move(step.block));
+  if (free_results_.size() > kKeptResultBlocks) free_results_.erase(free_results_.begin());
 }
 
 bool CudaBackend::capture_step(const cuda::StepGraphs::Key& key, std::span<const std::vector<int32_t>> inputs,

@@ -75,4 +75,13 @@ Buffer device_alloc(size_t n_bytes, const char* what) {
   return Buffer(p, n_bytes, [](void* q) { cudaFree(q); });
 }
 
+Buffer pinned_alloc(size_t n_bytes) {
+  void* p = nullptr;
+  if (cudaMallocHost(&p, std::max<size_t>(n_bytes, 1)) != cudaSuccess) {
+    cudaGetLastError();
+    fail("out of pinned host memory: ", n_bytes, " bytes asked for");
+  }
+  return Buffer(p, n_bytes, [](void* q) { cudaFreeHost(q); });
+}
+
 }  // namespace dsv3::cuda

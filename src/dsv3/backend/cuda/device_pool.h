@@ -31,5 +31,7 @@ class DevicePool : public std::enable_shared_from_this<DevicePool> {
 
 // Device memory straight from cudaMalloc, freed with cudaFree: weights and the cache.
 Buffer device_alloc(size_t n_bytes, const char* what);
+// Host memory pinned for asynchronous copies (cudaMallocHost), freed with cudaFreeHost.
+Buffer pinned_alloc(size_t n_bytes);
 
 }  // namespace dsv3::cuda

@@ -12,9 +12,10 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void embed_kernel(DeviceWeight table, const int32_t* ids, DeviceMatrix out) {
+__global__ void embed_kernel(DeviceWeight table, const int32_t* ids, DeviceMatrix fed, DeviceMatrix out) {
   wait_for_inputs();
-  const int64_t row = ids[blockIdx.x];
+  const int32_t id = ids[blockIdx.x];
+  const int64_t row = id >= 0 ? id : int64_t(fed.data[int64_t(-1 - id) * fed.stride]);
   float* o = out.data + blockIdx.x * out.stride;
   for (int64_t c = threadIdx.x; c < out.cols; c += blockDim.x) o[c] = weight_element(table, row, c);
 }
@@ -204,8 +205,8 @@ void launch_columns_to_rows(const void* d, bool d_is_bf16, int64_t ldd, int64_t 
   if (M > 0) columns_to_rows_kernel<<<unsigned(M), 256, 0, stream>>>(d, d_is_bf16, ldd, N, y, ldy);
 }
 
-void launch_embed(const DeviceWeight& table, const int32_t* ids, DeviceMatrix out, cudaStream_t stream) {
-  if (out.rows > 0) launch_chained(embed_kernel, unsigned(out.rows), kThreads, 0, stream, table, ids, out);
+void launch_embed(const DeviceWeight& table, const int32_t* ids, DeviceMatrix fed, DeviceMatrix out, cudaStream_t stream) {
+  if (out.rows > 0) launch_chained(embed_kernel, unsigned(out.rows), kThreads, 0, stream, table, ids, fed, out);
 }
 
 void launch_gather_rows(DeviceMatrix x, const int32_t* rows, DeviceMatrix out, cudaStream_t stream) {

@@ -33,7 +33,8 @@ struct DeviceCacheLayer {
 };
 
 // Elementwise and row ops (elementwise.cu).
-void launch_embed(const DeviceWeight& table, const int32_t* ids, DeviceMatrix out, cudaStream_t stream);
+// out[i] = table[ids[i]]; an id of -1 - j is the token fed[j] (a float column: Backend::embed).
+void launch_embed(const DeviceWeight& table, const int32_t* ids, DeviceMatrix fed, DeviceMatrix out, cudaStream_t stream);
 void launch_gather_rows(DeviceMatrix x, const int32_t* rows, DeviceMatrix out, cudaStream_t stream);
 // out[r] = float(the token row r of x picks) (pick_tokens.cu; draws and cut_rows as
 // Backend::pick_tokens takes them), through scratch of pick_tokens_scratch_bytes().
