@@ -108,8 +108,6 @@ class Backend {
   virtual void launch_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,
                            const StepBody& body);
   virtual void finish_step(std::vector<float>& result);
-  // Steps launched and not finished.
-  virtual size_t steps_in_flight() const { return finished_results_.size(); }
 
   // The read bandwidth of the memory the weights live in, measured now, in bytes a second.
   virtual double measure_read_bandwidth() = 0;

@@ -35,7 +35,6 @@ class CudaBackend final : public Backend {
   void launch_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,
                    const StepBody& body) override;
   void finish_step(std::vector<float>& result) override;
-  size_t steps_in_flight() const override { return launched_.size(); }
 
   void embed(const TensorView& table, const Indices& ids, const Act& fed, const Act& out) override;
   void gather_rows(const Act& x, const Indices& rows, const Act& out) override;
