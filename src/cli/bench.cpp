@@ -46,14 +46,16 @@ int run_serving(const Args& args) {
   params.output_tokens = args.get_int("output-tokens", 64);
   params.temperature = float(args.get_double("temperature", 0.0));
   params.top_p = float(args.get_double("top-p", 1.0));
+  params.top_k = args.get_int("top-k", 0);
   if (!(params.temperature >= 0.0f)) fail("flag --temperature must be >= 0");
+  if (params.top_k < 0) fail("flag --top-k must be >= 0");
   if (!(params.top_p > 0.0f && params.top_p <= 1.0f)) fail("flag --top-p must be in (0, 1]");
   ServingModel model = load_serving_model(args);
   const ServingBenchResult r = run_serving_bench(*model.engine, params);
   const nlohmann::json result = {
       {"model", model.name}, {"dtype", args.get_or("dtype", "")}, {"threads", ThreadPool::global().n_threads()},
       {"clients", params.n_clients}, {"requests", params.n_requests}, {"prompt_tokens", params.prompt_tokens},
-      {"output_tokens", params.output_tokens}, {"temperature", params.temperature}, {"top_p", params.top_p}, {"wall_s", r.wall_s}, {"output_tokens_per_s", r.output_tokens_per_s},
+      {"output_tokens", params.output_tokens}, {"temperature", params.temperature}, {"top_p", params.top_p}, {"top_k", params.top_k}, {"wall_s", r.wall_s}, {"output_tokens_per_s", r.output_tokens_per_s},
       {"total_tokens_per_s", r.total_tokens_per_s}, {"ttft_ms", {{"p50", 1e3 * r.ttft_p50_s}, {"p90", 1e3 * r.ttft_p90_s},
       {"p99", 1e3 * r.ttft_p99_s}}}, {"itl_ms", {{"p50", 1e3 * r.itl_p50_s}, {"p90", 1e3 * r.itl_p90_s},
       {"p99", 1e3 * r.itl_p99_s}}}};
@@ -187,6 +189,7 @@ std::vector<FlagSpec> flags() {
   f.push_back({"output-tokens", "", true, "serving mode: tokens each request generates (default 64)"});
   f.push_back({"temperature", "", true, "serving mode: the requests' temperature (default 0, greedy)"});
   f.push_back({"top-p", "", true, "serving mode: the requests' nucleus mass (default 1)"});
+  f.push_back({"top-k", "", true, "serving mode: the requests' top_k (default 0: every token)"});
   return f;
 }
 

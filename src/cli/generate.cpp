@@ -1,7 +1,6 @@
 // `dsv3 generate -m DIR --ids 1,2,3 -n N [--temperature 0] [--ignore-eos]`: prefill the prompt,
 // then decode token by token through the latent cache; prints the generated ids as a JSON array.
 #include <cstdio>
-#include <random>
 
 #include "cli/command.h"
 #include "cli/model_options.h"
@@ -21,23 +20,17 @@ int run_generate(const Args& args) {
   sampling.top_k = args.get_int("top-k", 0);
   validate(sampling);
   const uint64_t seed = uint64_t(args.get_int("seed", 0));
-  std::mt19937_64 rng(seed);
   const bool ignore_eos = args.has("ignore-eos");
 
   auto model = load_model(args);
-  const int64_t vocab = model->config().vocab_size;
   CacheSequence sequence;
   std::vector<int32_t> generated;
   std::vector<int32_t> next = prompt;
   while (int64_t(generated.size()) < n_new) {
     const ForwardChunk chunk{&sequence, next};
-    int32_t token;
-    if (const std::optional<TokenDraw> draw = backend_draw(sampling, draw_key(seed, generated.size()))) {
-      token = model->forward_picking({&chunk, 1}, {&*draw, 1}, false).tokens[0];
-    } else {
-      const std::vector<float> logits = model->forward({&chunk, 1}, /*all_positions=*/false);
-      token = sample_token({logits.data(), size_t(vocab)}, sampling, rng);
-    }
+    // Without penalties, every pick is the backend's (backend_draw).
+    const TokenDraw draw = *backend_draw(sampling, draw_key(seed, generated.size()));
+    const int32_t token = model->forward_picking({&chunk, 1}, {&draw, 1}, false).tokens[0];
     generated.push_back(token);
     if (!ignore_eos && token == model->config().eos_token_id) break;
     next = {token};

@@ -149,7 +149,7 @@ TEST_F(CudaOps, RowOpsMatchTheCpu) {
 TEST_F(CudaOps, PickTokensMatchesTheCpu) {
   // Rows of one span and of many, a vocabulary's width (Moonlight's), and odd ones; values drawn
   // from few levels so that rows hold ties, with NaN and -inf sprinkled in; greedy and drawn rows,
-  // and with `cut`, rows cut by top_p and min_p beside them (another kernel).
+  // and with `cut`, rows cut by top_k, min_p and top_p beside them (another kernel).
   std::uniform_int_distribution<int> level(0, 40), special(0, 200);
   for (const bool cut : {false, true})
   for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 100}, {5, 8192}, {2, 8193}, {1, 163840}, {40, 12345}}) {
@@ -165,6 +165,7 @@ TEST_F(CudaOps, PickTokensMatchesTheCpu) {
       TokenDraw draw = r % 2 ? TokenDraw::sampled(0.5f + float(r % 3), rng()) : TokenDraw::greedy();
       if (cut && r % 4 == 1) draw.top_p = 0.3f + 0.1f * float(r % 7);
       if (cut && r % 3 == 1) draw.min_p = 0.02f * float(r % 5);
+      if (cut && r % 5 != 0) draw.top_k = int32_t(1 + r * 37 % 300);  // past the row's width in some
       const std::array<int32_t, TokenDraw::kPacked> p = draw.pack();
       packed.insert(packed.end(), p.begin(), p.end());
     }

@@ -20,7 +20,7 @@ TEST(Sampler, TemperatureZeroIsArgmax) {
   EXPECT_EQ(sample_token(logits, p, rng), 1);
 }
 
-TEST(Sampler, BackendsDrawWhereNoTopKOrPenaltyApplies) {
+TEST(Sampler, BackendsDrawWhereNoPenaltyApplies) {
   SamplingParams p;
   p.temperature = 0.0f;
   p.top_p = 0.5f, p.top_k = 3;  // greedy whatever the cuts
@@ -36,7 +36,11 @@ TEST(Sampler, BackendsDrawWhereNoTopKOrPenaltyApplies) {
   ASSERT_TRUE(backend_draw(nucleus, 9).has_value());
   EXPECT_EQ(backend_draw(nucleus, 9)->top_p, 0.95f);
   EXPECT_EQ(backend_draw(nucleus, 9)->min_p, 0.05f);
-  for (auto cut : {+[](SamplingParams& s) { s.top_k = 5; }, +[](SamplingParams& s) { s.repetition_penalty = 1.2f; },
+  SamplingParams top = nucleus;
+  top.top_k = 40;
+  ASSERT_TRUE(backend_draw(top, 9).has_value());
+  EXPECT_EQ(backend_draw(top, 9)->top_k, 40);
+  for (auto cut : {+[](SamplingParams& s) { s.repetition_penalty = 1.2f; },
                    +[](SamplingParams& s) { s.presence_penalty = 0.5f; },
                    +[](SamplingParams& s) { s.frequency_penalty = -0.5f; }}) {
     SamplingParams q = drawn;

@@ -51,8 +51,8 @@ TEST(Cli, GeneratePrintsTheGreedyIdsAsAJsonArray) {
   EXPECT_EQ(nlohmann::json::parse(run.out), nlohmann::json(std::vector<int>(tokens.begin(), tokens.begin() + 8)));
 }
 
-// Sampled generation repeats for one seed, drawn by the backend (temperature and top_p) or on the
-// host (top_k), and a different seed draws differently.
+// Sampled generation repeats for one seed, cut by top_p or by top_k (both drawn by the backend), and
+// a different seed draws differently.
 TEST(Cli, SeededSamplingRepeats) {
   const std::string base = "generate -m " + kFixture.string() + " --ids 1,2,3 -n 12 --ignore-eos --temperature 1.5";
   for (const std::string& cut : {std::string(" --top-p 0.9"), std::string(" --top-k 20")}) {

@@ -38,6 +38,7 @@ ServingBenchResult run_serving_bench(Engine& engine, const ServingBenchParams& p
     for (int64_t i = 0; i < params.prompt_tokens; ++i) r.prompt.push_back(token(rng));
     r.sampling.temperature = params.temperature;
     r.sampling.top_p = params.top_p;
+    r.sampling.top_k = params.top_k;
     r.stop.max_tokens = params.output_tokens;
     r.stop.ignore_eos = true;
     auto last = std::make_shared<Clock::time_point>();

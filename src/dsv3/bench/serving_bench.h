@@ -18,6 +18,7 @@ struct ServingBenchParams {
   int64_t output_tokens = 64;
   float temperature = 0.0f;  // 0: greedy; else a draw, as OpenAI's default (1)
   float top_p = 1.0f;
+  int64_t top_k = 0;
 };
 
 struct ServingBenchResult {

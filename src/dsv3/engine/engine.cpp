@@ -297,10 +297,10 @@ Engine::Launched Engine::compose() {
     step.prompt_tokens.push_back(n);
   }
 
-  // The backend picks every token it can where the logits are (greedy, or a draw cut by top_p and
-  // min_p at most: backend_draw): the host's download and scan of a row of logits cost more than a
-  // layer of the model at batch 1. Only a step with a token to sample on the host (top_k, penalties)
-  // or logprobs to give brings the logits back too.
+  // The backend picks every token it can where the logits are (greedy, or a draw cut by top_k, min_p
+  // and top_p: backend_draw): the host's download and scan of a row of logits cost more than a layer
+  // of the model at batch 1. Only a step with a token to sample on the host (penalties) or logprobs
+  // to give brings the logits back too.
   for (size_t c = 0; c < step.owners.size(); ++c) {
     const Active& a = *step.owners[c];
     const bool takes_token = a.prompt_launched + step.prompt_tokens[c] >= int64_t(a.request.prompt.size());

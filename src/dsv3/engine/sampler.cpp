@@ -46,8 +46,8 @@ void apply_penalties(std::span<float> logits, const SamplingParams& p, const Tok
 std::optional<TokenDraw> backend_draw(const SamplingParams& p, uint64_t key) {
   if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) return std::nullopt;
   if (p.temperature <= 0.0f) return TokenDraw::greedy();
-  if (p.top_k > 0) return std::nullopt;
-  return TokenDraw::sampled(p.temperature, key, p.top_p, p.min_p);
+  // top_k beyond what an int32 holds keeps every token anyway.
+  return TokenDraw::sampled(p.temperature, key, p.top_p, p.min_p, int32_t(std::min<int64_t>(p.top_k, INT32_MAX)));
 }
 
 int32_t sample_token(std::span<const float> logits, const SamplingParams& params, std::mt19937_64& rng) {

@@ -42,9 +42,9 @@ struct TokenHistory {
 void apply_penalties(std::span<float> logits, const SamplingParams& params, const TokenHistory& history);
 
 // Where sample_token over penalised logits is a pick a backend can make itself
-// (Backend::pick_tokens): greedy, or a draw from softmax(logits / T) cut by top_p and min_p only
-// (not top_k), with no penalty. Such a draw takes its noise from `key` (util/gumbel_noise.h), not
-// from the request's generator.
+// (Backend::pick_tokens): greedy, or a draw from softmax(logits / T) cut by top_k, min_p and top_p,
+// with no penalty. Such a draw takes its noise from `key` (util/gumbel_noise.h), not from the
+// request's generator.
 std::optional<TokenDraw> backend_draw(const SamplingParams& params, uint64_t key);
 
 // The next token from (penalised) logits.

@@ -5,8 +5,9 @@
 //
 // Uncut rows: two launches; blocks of the first take kSpan values of a row each, every thread's
 // loads in flight at once, and write their best (score, index); the second picks each row's best of
-// those. Where some row is cut by top_p or min_p, one block a row runs util/token_draw.h's rounds
-// over the whole row instead (a pass for the max, one for the kept mass, two a round).
+// those. Where some row is cut by top_k, min_p or top_p, one block a row runs util/token_draw.h's
+// rounds over the whole row instead (a pass for the max, five to find top_k's k-th token, one for the
+// kept mass, two a round).
 #include <climits>
 
 #include "dsv3/backend/cuda/block_reduce.cuh"
@@ -55,18 +56,19 @@ __device__ Best block_best(Best best) {
 }
 
 // A row's draw as TokenDraw::pack lays it out (util/token_draw.h, which is C++20 and host code):
-// 1/T (0: greedy), the key, top_p and min_p.
+// 1/T (0: greedy), the key, top_p, min_p and top_k.
 struct RowDraw {
   float inv_temperature;
   uint64_t key;
   float top_p, min_p;
+  int top_k;
 };
-constexpr int kDrawValues = 5;  // TokenDraw::kPacked
+constexpr int kDrawValues = 6;  // TokenDraw::kPacked
 
 __device__ inline RowDraw row_draw(const int32_t* draws, int64_t row) {
   const int32_t* d = draws + kDrawValues * row;
   return {__int_as_float(d[0]), uint64_t(uint32_t(d[1])) | uint64_t(uint32_t(d[2])) << 32, __int_as_float(d[3]),
-          __int_as_float(d[4])};
+          __int_as_float(d[4]), d[5]};
 }
 
 // grid (rows, spans): parts[row * spans + span] = the best of the span's scores.
@@ -111,6 +113,73 @@ __device__ inline bool ranks_before(float logit_a, int a, float logit_b, int b) 
 
 constexpr int kCutThreads = 1024;
 
+// A key whose ascending order is ranks_before's order of the logits, ties aside: larger logits
+// first, -0 as +0, NaN last.
+__device__ inline uint32_t rank_key(float logit) {
+  if (isnan(logit)) return 0xffffffffu;
+  const uint32_t bits = __float_as_uint(logit == 0.0f ? 0.0f : logit);
+  const uint32_t ascending = bits & 0x80000000u ? ~bits : bits | 0x80000000u;  // the logits' own order
+  return ~ascending;
+}
+
+// The token of rank k - 1 (0 < k <= cols) by ranks_before, NaN last (util/token_draw.h,
+// kth_ranked), for the whole block: a radix select over rank_key, 8 bits a pass (a warp's equal
+// digits counted by one atomic), then the k-th token among those of its key by id.
+__device__ int kth_ranked(const float* row, int cols, int k) {
+  __shared__ int histogram[256];
+  __shared__ uint32_t found_prefix;
+  __shared__ int found_left, found;
+  __shared__ int chunk_ties[kCutThreads];
+  const int lane = int(threadIdx.x % 32);
+  uint32_t prefix = 0, mask = 0;
+  int left = k;  // the rank sought among the tokens whose key starts with prefix, from 1
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int b = threadIdx.x; b < 256; b += blockDim.x) histogram[b] = 0;
+    __syncthreads();
+    for (int c0 = 0; c0 < cols; c0 += blockDim.x) {  // the same trips for every thread
+      const int c = c0 + int(threadIdx.x);
+      const uint32_t key = c < cols ? rank_key(row[c]) : 0u;
+      const bool counted = c < cols && (key & mask) == prefix;
+      const int digit = counted ? int(key >> shift & 0xffu) : -1 - lane;  // the uncounted each alone
+      const unsigned peers = __match_any_sync(0xffffffffu, digit);
+      if (counted && lane == __ffs(peers) - 1) atomicAdd(&histogram[digit], __popc(peers));
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int digit = 0, below = 0;
+      while (below + histogram[digit] < left) below += histogram[digit++];
+      found_prefix = prefix | uint32_t(digit) << shift, found_left = left - below;
+    }
+    __syncthreads();
+    prefix = found_prefix, left = found_left, mask |= 0xffu << shift;
+  }
+  // The left-th token of key `prefix` by id: each thread counts them in its own run of ids.
+  const int per = (cols + int(blockDim.x) - 1) / int(blockDim.x);
+  const int first = int(threadIdx.x) * per, last = min(cols, first + per);
+  int ties = 0;
+  for (int c = first; c < last; ++c) ties += rank_key(row[c]) == prefix;
+  chunk_ties[threadIdx.x] = ties;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    found = -1;  // stays so only if the counts disagree, which they cannot
+    int before = 0;
+    for (int t = 0; t < int(blockDim.x); ++t) {
+      const int mine = chunk_ties[t];
+      chunk_ties[t] = before;
+      before += mine;
+    }
+  }
+  __syncthreads();
+  const int before = chunk_ties[threadIdx.x];
+  if (before < left && left <= before + ties)
+    for (int c = first, seen = before; c < last; ++c)
+      if (rank_key(row[c]) == prefix && ++seen == left) found = c;
+  __syncthreads();
+  const int result = found;
+  __syncthreads();  // the scratch is free for another call
+  return result;
+}
+
 // One block a row: pick_token's rounds (util/token_draw.h), every row's draw whether cut or not.
 __global__ void __launch_bounds__(kCutThreads) pick_cut_kernel(DeviceMatrix x, const int32_t* draws, DeviceMatrix out) {
   wait_for_inputs();
@@ -124,11 +193,18 @@ __global__ void __launch_bounds__(kCutThreads) pick_cut_kernel(DeviceMatrix x, c
   if (draw.inv_temperature != 0.0f && top.index != INT_MAX) {
     const float max_logit = float(top.score);
     auto weight = [&](float logit) { return expf((logit - max_logit) * draw.inv_temperature); };
+    // top_k: the k-th token; the top k are it and those ranked before it (all but NaN where it is NaN).
+    const int kth = draw.top_k > 0 && draw.top_k < cols ? kth_ranked(row, cols, draw.top_k) : -1;
+    const float kth_logit = kth >= 0 ? row[kth] : 0.0f;
+    auto kept = [&](float logit, int c) {
+      return weight(logit) >= draw.min_p &&
+             (kth < 0 || isnan(kth_logit) || c == kth || ranks_before(logit, c, kth_logit, kth));
+    };
     float kept_mass = 0.0f;
     if (draw.top_p < 1.0f) {
       float mass = 0.0f;
       for (int c = threadIdx.x; c < cols; c += blockDim.x)
-        if (const float w = weight(row[c]); w >= draw.min_p) mass += w;
+        if (kept(row[c], c)) mass += weight(row[c]);
       kept_mass = block_sum(mass);
     }
     bool ruled_out_tail = false;
@@ -138,7 +214,7 @@ __global__ void __launch_bounds__(kCutThreads) pick_cut_kernel(DeviceMatrix x, c
       best = {-INFINITY, INT_MAX};
       for (int c = threadIdx.x; c < cols; c += blockDim.x) {
         const float logit = row[c];
-        if (weight(logit) < draw.min_p || (ruled_out_tail && !ranks_before(logit, c, pivot_logit, pivot))) continue;
+        if (!kept(logit, c) || (ruled_out_tail && !ranks_before(logit, c, pivot_logit, pivot))) continue;
         take(best, perturbed_logit(logit, draw.inv_temperature, draw.key, c), c);
       }
       const Best round = block_best(best);
@@ -151,8 +227,8 @@ __global__ void __launch_bounds__(kCutThreads) pick_cut_kernel(DeviceMatrix x, c
       const float picked_logit = row[picked];
       float mass = 0.0f;
       for (int c = threadIdx.x; c < cols; c += blockDim.x)
-        if (const float logit = row[c]; ranks_before(logit, c, picked_logit, picked))
-          if (const float w = weight(logit); w >= draw.min_p) mass += w;
+        if (const float logit = row[c]; ranks_before(logit, c, picked_logit, picked) && kept(logit, c))
+          mass += weight(logit);
       if (block_sum(mass) < draw.top_p * kept_mass) break;
       ruled_out_tail = true, pivot_logit = picked_logit, pivot = picked;
     }
