@@ -191,9 +191,10 @@ void Engine::drop_in_flight() {
     } catch (const std::exception& e) {
       log_warn("forward failed: ", e.what());
     }
+    release_rows(*in_flight_);
   }
   in_flight_.reset();
-  retired_.clear();
+  std::erase_if(retired_, [](const std::unique_ptr<Active>& a) { return a->launched_steps == 0; });
 }
 
 void Engine::fail_all_running(const std::string& message) {
@@ -201,7 +202,6 @@ void Engine::fail_all_running(const std::string& message) {
   std::vector<std::unique_ptr<Active>> failed;
   failed.swap(running_);
   for (auto& a : failed) {
-    a->launched_steps = 0;
     GenerationUpdate update;
     update.finish = FinishReason::Error;
     update.error = message;
@@ -209,23 +209,24 @@ void Engine::fail_all_running(const std::string& message) {
   }
 }
 
+void Engine::collect_in_flight() {
+  if (!in_flight_) return;
+  collect(*in_flight_);
+  in_flight_.reset();
+}
+
 void Engine::step() {
   // A step whose tokens must come to the host before the next can go on from them is collected
   // first; otherwise the next step is launched before it is.
-  if (in_flight_ && !in_flight_->feeds_next()) {
-    collect(*in_flight_);
-    in_flight_.reset();
-  }
+  if (in_flight_ && !in_flight_->feeds_next()) collect_in_flight();
   take_in();
   auto next = std::make_unique<Launched>(compose());
   if (!next->owners.empty()) launch(*next);
-  if (in_flight_) collect(*in_flight_);
-  in_flight_ = next->owners.empty() ? nullptr : std::move(next);
+  collect_in_flight();
+  if (!next->owners.empty()) in_flight_ = std::move(next);
   // Where every request of the new step finished meanwhile, nothing would come back for it.
-  if (in_flight_ && std::all_of(in_flight_->owners.begin(), in_flight_->owners.end(), [](Active* a) { return a->done; })) {
-    collect(*in_flight_);
-    in_flight_.reset();
-  }
+  if (in_flight_ && std::all_of(in_flight_->owners.begin(), in_flight_->owners.end(), [](Active* a) { return a->done; }))
+    collect_in_flight();
   std::lock_guard lock(mutex_);
   stats_.running = int64_t(running_.size());
   stats_.queued = int64_t(queued_.size());
@@ -332,6 +333,13 @@ void Engine::launch(Launched& step) {
   }
 }
 
+void Engine::release_rows(const Launched& step) {
+  for (size_t c = 0; c < step.owners.size(); ++c) {
+    --step.owners[c]->launched_steps;
+    if (step.takes_token[c]) --step.owners[c]->picks_in_flight;
+  }
+}
+
 void Engine::collect(Launched& step) {
   PageAllocator& pages = model_->pages();
   DeepseekModel::Picked picked;
@@ -345,13 +353,11 @@ void Engine::collect(Launched& step) {
     }
   }
 
+  if (step.launched) release_rows(step);
+
   std::vector<std::pair<Active*, GenerationUpdate>> updates;
   for (size_t c = 0; c < step.owners.size(); ++c) {
     Active& a = *step.owners[c];
-    if (step.launched) {
-      --a.launched_steps;
-      if (step.takes_token[c]) --a.picks_in_flight;
-    }
     if (a.done) continue;  // finished after this step was launched: its row is dropped
     GenerationUpdate update;
     if (!error.empty()) {

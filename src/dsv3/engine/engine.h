@@ -72,6 +72,10 @@ class Engine {
   void launch(Launched& step);
   // Waits for a launched step, hands its tokens to their requests and retires the finished.
   void collect(Launched& step);
+  // collect(in_flight_), where there is one, and forgets it.
+  void collect_in_flight();
+  // The step's rows no longer hold their requests (launched_steps, picks_in_flight).
+  void release_rows(const Launched& step);
   // Frees a request's pages and tells it it is done; it is kept while a launched step has a row of it.
   void finish(std::unique_ptr<Active> active, GenerationUpdate update);
   // Waits for the step in flight, if any, and drops its results.

@@ -52,9 +52,16 @@ DeepseekModel::DeepseekModel(ModelConfig config, std::shared_ptr<const TensorSou
 }
 
 std::vector<float> DeepseekModel::forward(std::span<const ForwardChunk> chunks, bool all_positions) {
-  DSV3_ASSERT(in_flight_.empty());
+  DSV3_ASSERT(in_flight_.empty());  // else the step collected would be an earlier one
   launch_forward(chunks, all_positions ? Output::AllLogits : Output::LastLogits);
   return finish_forward();
+}
+
+DeepseekModel::Picked DeepseekModel::forward_picking(std::span<const ForwardChunk> chunks,
+                                                     std::span<const TokenDraw> draws, bool with_logits) {
+  DSV3_ASSERT(in_flight_.empty());  // else the step collected would be an earlier one
+  launch_picking(chunks, draws, with_logits);
+  return collect_picked();
 }
 
 void DeepseekModel::launch_picking(std::span<const ForwardChunk> chunks, std::span<const TokenDraw> draws,

@@ -56,10 +56,7 @@ class DeepseekModel {
       return std::span<const float>(rows).subspan(c * size_t(vocab + 1), size_t(vocab));
     }
   };
-  Picked forward_picking(std::span<const ForwardChunk> chunks, std::span<const TokenDraw> draws, bool with_logits) {
-    launch_picking(chunks, draws, with_logits);
-    return collect_picked();
-  }
+  Picked forward_picking(std::span<const ForwardChunk> chunks, std::span<const TokenDraw> draws, bool with_logits);
   // Every chunk's greedy next token.
   std::vector<int32_t> forward_greedy(std::span<const ForwardChunk> chunks) {
     return forward_picking(chunks, std::vector<TokenDraw>(chunks.size()), false).tokens;
