@@ -504,7 +504,8 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
             cpu.moe_experts(x.host.view, host_routing, host_experts, with_shared ? &host_shared : nullptr, out.host.view);
             gpu->moe_experts(x.device.view, own_routing ? device_routing : same, device_experts,
                              with_shared ? &device_shared : nullptr, out.device.view);
-            // Up to 16 tokens run on float32 weight streaming (the shared FFN in the same launches);
+            // Up to 16 tokens stream the weights (the shared FFN in the same launches): BF16 on CUDA
+            // cores in float32, FP8 on tensor cores with float32 sums (x split into two FP16 parts);
             // more on the grouped tensor-core product (FP8 weights rounded to BF16 there).
             const double tolerance = n <= 16 ? 1e-5 : dtype == DType::BF16 ? 1e-4 : 5e-3;
             EXPECT_LE(relative_l2(device_values(out.device.view), host_values(out.host.view)), tolerance)
@@ -513,6 +514,50 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
           }
       }
   }
+}
+
+// The FP8 experts' tensor-core path scales each token into FP16's range (moe_mma.cu): activations
+// far beyond that range, and far below it, give what the CPU gives; zeros give zeros (the output
+// starts as random values, so every element is written).
+TEST_F(CudaOps, MoeExpertsTakeActivationsOfAnyMagnitude) {
+  const int64_t hidden = 256, width = 384, n_experts = 8;
+  const RouterParams params{ScoringFunc::Softmax, TopkMethod::Greedy, 1, 1, 2, false, 1.0f};
+  auto gate = weight(DType::BF16, n_experts, hidden);
+  std::vector<std::unique_ptr<Weight>> owned;
+  std::vector<ExpertWeights> host_experts, device_experts;
+  auto add_ffn = [&](int64_t ffn_width) {
+    for (const auto& [o, i] : std::vector<std::pair<int64_t, int64_t>>{{ffn_width, hidden}, {ffn_width, hidden}, {hidden, ffn_width}})
+      owned.push_back(weight(DType::F8_E4M3, o, i));
+    const size_t b = owned.size() - 3;
+    return std::pair{ExpertWeights{owned[b]->host, owned[b + 1]->host, owned[b + 2]->host},
+                     ExpertWeights{owned[b]->device, owned[b + 1]->device, owned[b + 2]->device}};
+  };
+  for (int64_t e = 0; e < n_experts; ++e) {
+    auto [host, device] = add_ffn(width);
+    host_experts.push_back(host), device_experts.push_back(device);
+  }
+  const auto [host_shared, device_shared] = add_ffn(2 * width);
+  for (const float magnitude : {0.0f, 1e-12f, 1.0f, 3e5f, 1e15f})
+    for (const int64_t n : {1, 3}) {
+      const std::vector<float> v =
+          magnitude > 0.0f ? random(size_t(n * hidden), magnitude) : std::vector<float>(size_t(n * hidden), 0.0f);
+      Pair x{cpu.upload(v, n, hidden), gpu->upload(v, n, hidden)};
+      const Routing host_routing = cpu.moe_route(x.host.view, gate->host, nullptr, params);
+      // Both run the CPU's choice: the experts' products are what is checked here.
+      const size_t pairs = size_t(n * params.top_k);
+      Routing same{gpu->to_device(std::span(static_cast<const int32_t*>(host_routing.expert_ids.data()), pairs)),
+                   gpu->to_device(std::span(static_cast<const float*>(host_routing.expert_weights.data()), pairs)), n,
+                   params.top_k, {}};
+      Pair out = activations(n, hidden);
+      cpu.moe_experts(x.host.view, host_routing, host_experts, &host_shared, out.host.view);
+      gpu->moe_experts(x.device.view, same, device_experts, &device_shared, out.device.view);
+      const std::vector<float> mine = device_values(out.device.view), theirs = host_values(out.host.view);
+      ASSERT_TRUE(std::all_of(mine.begin(), mine.end(), [](float v) { return std::isfinite(v); })) << magnitude;
+      if (magnitude == 0.0f)
+        EXPECT_TRUE(std::all_of(mine.begin(), mine.end(), [](float v) { return v == 0.0f; }));
+      else
+        EXPECT_LE(relative_l2(mine, theirs), 1e-5) << "magnitude " << magnitude << ", tokens " << n;
+    }
 }
 
 }  // namespace

@@ -1,13 +1,14 @@
 // DeepSeekMoE on the GPU. The router runs in float32 through the weight-streaming kernel (expert
 // choice is sensitive to rounding, and transformers routes in float32). The (token, expert) pairs are
 // sorted by expert on the device; the experts' products then run without the host knowing which
-// experts were chosen: weight streaming for decode-sized batches (moe.cu), grouped tensor-core
-// products for larger ones (grouped_gemm.cu).
+// experts were chosen: weight streaming for decode-sized batches (FP8 on tensor cores, moe_mma.cu;
+// other weights on CUDA cores, moe.cu), grouped tensor-core products for larger ones (grouped_gemm.cu).
 #include <algorithm>
 #include <utility>
 #include <vector>
 
 #include "dsv3/backend/cuda/cuda_backend.h"
+#include "dsv3/backend/cuda/moe_mma.h"
 
 namespace dsv3 {
 namespace {
@@ -140,9 +141,20 @@ void CudaBackend::moe_experts(const Act& x, const Routing& routing, std::span<co
     const cuda::MoeFfns ffns{table,      n_ffns,     fuse_shared, gate_shape,
                              down_shape, std::max(width, fuse_shared ? shared_width : 0)};
     const int max_active = int(std::min<int64_t>(n_experts, n_pairs));
-    cuda::launch_moe_gate_up(ffns, max_active, plan, matrix(x), vector_gate, hidden_rows.data, hidden_stride, stream_);
+    // Tensor cores where they read the weights (moe_mma.h), the shared FFN's too; else CUDA cores.
+    auto on_tensor_cores = [&](const cuda::DeviceWeight& routed, const LinearWeight* shared_weight, int64_t cols) {
+      return cuda::moe_mma_ok(routed) && (!shared_weight || cuda::moe_mma_ok(cuda::weight(*shared_weight))) &&
+             cuda::moe_mma_fits(cols);
+    };
+    if (vector_gate && on_tensor_cores(gate_shape, fuse_shared ? &shared->gate_proj : nullptr, hidden))
+      cuda::launch_moe_gate_up_mma(ffns, max_active, n, plan, matrix(x), hidden_rows.data, hidden_stride, stream_);
+    else
+      cuda::launch_moe_gate_up(ffns, max_active, plan, matrix(x), vector_gate, hidden_rows.data, hidden_stride, stream_);
     DSV3_CUDA_CHECK_LAUNCH();
-    cuda::launch_moe_down(ffns, max_active, plan, hidden_rows.data, hidden_stride, vector_down, y_rows.data, stream_);
+    if (vector_down && on_tensor_cores(down_shape, fuse_shared ? &shared->down_proj : nullptr, ffns.max_width))
+      cuda::launch_moe_down_mma(ffns, max_active, n, plan, hidden_rows.data, hidden_stride, y_rows.data, stream_);
+    else
+      cuda::launch_moe_down(ffns, max_active, plan, hidden_rows.data, hidden_stride, vector_down, y_rows.data, stream_);
     DSV3_CUDA_CHECK_LAUNCH();
   }
   cuda::launch_moe_combine(static_cast<const float*>(y.data()), static_cast<const float*>(routing.expert_weights.data()),

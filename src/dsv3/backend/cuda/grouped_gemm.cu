@@ -13,6 +13,7 @@
 
 #include "dsv3/backend/cuda/cuda_check.h"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/mma.cuh"
 #include "dsv3/backend/cuda/weight_element.cuh"
 
 namespace dsv3::cuda {
@@ -31,15 +32,6 @@ __device__ inline void ldmatrix_x4(uint32_t (&r)[4], const __nv_bfloat16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(address));
-}
-
-// d += a b, a 16x16 (row-major fragment), b 16x8 (column-major fragment), float32 sums.
-__device__ inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // The rows [begin, end) of this block's tile and its group, from the groups' row offsets: tiles are

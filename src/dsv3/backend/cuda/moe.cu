@@ -6,6 +6,7 @@
 
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/moe_passes.cuh"
 #include "dsv3/backend/cuda/row_dots.cuh"
 
 namespace dsv3::cuda {
@@ -189,39 +190,15 @@ __global__ void route_plan_kernel(const float* logits, int n_experts, const floa
   plan_pairs(ids, int64_t(n_tokens) * config.top_k, config.top_k, n_experts, plan);
 }
 
-// What a row of blocks (blockIdx.y) serves: the passes first_pass, first_pass + pass_step, ... over
-// an active FFN's slots (-1: none), from weight row row_offset on. The last shared_parts rows of the
-// grid serve the shared FFN, one routed width of its rows each (it is n_shared_experts times as wide);
-// the others the routed experts. Each of those has its own expert while there are as many active ones
-// as rows (decode); where routing sends many tokens to few experts, the spare rows share out the
-// passes of expert y % n_active instead of idling while one row makes them all.
-struct BlockPasses {
-  int expert, first_pass, pass_step;
-  int64_t row_offset;
-};
-
-__device__ inline bool serves_shared(int shared_parts) { return int(blockIdx.y) >= int(gridDim.y) - shared_parts; }
-
+// A block's rows: kRowWarps / wpr warps of kRowLanes groups of kGroupRows; the first of them.
 template <int kGroupRows>
-__device__ inline int64_t shared_row_offset(int shared_parts, int wpr) {
-  const int part = int(blockIdx.y) - (int(gridDim.y) - shared_parts);
-  return int64_t(part) * gridDim.x * (kRowWarps / wpr) * kRowLanes * kGroupRows;
+__device__ inline int64_t block_rows(int wpr) {
+  return int64_t(kRowWarps / wpr) * kRowLanes * kGroupRows;
 }
 
-template <int kGroupRows>
-__device__ BlockPasses block_passes(const MoePlan& plan, int n_ffns, int shared_parts, int wpr) {
-  if (serves_shared(shared_parts)) return {n_ffns - 1, 0, 1, shared_row_offset<kGroupRows>(shared_parts, wpr)};
-  const int y = int(blockIdx.y), rows = int(gridDim.y) - shared_parts;
-  const int n_active = plan.active[n_ffns] - 1, own = plan.active[y];  // both loads at once; the shared entry is last
-  if (n_active == 0) return {-1, 0, 1, 0};
-  const int j = y % n_active;
-  return {y < n_active ? own : plan.active[j], y / n_active, (rows - 1 - j) / n_active + 1, 0};
-}
-
-// The first of a block's lane groups' rows: kRowWarps / wpr warps of kRowLanes groups of kGroupRows.
 template <int kGroupRows>
 __device__ inline int64_t block_first_row(int wpr) {
-  return int64_t(blockIdx.x) * (kRowWarps / wpr) * kRowLanes * kGroupRows;
+  return int64_t(blockIdx.x) * block_rows<kGroupRows>(wpr);
 }
 
 template <int kGroupRows>
@@ -270,7 +247,7 @@ __global__ void __launch_bounds__(kRowWarps * 32, 2) gate_up_kernel(const Device
                                                                     int n_ffns, int shared_parts, DeviceMatrix x,
                                                                     float* hidden, int64_t hidden_stride) {
   wait_for_inputs();
-  const BlockPasses passes = block_passes<kGateRows>(plan, n_ffns, shared_parts, wpr);
+  const BlockPasses passes = block_passes(plan, n_ffns, shared_parts, block_rows<kGateRows>(wpr));
   const int e = passes.expert;
   if (e < 0) return;
   const DeviceWeight& gate = ffns[3 * e];
@@ -317,7 +294,7 @@ __global__ void __launch_bounds__(kRowWarps * 32, 2) down_kernel(const DeviceWei
                                                                  int n_ffns, int shared_parts, const float* hidden,
                                                                  int64_t hidden_stride, float* y) {
   wait_for_inputs();
-  const BlockPasses passes = block_passes<kDownRows>(plan, n_ffns, shared_parts, wpr);
+  const BlockPasses passes = block_passes(plan, n_ffns, shared_parts, block_rows<kDownRows>(wpr));
   const int e = passes.expert;
   if (e < 0) return;
   const DeviceWeight& down = ffns[3 * e + 2];

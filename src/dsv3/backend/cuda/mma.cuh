@@ -1,0 +1,29 @@
+// Warp-wide matrix products on tensor cores: mma.sync m16n8k16 with 16-bit operands and float32
+// sums (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"). Lane (g, t) =
+// (lane / 4, lane % 4) holds A's (g, 2t..2t+1), (g + 8, 2t..2t+1), (g, 2t+8..2t+9), (g + 8, 2t+8..2t+9),
+// B's (2t..2t+1, g) and (2t+8..2t+9, g), and D's (g, 2t..2t+1) and (g + 8, 2t..2t+1).
+#pragma once
+
+#include <cstdint>
+
+namespace dsv3::cuda {
+
+// d += a b, a 16x16 (row-major fragment), b 16x8 (column-major fragment), BF16 operands.
+__device__ inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// The same with FP16 operands.
+__device__ inline void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+}  // namespace dsv3::cuda

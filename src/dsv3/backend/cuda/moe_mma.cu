@@ -1,0 +1,360 @@
+// The experts' products for decode-sized batches of FP8 weights on tensor cores: a warp multiplies a
+// 16-row tile of an FFN's weights into up to 8 tokens with mma.sync m16n8k16 (mma.cuh), reading each
+// weight byte from memory once. moe.cu's CUDA-core kernels take the other dtypes and shapes.
+//
+// Why tensor cores for a product that only reads weights: widening FP8 to float32 on CUDA cores
+// takes three conversions per two weights (e4m3x2 -> f16x2 -> two f32), and an SM converts 16 values
+// a cycle where its share of the memory bandwidth brings about 18 weight bytes a cycle (H200: 4.8
+// TB/s over 132 SMs at 1.98 GHz). Here the codes are widened to FP16 exactly, one conversion per two
+// weights, and go straight into the products. (BF16 weights need no widening, and their CUDA-core
+// kernels are as fast: bench/RESULTS.md.)
+//
+// Operands. Lane (g, t) = (lane / 4, lane % 4) loads 32 bytes of the tile's rows g and g + 8 at each
+// chunk of 128 columns: elements [32 t, 32 t + 32) of the chunk, so that a row's four lanes read one
+// 128-byte line (64 bytes a row, half a line, ran 8% slower end to end). A sum over k does not care
+// which column is called which, so step j of a chunk takes physical columns 32 t + 4j .. 32 t + 4j + 3
+// as mma's logical columns (2t, 2t+1, 2t+8, 2t+9), in A and B alike. x is scaled per token by a power
+// of two (exact) that brings its largest magnitude into [2^14, 2^15), inside FP16's range, and split
+// as x = high + low in FP16 (22 bits of mantissa); both parts are multiplied into float32 sums. A pass
+// stages its tokens' parts once in shared memory. Each chunk lies in one 128-column scale block: it is
+// summed alone, then multiplied by its rows' scales.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "dsv3/backend/cuda/chained_launch.cuh"
+#include "dsv3/backend/cuda/moe_mma.h"
+#include "dsv3/backend/cuda/moe_passes.cuh"
+#include "dsv3/backend/cuda/mma.cuh"
+#include "dsv3/backend/cuda/weight_element.cuh"
+
+namespace dsv3::cuda {
+namespace {
+
+// Measured on Moonlight FP8, batch-1 decode on an H200 (bench/RESULTS.md): 4 warps a block, 2
+// chunks in flight a lane and about 1024 warps in all beat 2 or 8 warps, 3 chunks, 512, 768 or 2048.
+constexpr int kWarps = 4;
+constexpr int kMinBlocks = 4;        // resident blocks an SM: 128 registers a thread
+constexpr int kMaxPassTokens = 8;    // B's columns
+constexpr int kAhead = 2;            // chunks a lane has asked for before it multiplies the first
+constexpr int64_t kTargetWarps = 1024;
+// Staged tokens of a pass: at most this many bytes of shared memory (DeepSeek-V3's 7168 columns: 3
+// tokens a pass; Moonlight's 2048: 8).
+constexpr size_t kMaxStageBytes = 96 * 1024;
+
+// A tile's rows: 8 of the gate and the same 8 of the up projection (gate_up: rows g + 8 of the
+// product are the up rows, so a lane holds both halves of its hidden values), or 16 of down.
+constexpr int kGateTileRows = 8, kDownTileRows = 16;
+
+constexpr int kLaneCols = 32;               // a lane's columns of a row in a chunk: 32 bytes
+constexpr int kChunkCols = 4 * kLaneCols;    // a chunk: 128 columns, one line of each row
+constexpr int kSteps = kLaneCols / 4;        // mma steps of a chunk
+
+// The staged row stride in 16-byte groups (4 columns' high and low parts), one past a multiple of 8
+// so that the rows of a step's lanes fall in distinct banks. (The four lanes t of a row still share
+// theirs; a swizzle that parted them, with its extra index arithmetic, ran 7% slower end to end.)
+__host__ __device__ inline int stage_stride(int64_t cols) { return int((cols / 4 + 7) / 8 * 8 + 1); }
+
+__device__ inline uint32_t f16x2_of_e4m3x2(uint32_t codes) {
+  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(codes), __NV_E4M3);
+  return uint32_t(h.x) | uint32_t(h.y) << 16;
+}
+
+__device__ inline uint32_t bits(__half2 v) { return *reinterpret_cast<const uint32_t*>(&v); }
+
+// Word i of the lane's 32 bytes of a row.
+__device__ __forceinline__ uint32_t lane_word(const uint4 (&v)[2], int i) { return vector_word(v[i / 4], i % 4); }
+
+// Step j's A fragment from the lane's 32 bytes of rows g (top) and g + 8 (bottom).
+__device__ __forceinline__ void a_fragment(uint32_t (&a)[4], const uint4 (&top)[2], const uint4 (&bottom)[2], int j) {
+  const uint32_t t = lane_word(top, j), b = lane_word(bottom, j);
+  a[0] = f16x2_of_e4m3x2(t & 0xffffu), a[1] = f16x2_of_e4m3x2(b & 0xffffu);
+  a[2] = f16x2_of_e4m3x2(t >> 16), a[3] = f16x2_of_e4m3x2(b >> 16);
+}
+
+// The exponent s of the power of two 2^s that x's rows are multiplied by, from the bits of their
+// largest magnitude m: m 2^s in [2^14, 2^15) for normal m (2^s itself stays a normal float).
+__device__ inline int scale_exponent(unsigned max_bits) {
+  const float m = __uint_as_float(max_bits);
+  if (!(m > 0.0f) || !isfinite(m)) return 0;  // zeros, or values that stay inf or NaN whatever the scale
+  const int e = max(int(max_bits >> 23), 1) - 126;  // m < 2^e
+  return min(15 - e, 126);
+}
+
+// 2^s for s in [-126, 127].
+__device__ inline float power_of_two(int s) { return __int_as_float((s + 127) << 23); }
+
+// The pass's tokens, src(t) for t < n, each `cols` floats, scaled and split into xs (stage_stride
+// groups a row); max_bits[t] keeps each token's largest magnitude. Every thread of the block calls it.
+template <typename Source>
+__device__ void stage_tokens(Source src, int n, int64_t cols, uint4* xs, unsigned* max_bits) {
+  const int groups = int(cols / 4), rs = stage_stride(cols);
+  __syncthreads();  // the previous pass has read xs and max_bits
+  if (threadIdx.x < kMaxPassTokens) max_bits[threadIdx.x] = 0;
+  __syncthreads();
+  for (int t = 0; t < n; ++t) {
+    const float4* row = reinterpret_cast<const float4*>(src(t));
+    float m = 0.0f;
+    for (int q = threadIdx.x; q < groups; q += blockDim.x) {
+      const float4 v = row[q];
+      m = fmaxf(m, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+    }
+    for (int offset = 16; offset > 0; offset /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
+    if (threadIdx.x % 32 == 0) atomicMax(&max_bits[t], __float_as_uint(m));  // non-negative: ordered as unsigned
+  }
+  __syncthreads();
+  for (int t = 0; t < n; ++t) {
+    const float4* row = reinterpret_cast<const float4*>(src(t));
+    const float scale = power_of_two(scale_exponent(max_bits[t]));
+    for (int q = threadIdx.x; q < groups; q += blockDim.x) {
+      const float4 v = row[q];
+      const float x[4] = {v.x * scale, v.y * scale, v.z * scale, v.w * scale};
+      const __half2 h01 = __floats2half2_rn(x[0], x[1]), h23 = __floats2half2_rn(x[2], x[3]);
+      const float2 f01 = __half22float2(h01), f23 = __half22float2(h23);
+      const __half2 l01 = __floats2half2_rn(x[0] - f01.x, x[1] - f01.y), l23 = __floats2half2_rn(x[2] - f23.x, x[3] - f23.y);
+      xs[t * rs + q] = make_uint4(bits(h01), bits(h23), bits(l01), bits(l23));
+    }
+  }
+  __syncthreads();
+}
+
+// A lane's two weight rows (and, for FP8, the scale rows of their blocks).
+struct LanePair {
+  const uint8_t *top, *bottom;
+  const float *top_scales, *bottom_scales;
+};
+
+__device__ inline LanePair lane_pair(const DeviceWeight& wt, int64_t row_top, const DeviceWeight& wb, int64_t row_bottom) {
+  return {static_cast<const uint8_t*>(wt.data) + row_top * wt.cols, static_cast<const uint8_t*>(wb.data) + row_bottom * wb.cols,
+          wt.scale_inv + row_top / wt.block_out * ((wt.cols + wt.block_in - 1) / wt.block_in),
+          wb.scale_inv + row_bottom / wb.block_out * ((wb.cols + wb.block_in - 1) / wb.block_in)};
+}
+
+// The chunks [begin, end) of a lane's two rows, kAhead of them asked for ahead of their products.
+struct TileStream {
+  LanePair rows;
+  int64_t cols, block_in;
+  int begin, end;
+  uint4 top[kAhead][2], bottom[kAhead][2];
+  float top_scale[kAhead], bottom_scale[kAhead];
+
+  // Chunk c into slot u: zeros past the part or the row (cols is a multiple of 16).
+  __device__ __forceinline__ void ask(int u, int c) {
+    const int64_t k = int64_t(c) * kChunkCols + kLaneCols * (threadIdx.x % 4);
+#pragma unroll
+    for (int v = 0; v < 2; ++v) {
+      const int64_t kv = k + 16 * v;
+      if (c < end && kv < cols) {
+        top[u][v] = load_weight_vector(rows.top + kv);
+        bottom[u][v] = load_weight_vector(rows.bottom + kv);
+      } else {
+        top[u][v] = bottom[u][v] = make_uint4(0, 0, 0, 0);
+      }
+    }
+    const int64_t block = c < end ? int64_t(c) * kChunkCols / block_in : 0;
+    top_scale[u] = __ldg(rows.top_scales + block), bottom_scale[u] = __ldg(rows.bottom_scales + block);
+  }
+
+  __device__ __forceinline__ void start() {
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) ask(u, begin + u);
+  }
+
+  // acc (this lane's D fragment) += the products of every chunk with the staged tokens xs, of which n
+  // are real (the lanes of the others give B zeros).
+  __device__ __forceinline__ void multiply(const uint4* xs, int rs, int n, float (&acc)[4]) {
+    const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+    const uint4* x_row = xs + g * rs + kSteps * t;
+#pragma unroll 1
+    for (int c0 = begin; c0 < end; c0 += kAhead)
+#pragma unroll
+      for (int u = 0; u < kAhead; ++u) {
+        const int c = c0 + u;
+        if (c >= end) break;
+        const int64_t k = int64_t(c) * kChunkCols + kLaneCols * t;
+        float part[4] = {};
+#pragma unroll
+        for (int j = 0; j < kSteps; ++j) {
+          uint32_t a[4];
+          a_fragment(a, top[u], bottom[u], j);
+          const uint4 b = g < n && k + 4 * j < cols ? x_row[c * kLaneCols + j] : make_uint4(0, 0, 0, 0);
+          mma_f16(part, a, b.x, b.y), mma_f16(part, a, b.z, b.w);  // x's high and low parts
+        }
+        acc[0] = fmaf(top_scale[u], part[0], acc[0]), acc[1] = fmaf(top_scale[u], part[1], acc[1]);
+        acc[2] = fmaf(bottom_scale[u], part[2], acc[2]), acc[3] = fmaf(bottom_scale[u], part[3], acc[3]);
+        ask(u, c + kAhead);
+      }
+  }
+};
+
+// The parts of a tile (consecutive warps of the block, part 0 first) add up in part 0, which this
+// returns true in. Every thread of the block calls it.
+__device__ inline bool reduce_parts(float (&acc)[4], int part, int wpr) {
+  if (wpr == 1) return true;
+  __shared__ float partial[kWarps][4][32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (part != 0)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) partial[warp][i][lane] = acc[i];
+  __syncthreads();
+  if (part == 0)
+    for (int p = 1; p < wpr; ++p)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[i] += partial[warp + p][i][lane];
+  return part == 0;
+}
+
+// This warp's tile of the block, its part of the columns' chunks, and the block's first row.
+struct WarpShare {
+  int tile, part, begin, end;
+};
+
+__device__ inline WarpShare warp_share(int wpr, int64_t cols, int chunk_cols) {
+  const int warp = threadIdx.x / 32, part = warp % wpr;
+  const int n_chunks = int((cols + chunk_cols - 1) / chunk_cols), per_part = (n_chunks + wpr - 1) / wpr;
+  return {warp / wpr, part, part * per_part, min(n_chunks, (part + 1) * per_part)};
+}
+
+// grid and passes as moe.cu's gate_up_kernel (moe_passes.cuh); a warp's tile is 8 rows of gate and
+// up, a block kWarps / wpr tiles, a pass up to pass_tokens (<= 8) slots.
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) gate_up_mma_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan,
+                                                                     int n_ffns, int shared_parts, int pass_tokens,
+                                                                     DeviceMatrix x, float* hidden,
+                                                                     int64_t hidden_stride) {
+  extern __shared__ uint4 xs[];
+  __shared__ unsigned max_bits[kMaxPassTokens];
+  wait_for_inputs();
+  const int64_t block_rows = int64_t(kWarps / wpr) * kGateTileRows;
+  const BlockPasses passes = block_passes(plan, n_ffns, shared_parts, block_rows);
+  const int e = passes.expert;
+  if (e < 0) return;
+  const DeviceWeight& gate = ffns[3 * e];
+  const DeviceWeight& up = ffns[3 * e + 1];
+  const int64_t width = gate.rows, block_row = passes.row_offset + blockIdx.x * block_rows;
+  if (block_row >= width) return;  // past this FFN's width
+  const WarpShare share = warp_share(wpr, gate.cols, kChunkCols);
+  const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+  const int64_t row0 = block_row + int64_t(share.tile) * kGateTileRows, row = min(row0 + g, width - 1);
+  TileStream stream{lane_pair(gate, row, up, row), gate.cols, gate.block_in, share.begin, share.end};
+  const int first = plan.offsets[e], count = plan.counts[e];
+  for (int s0 = passes.first_pass * pass_tokens; s0 < count; s0 += passes.pass_step * pass_tokens) {
+    const int n = min(pass_tokens, count - s0);
+    stream.start();
+    stage_tokens([&](int i) { return x.data + int64_t(plan.slot_token[first + s0 + i]) * x.stride; }, n, gate.cols,
+                    xs, max_bits);
+    float acc[4] = {};
+    stream.multiply(xs, stage_stride(gate.cols), n, acc);
+    if (!reduce_parts(acc, share.part, wpr) || row0 + g >= width) continue;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int token = 2 * t + i;
+      if (token >= n) continue;
+      const float unscale = power_of_two(-scale_exponent(max_bits[token]));
+      const float gv = acc[i] * unscale, uv = acc[2 + i] * unscale;
+      hidden[int64_t(first + s0 + token) * hidden_stride + row0 + g] = gv / (1.0f + expf(-gv)) * uv;
+    }
+  }
+}
+
+// grid and passes as moe.cu's down_kernel; a warp's tile is 16 rows of down.
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) down_mma_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan,
+                                                                  int n_ffns, int shared_parts, int pass_tokens,
+                                                                  const float* hidden, int64_t hidden_stride,
+                                                                  float* y) {
+  extern __shared__ uint4 xs[];
+  __shared__ unsigned max_bits[kMaxPassTokens];
+  wait_for_inputs();
+  const int64_t block_rows = int64_t(kWarps / wpr) * kDownTileRows;
+  const BlockPasses passes = block_passes(plan, n_ffns, shared_parts, block_rows);
+  const int e = passes.expert;
+  if (e < 0) return;
+  const DeviceWeight& down = ffns[3 * e + 2];
+  const int64_t rows = down.rows, block_row = int64_t(blockIdx.x) * block_rows;
+  const WarpShare share = warp_share(wpr, down.cols, kChunkCols);
+  const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+  const int64_t row0 = block_row + int64_t(share.tile) * kDownTileRows;
+  TileStream stream{lane_pair(down, min(row0 + g, rows - 1), down, min(row0 + g + 8, rows - 1)), down.cols,
+                       down.block_in, share.begin, share.end};
+  const int first = plan.offsets[e], count = plan.counts[e];
+  for (int s0 = passes.first_pass * pass_tokens; s0 < count; s0 += passes.pass_step * pass_tokens) {
+    const int n = min(pass_tokens, count - s0);
+    stream.start();
+    stage_tokens([&](int i) { return hidden + int64_t(first + s0 + i) * hidden_stride; }, n, down.cols, xs,
+                    max_bits);
+    float acc[4] = {};
+    stream.multiply(xs, stage_stride(down.cols), n, acc);
+    if (!reduce_parts(acc, share.part, wpr)) continue;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int token = 2 * t + i;
+      if (token >= n) continue;
+      const float unscale = power_of_two(-scale_exponent(max_bits[token]));
+      float* out = y + int64_t(first + s0 + token) * rows;
+      if (row0 + g < rows) out[row0 + g] = acc[i] * unscale;
+      if (row0 + g + 8 < rows) out[row0 + g + 8] = acc[2 + i] * unscale;
+    }
+  }
+}
+
+// The kernel, allowed the staging's shared memory (an attribute of the kernel: set once).
+template <typename Kernel>
+Kernel allowed_staging(Kernel kernel) {
+  DSV3_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMaxStageBytes)));
+  return kernel;
+}
+
+// Tokens a pass stages: B's 8 columns, as many as the batch has, as many as fit kMaxStageBytes.
+int pass_tokens(int64_t n_tokens, int64_t cols) {
+  const int64_t fit = int64_t(kMaxStageBytes) / (int64_t(stage_stride(cols)) * 16);
+  return int(std::max<int64_t>(1, std::min<int64_t>({kMaxPassTokens, n_tokens, fit})));
+}
+
+// Warps sharing a tile's columns: the fewest that give the GPU kTargetWarps warps in all (each part
+// at least two rounds of kAhead chunks).
+int tile_warps(int64_t tiles, int64_t cols) {
+  const int64_t chunks = (cols + kChunkCols - 1) / kChunkCols;
+  int wpr = 1;
+  while (wpr < kWarps && tiles * wpr < kTargetWarps && chunks >= 2 * wpr * kAhead) wpr *= 2;
+  return wpr;
+}
+
+}  // namespace
+
+bool moe_mma_ok(const DeviceWeight& shape) {
+  return shape.dtype == DType::F8_E4M3 && shape.cols % 16 == 0 && shape.block_in % kChunkCols == 0;
+}
+
+bool moe_mma_fits(int64_t cols) { return size_t(stage_stride(cols)) * 16 <= kMaxStageBytes; }
+
+void launch_moe_gate_up_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, MoePlan plan, DeviceMatrix x,
+                            float* hidden, int64_t hidden_stride, cudaStream_t stream) {
+  const DeviceWeight& shape = ffns.gate_shape;
+  const int64_t tiles = (shape.rows + kGateTileRows - 1) / kGateTileRows;
+  const int64_t shared_tiles = ffns.shared ? (ffns.max_width + kGateTileRows - 1) / kGateTileRows : 0;
+  const int wpr = tile_warps(tiles * max_active + shared_tiles, shape.cols);
+  const int64_t block_rows = kWarps / wpr * kGateTileRows, row_blocks = (shape.rows + block_rows - 1) / block_rows;
+  const int shared_parts = ffns.shared ? int((ffns.max_width + row_blocks * block_rows - 1) / (row_blocks * block_rows)) : 0;
+  const int tokens = pass_tokens(n_tokens, shape.cols);
+  const dim3 grid(unsigned(row_blocks), unsigned(max_active + shared_parts));
+  static const auto kernel = allowed_staging(gate_up_mma_kernel);
+  launch_chained(kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(shape.cols) * 16,
+                 stream, ffns.table, wpr, plan, ffns.n_ffns, shared_parts, tokens, x, hidden, hidden_stride);
+}
+
+void launch_moe_down_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, MoePlan plan, const float* hidden,
+                         int64_t hidden_stride, float* y, cudaStream_t stream) {
+  const DeviceWeight& shape = ffns.down_shape;
+  const int64_t tiles = (shape.rows + kDownTileRows - 1) / kDownTileRows;
+  const int wpr = tile_warps(tiles * (max_active + (ffns.shared ? 1 : 0)), shape.cols);
+  const int64_t block_rows = kWarps / wpr * kDownTileRows;
+  const int shared_parts = ffns.shared ? 1 : 0;  // every FFN's down weight has the hidden size's rows
+  // The shared FFN's down weight is the widest (n_shared_experts routed widths).
+  const int64_t cols = ffns.shared ? std::max(shape.cols, ffns.max_width) : shape.cols;
+  const int tokens = pass_tokens(n_tokens, cols);
+  const dim3 grid(unsigned((shape.rows + block_rows - 1) / block_rows), unsigned(max_active + shared_parts));
+  static const auto kernel = allowed_staging(down_mma_kernel);
+  launch_chained(kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(cols) * 16, stream,
+                 ffns.table, wpr, plan, ffns.n_ffns, shared_parts, tokens, hidden, hidden_stride, y);
+}
+
+}  // namespace dsv3::cuda

@@ -1,0 +1,29 @@
+// How the blocks of an expert-product launch (moe.cu, moe_mma.cu) share out the FFNs of a MoE layer:
+// grid (row blocks of a routed expert, max_active + shared_parts), block_rows weight rows a block.
+#pragma once
+
+#include "dsv3/backend/cuda/kernels.h"
+
+namespace dsv3::cuda {
+
+// What a row of blocks (blockIdx.y) serves: the passes first_pass, first_pass + pass_step, ... over
+// an active FFN's slots (-1: none), from weight row row_offset on. The last shared_parts rows of the
+// grid serve the shared FFN, one routed width of its rows each (it is n_shared_experts times as wide);
+// the others the routed experts. Each of those has its own expert while there are as many active ones
+// as rows (decode); where routing sends many tokens to few experts, the spare rows share out the
+// passes of expert y % n_active instead of idling while one row makes them all.
+struct BlockPasses {
+  int expert, first_pass, pass_step;
+  int64_t row_offset;
+};
+
+__device__ inline BlockPasses block_passes(const MoePlan& plan, int n_ffns, int shared_parts, int64_t block_rows) {
+  const int y = int(blockIdx.y), rows = int(gridDim.y) - shared_parts;
+  if (y >= rows) return {n_ffns - 1, 0, 1, int64_t(y - rows) * gridDim.x * block_rows};
+  const int n_active = plan.active[n_ffns] - 1, own = plan.active[y];  // both loads at once; the shared entry is last
+  if (n_active == 0) return {-1, 0, 1, 0};
+  const int j = y % n_active;
+  return {y < n_active ? own : plan.active[j], y / n_active, (rows - 1 - j) / n_active + 1, 0};
+}
+
+}  // namespace dsv3::cuda
