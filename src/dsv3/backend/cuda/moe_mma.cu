@@ -3,11 +3,12 @@
 // weight byte from memory once. moe.cu's CUDA-core kernels take the other dtypes and shapes.
 //
 // Why tensor cores for a product that only reads weights: widening FP8 to float32 on CUDA cores
-// takes three conversions per two weights (e4m3x2 -> f16x2 -> two f32), and an SM converts 16 values
-// a cycle where its share of the memory bandwidth brings about 18 weight bytes a cycle (H200: 4.8
-// TB/s over 132 SMs at 1.98 GHz). Here the codes are widened to FP16 exactly, one conversion per two
-// weights, and go straight into the products. (BF16 weights need no widening, and their CUDA-core
-// kernels are as fast: bench/RESULTS.md.)
+// takes three conversions per two weights (e4m3x2 -> f16x2 -> two f32) and a multiply-add a weight.
+// Here the codes are widened to FP16 exactly, one conversion per two weights, and a warp's mma takes
+// 256 of them at once, so a lane's work between its loads shrinks and more of them can be in flight.
+// Both kinds of kernel wait on memory, not on their instructions (Nsight Compute: 27-31% of issue
+// slots used), and this one gives Moonlight's FP8 batch-1 decode 4% (bench/RESULTS.md). BF16 weights
+// need no widening, and their CUDA-core kernels are as fast.
 //
 // Operands. Lane (g, t) = (lane / 4, lane % 4) loads 32 bytes of the tile's rows g and g + 8 at each
 // chunk of 128 columns: elements [32 t, 32 t + 32) of the chunk, so that a row's four lanes read one
@@ -23,9 +24,9 @@
 #include <algorithm>
 
 #include "dsv3/backend/cuda/chained_launch.cuh"
+#include "dsv3/backend/cuda/mma.cuh"
 #include "dsv3/backend/cuda/moe_mma.h"
 #include "dsv3/backend/cuda/moe_passes.cuh"
-#include "dsv3/backend/cuda/mma.cuh"
 #include "dsv3/backend/cuda/weight_element.cuh"
 
 namespace dsv3::cuda {
@@ -34,9 +35,9 @@ namespace {
 // Measured on Moonlight FP8, batch-1 decode on an H200 (bench/RESULTS.md): 4 warps a block, 2
 // chunks in flight a lane and about 1024 warps in all beat 2 or 8 warps, 3 chunks, 512, 768 or 2048.
 constexpr int kWarps = 4;
-constexpr int kMinBlocks = 4;        // resident blocks an SM: 128 registers a thread
-constexpr int kMaxPassTokens = 8;    // B's columns
-constexpr int kAhead = 2;            // chunks a lane has asked for before it multiplies the first
+constexpr int kMinBlocks = 4;      // resident blocks an SM: 128 registers a thread
+constexpr int kMaxPassTokens = 8;  // B's columns
+constexpr int kAhead = 2;          // chunks a lane has asked for before it multiplies the first
 constexpr int64_t kTargetWarps = 1024;
 // Staged tokens of a pass: at most this many bytes of shared memory (DeepSeek-V3's 7168 columns: 3
 // tokens a pass; Moonlight's 2048: 8).
@@ -46,9 +47,9 @@ constexpr size_t kMaxStageBytes = 96 * 1024;
 // product are the up rows, so a lane holds both halves of its hidden values), or 16 of down.
 constexpr int kGateTileRows = 8, kDownTileRows = 16;
 
-constexpr int kLaneCols = 32;               // a lane's columns of a row in a chunk: 32 bytes
-constexpr int kChunkCols = 4 * kLaneCols;    // a chunk: 128 columns, one line of each row
-constexpr int kSteps = kLaneCols / 4;        // mma steps of a chunk
+constexpr int kLaneCols = 32;              // a lane's columns of a row in a chunk: 32 bytes
+constexpr int kChunkCols = 4 * kLaneCols;  // a chunk: 128 columns, one line of each row
+constexpr int kSteps = kLaneCols / 4;      // mma steps of a chunk
 
 // The staged row stride in 16-byte groups (4 columns' high and low parts), one past a multiple of 8
 // so that the rows of a step's lanes fall in distinct banks. (The four lanes t of a row still share
@@ -76,7 +77,7 @@ __device__ __forceinline__ void a_fragment(uint32_t (&a)[4], const uint4 (&top)[
 // largest magnitude m: m 2^s in [2^14, 2^15) for normal m (2^s itself stays a normal float).
 __device__ inline int scale_exponent(unsigned max_bits) {
   const float m = __uint_as_float(max_bits);
-  if (!(m > 0.0f) || !isfinite(m)) return 0;  // zeros, or values that stay inf or NaN whatever the scale
+  if (!(m > 0.0f) || !isfinite(m)) return 0;        // zeros, or values that stay inf or NaN whatever the scale
   const int e = max(int(max_bits >> 23), 1) - 126;  // m < 2^e
   return min(15 - e, 126);
 }
@@ -111,7 +112,8 @@ __device__ void stage_tokens(Source src, int n, int64_t cols, uint4* xs, unsigne
       const float x[4] = {v.x * scale, v.y * scale, v.z * scale, v.w * scale};
       const __half2 h01 = __floats2half2_rn(x[0], x[1]), h23 = __floats2half2_rn(x[2], x[3]);
       const float2 f01 = __half22float2(h01), f23 = __half22float2(h23);
-      const __half2 l01 = __floats2half2_rn(x[0] - f01.x, x[1] - f01.y), l23 = __floats2half2_rn(x[2] - f23.x, x[3] - f23.y);
+      const __half2 l01 = __floats2half2_rn(x[0] - f01.x, x[1] - f01.y),
+                    l23 = __floats2half2_rn(x[2] - f23.x, x[3] - f23.y);
       xs[t * rs + q] = make_uint4(bits(h01), bits(h23), bits(l01), bits(l23));
     }
   }
@@ -124,8 +126,10 @@ struct LanePair {
   const float *top_scales, *bottom_scales;
 };
 
-__device__ inline LanePair lane_pair(const DeviceWeight& wt, int64_t row_top, const DeviceWeight& wb, int64_t row_bottom) {
-  return {static_cast<const uint8_t*>(wt.data) + row_top * wt.cols, static_cast<const uint8_t*>(wb.data) + row_bottom * wb.cols,
+__device__ inline LanePair lane_pair(const DeviceWeight& wt, int64_t row_top, const DeviceWeight& wb,
+                                     int64_t row_bottom) {
+  return {static_cast<const uint8_t*>(wt.data) + row_top * wt.cols,
+          static_cast<const uint8_t*>(wb.data) + row_bottom * wb.cols,
           wt.scale_inv + row_top / wt.block_out * ((wt.cols + wt.block_in - 1) / wt.block_in),
           wb.scale_inv + row_bottom / wb.block_out * ((wb.cols + wb.block_in - 1) / wb.block_in)};
 }
@@ -217,10 +221,9 @@ __device__ inline WarpShare warp_share(int wpr, int64_t cols, int chunk_cols) {
 
 // grid and passes as moe.cu's gate_up_kernel (moe_passes.cuh); a warp's tile is 8 rows of gate and
 // up, a block kWarps / wpr tiles, a pass up to pass_tokens (<= 8) slots.
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) gate_up_mma_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan,
-                                                                     int n_ffns, int shared_parts, int pass_tokens,
-                                                                     DeviceMatrix x, float* hidden,
-                                                                     int64_t hidden_stride) {
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
+    gate_up_mma_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan, int n_ffns, int shared_parts, int pass_tokens,
+                       DeviceMatrix x, float* hidden, int64_t hidden_stride) {
   extern __shared__ uint4 xs[];
   __shared__ unsigned max_bits[kMaxPassTokens];
   wait_for_inputs();
@@ -240,8 +243,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) gate_up_mma_kernel(co
   for (int s0 = passes.first_pass * pass_tokens; s0 < count; s0 += passes.pass_step * pass_tokens) {
     const int n = min(pass_tokens, count - s0);
     stream.start();
-    stage_tokens([&](int i) { return x.data + int64_t(plan.slot_token[first + s0 + i]) * x.stride; }, n, gate.cols,
-                    xs, max_bits);
+    stage_tokens([&](int i) { return x.data + int64_t(plan.slot_token[first + s0 + i]) * x.stride; }, n, gate.cols, xs,
+                 max_bits);
     float acc[4] = {};
     stream.multiply(xs, stage_stride(gate.cols), n, acc);
     if (!reduce_parts(acc, share.part, wpr) || row0 + g >= width) continue;
@@ -257,10 +260,9 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) gate_up_mma_kernel(co
 }
 
 // grid and passes as moe.cu's down_kernel; a warp's tile is 16 rows of down.
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) down_mma_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan,
-                                                                  int n_ffns, int shared_parts, int pass_tokens,
-                                                                  const float* hidden, int64_t hidden_stride,
-                                                                  float* y) {
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
+    down_mma_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan, int n_ffns, int shared_parts, int pass_tokens,
+                    const float* hidden, int64_t hidden_stride, float* y) {
   extern __shared__ uint4 xs[];
   __shared__ unsigned max_bits[kMaxPassTokens];
   wait_for_inputs();
@@ -274,13 +276,12 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) down_mma_kernel(const
   const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
   const int64_t row0 = block_row + int64_t(share.tile) * kDownTileRows;
   TileStream stream{lane_pair(down, min(row0 + g, rows - 1), down, min(row0 + g + 8, rows - 1)), down.cols,
-                       down.block_in, share.begin, share.end};
+                    down.block_in, share.begin, share.end};
   const int first = plan.offsets[e], count = plan.counts[e];
   for (int s0 = passes.first_pass * pass_tokens; s0 < count; s0 += passes.pass_step * pass_tokens) {
     const int n = min(pass_tokens, count - s0);
     stream.start();
-    stage_tokens([&](int i) { return hidden + int64_t(first + s0 + i) * hidden_stride; }, n, down.cols, xs,
-                    max_bits);
+    stage_tokens([&](int i) { return hidden + int64_t(first + s0 + i) * hidden_stride; }, n, down.cols, xs, max_bits);
     float acc[4] = {};
     stream.multiply(xs, stage_stride(down.cols), n, acc);
     if (!reduce_parts(acc, share.part, wpr)) continue;
@@ -333,12 +334,13 @@ void launch_moe_gate_up_mma(const MoeFfns& ffns, int max_active, int64_t n_token
   const int64_t shared_tiles = ffns.shared ? (ffns.max_width + kGateTileRows - 1) / kGateTileRows : 0;
   const int wpr = tile_warps(tiles * max_active + shared_tiles, shape.cols);
   const int64_t block_rows = kWarps / wpr * kGateTileRows, row_blocks = (shape.rows + block_rows - 1) / block_rows;
-  const int shared_parts = ffns.shared ? int((ffns.max_width + row_blocks * block_rows - 1) / (row_blocks * block_rows)) : 0;
+  const int shared_parts =
+      ffns.shared ? int((ffns.max_width + row_blocks * block_rows - 1) / (row_blocks * block_rows)) : 0;
   const int tokens = pass_tokens(n_tokens, shape.cols);
   const dim3 grid(unsigned(row_blocks), unsigned(max_active + shared_parts));
   static const auto kernel = allowed_staging(gate_up_mma_kernel);
-  launch_chained(kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(shape.cols) * 16,
-                 stream, ffns.table, wpr, plan, ffns.n_ffns, shared_parts, tokens, x, hidden, hidden_stride);
+  launch_chained(kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(shape.cols) * 16, stream, ffns.table, wpr,
+                 plan, ffns.n_ffns, shared_parts, tokens, x, hidden, hidden_stride);
 }
 
 void launch_moe_down_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, MoePlan plan, const float* hidden,
@@ -353,8 +355,8 @@ void launch_moe_down_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, 
   const int tokens = pass_tokens(n_tokens, cols);
   const dim3 grid(unsigned((shape.rows + block_rows - 1) / block_rows), unsigned(max_active + shared_parts));
   static const auto kernel = allowed_staging(down_mma_kernel);
-  launch_chained(kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(cols) * 16, stream,
-                 ffns.table, wpr, plan, ffns.n_ffns, shared_parts, tokens, hidden, hidden_stride, y);
+  launch_chained(kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(cols) * 16, stream, ffns.table, wpr, plan,
+                 ffns.n_ffns, shared_parts, tokens, hidden, hidden_stride, y);
 }
 
 }  // namespace dsv3::cuda

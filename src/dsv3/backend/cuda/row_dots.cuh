@@ -10,9 +10,10 @@
 // meet in log2(kKLanes) shuffle steps; where rows are too few to fill the GPU, a group's rows are
 // also split over wpr warps of a block (interleaved column chunks), whose sums meet in shared memory.
 //
-// Measured before and after this scheme: bench/RESULTS.md (CUDA section). What is left is
-// issue-bound, not memory-bound: at 16 warps an SM (128 registers) a lane spends far longer widening
-// and multiplying than waiting, and with 8 tokens the FMAs themselves dominate (prefill MoE).
+// Measured before and after this scheme: bench/RESULTS.md (CUDA section). For one token what is
+// left is latency, not issue: Nsight Compute on Moonlight's FP8 decode gate_up (H200) found 31% of
+// the issue slots used and DRAM at 35% of its peak; with 8 tokens the FMAs themselves dominate
+// (prefill MoE). FP8 experts take moe_mma.cu's tensor-core kernels instead.
 #pragma once
 
 #include "dsv3/backend/cuda/weight_element.cuh"
