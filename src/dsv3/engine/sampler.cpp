@@ -57,11 +57,13 @@ int32_t sample_token(std::span<const float> logits, const SamplingParams& params
   // top_p only ever cut the tail, so no step sorts more than the head it keeps (a full sort of a
   // 160K-token vocabulary took 15-40 ms a token).
   auto before = [&](int32_t a, int32_t b) { return ranks_before(logits[size_t(a)], a, logits[size_t(b)], b); };
-  std::vector<int32_t> candidates(logits.size());
-  std::iota(candidates.begin(), candidates.end(), 0);
-  if (params.top_k > 0 && size_t(params.top_k) < candidates.size()) {  // the k first, in linear time
-    std::nth_element(candidates.begin(), candidates.begin() + (params.top_k - 1), candidates.end(), before);
+  std::vector<int32_t> candidates;
+  if (params.top_k > 0 && size_t(params.top_k) < logits.size()) {  // the k first, as pick_token keeps them
+    candidates = rank_first(logits, params.top_k);
     candidates.resize(size_t(params.top_k));
+  } else {
+    candidates.resize(logits.size());
+    std::iota(candidates.begin(), candidates.end(), 0);
   }
   // Each candidate's probability relative to the most likely one's, exp((logit - max) / T).
   const float max_logit = logits[size_t(*std::min_element(candidates.begin(), candidates.end(), before))];

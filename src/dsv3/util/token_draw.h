@@ -55,8 +55,9 @@ inline bool ranks_before(float logit_a, int64_t a, float logit_b, int64_t b) {
   return logit_a > logit_b || (logit_a == logit_b && a < b);
 }
 
-// The token of rank k - 1 (0 < k <= logits.size()) by ranks_before, NaN last.
-inline int64_t kth_ranked(std::span<const float> logits, int64_t k) {
+// Every token id, the k first by ranks_before (NaN last) in ids[0, k) and the k-th at ids[k - 1]
+// (0 < k <= logits.size()), the rest after them in no order: linear time.
+inline std::vector<int32_t> rank_first(std::span<const float> logits, int64_t k) {
   std::vector<int32_t> ids(logits.size());
   std::iota(ids.begin(), ids.end(), 0);
   std::nth_element(ids.begin(), ids.begin() + (k - 1), ids.end(), [&](int32_t a, int32_t b) {
@@ -64,8 +65,11 @@ inline int64_t kth_ranked(std::span<const float> logits, int64_t k) {
     if (std::isnan(la) || std::isnan(lb)) return !std::isnan(la) || (std::isnan(lb) && a < b);
     return ranks_before(la, a, lb, b);
   });
-  return ids[size_t(k - 1)];
+  return ids;
 }
+
+// The token of rank k - 1 (0 < k <= logits.size()) by ranks_before, NaN last.
+inline int64_t kth_ranked(std::span<const float> logits, int64_t k) { return rank_first(logits, k)[size_t(k - 1)]; }
 
 // The token `draw` picks from `logits` (argmax.h's rule over the logits, or over the perturbed
 // logits of the tokens the cuts leave: the largest above -inf, the first of equal ones, else 0).
