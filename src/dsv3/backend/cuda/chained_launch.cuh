@@ -10,8 +10,12 @@
 // The rule that makes it safe: every chained kernel calls wait_for_inputs() in every block before it
 // reads or writes memory that an earlier kernel may touch (activations, the cache, scratch), and
 // before any early return. It waits for the previous kernel to finish and its writes to be visible;
-// the previous kernel did the same for its own, so the whole stream order holds. Only stored weights,
-// never written by kernels of a step, may be read before it.
+// the previous kernel did the same for its own, so the whole stream order holds. Before it, a kernel
+// may read stored weights, never written by kernels of a step, and what the kernel two launches
+// ahead wrote: this kernel's blocks start only once every block of the one ahead has passed its own
+// wait, which that kernel's end came before (read through L2, `__ldcg`: this SM's L1 may hold older
+// lines). Asking for weights there hides their latency behind the kernel ahead (Moonlight FP8
+// batch-1 decode on an H200, the weight-streaming products so: 340 -> 359 tok/s).
 #pragma once
 
 #include <cuda_runtime.h>

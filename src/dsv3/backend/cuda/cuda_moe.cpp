@@ -46,7 +46,7 @@ Routing CudaBackend::moe_route(const Act& x, const LinearWeight& gate, const Act
   auto* ids = static_cast<int32_t*>(routing.expert_ids.data());
   auto* weights = static_cast<float*>(routing.expert_weights.data());
   const auto* logits_data = static_cast<const float*>(logits.data());
-  if (cuda::moe_route_plan_fits(n, int(n_experts))) {
+  if (cuda::moe_route_plan_fits(n, int(n_experts), int(p.top_k))) {
     // Decode-sized: the plan moe_experts needs is made in the same launch.
     routing.plan = scratch(cuda::moe_plan_bytes(n, int(p.top_k), int(n_experts)));
     cuda::launch_moe_route_plan(logits_data, n, int(n_experts), bias, config, ids, weights,

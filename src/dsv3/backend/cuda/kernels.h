@@ -194,7 +194,7 @@ size_t moe_plan_bytes(int64_t n_tokens, int top_k, int n_experts);
 MoePlan moe_plan_view(void* memory, int64_t n_tokens, int top_k, int n_experts);
 void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, MoePlan plan, cudaStream_t stream);
 // The router and the plan in one launch, for batches where moe_route_plan_fits (decode-sized).
-bool moe_route_plan_fits(int64_t n, int n_experts);
+bool moe_route_plan_fits(int64_t n, int n_experts, int top_k);
 void launch_moe_route_plan(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
                            int32_t* ids, float* weights, MoePlan plan, cudaStream_t stream);
 // The FFNs of a MoE layer as the streaming kernels read them: n_ffns is the plan's (n_experts + 1),

@@ -42,7 +42,6 @@ struct StreamedProducts {
 template <DType D, bool kVector, int kTokens>
 __global__ void __launch_bounds__(kRowWarps * 32) linear_small_kernel(StreamedProducts products, DeviceMatrix x) {
   using Tile = LinearTile<kTokens>;
-  wait_for_inputs();
   const bool second = int(blockIdx.x) >= products.product[0].blocks;
   const StreamedProduct& p = products.product[second ? 1 : 0];
   const DeviceWeight& w = p.w;
@@ -60,7 +59,12 @@ __global__ void __launch_bounds__(kRowWarps * 32) linear_small_kernel(StreamedPr
   for (int r = 0; r < Tile::kRows; ++r)
     rows.data[r] = w.data, rows.scale_inv[r] = w.scale_inv, rows.row[r] = min(row0 + r, w.rows - 1);
   float acc[Tile::kRows][kTokens] = {};
-  if (row0 < w.rows) rows_dot<D, kVector, Tile::kUnroll>(w, rows, part, wpr, x_rows, n_tokens, acc);
+  // The weight's first chunk is asked for while the kernel ahead finishes (chained_launch.cuh).
+  auto inputs_ready = [] { wait_for_inputs(); };
+  if (row0 < w.rows)
+    rows_dot<D, kVector, Tile::kUnroll>(w, rows, part, wpr, x_rows, n_tokens, acc, inputs_ready);
+  else
+    inputs_ready();
   if (!reduce_rows(acc, part, wpr)) return;
 #pragma unroll
   for (int r = 0; r < Tile::kRows; ++r)

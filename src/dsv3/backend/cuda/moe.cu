@@ -55,10 +55,17 @@ __device__ RouteScratch route_scratch(char* memory, int n_experts, int warp) {
   return {score, score + n_experts, score + 2 * n_experts, reinterpret_cast<bool*>(score + 2 * n_experts + kMaxGroups)};
 }
 
+// The correction bias (a weight: chained_launch.cuh lets it be read before the wait) into the
+// warp's choice values, zeros without one: route_token adds the scores to it.
+__device__ void preload_bias(const float* bias, int n_experts, RouteScratch scratch) {
+  for (int e = threadIdx.x % 32; e < n_experts; e += 32) scratch.choice[e] = bias ? bias[e] : 0.0f;
+}
+
 // One warp chooses the token's top_k experts from its router logits `row` (REFERENCE.md, DeepSeekMoE
-// routing; the CPU router's rules) and writes their ids and weights.
-__device__ void route_token(const float* row, int n_experts, const float* bias, const RouterConfig& config,
-                            RouteScratch scratch, int32_t* ids, float* weights) {
+// routing; the CPU router's rules) and writes their ids and weights; the bias is in scratch.choice
+// (preload_bias).
+__device__ void route_token(const float* row, int n_experts, const RouterConfig& config, RouteScratch scratch,
+                            int32_t* ids, float* weights) {
   float* score = scratch.score;
   float* choice = scratch.choice;
   float* group_score = scratch.group_score;
@@ -75,7 +82,7 @@ __device__ void route_token(const float* row, int n_experts, const float* bias, 
     sum = warp_sum(sum);
     for (int e = lane; e < n_experts; e += 32) score[e] /= sum;
   }
-  for (int e = lane; e < n_experts; e += 32) choice[e] = score[e] + (bias ? bias[e] : 0.0f);
+  for (int e = lane; e < n_experts; e += 32) choice[e] += score[e];
   __syncwarp();
 
   if (config.group_rule != 0 && config.n_group > 1) {
@@ -129,13 +136,55 @@ __device__ void route_token(const float* row, int n_experts, const float* bias, 
 __global__ void route_kernel(const float* logits, int n_experts, const float* bias, RouterConfig config, int32_t* ids,
                              float* weights) {
   extern __shared__ char route_memory[];
+  const RouteScratch scratch = route_scratch(route_memory, n_experts, 0);
+  preload_bias(bias, n_experts, scratch);
   wait_for_inputs();
   const int64_t token = blockIdx.x;
-  route_token(logits + token * n_experts, n_experts, bias, config, route_scratch(route_memory, n_experts, 0),
-              ids + token * config.top_k, weights + token * config.top_k);
+  route_token(logits + token * n_experts, n_experts, config, scratch, ids + token * config.top_k,
+              weights + token * config.top_k);
 }
 
-// The block's counting sort of the pairs by expert (MoePlan), the shared FFN's entry last.
+// Exclusive prefix sums, over the block, of the experts' counts and of their being active (count >
+// 0): each thread takes a run of `per` experts, the warps scan their threads' totals by shuffles,
+// then the first warp the warps' totals. Writes offset[e] and the active experts in order to
+// plan.active; returns the totals of both (in every thread).
+__device__ int2 scan_experts(const int* count, int n_experts, int* offset, int32_t* active) {
+  __shared__ int2 warp_total[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = (blockDim.x + 31) / 32;
+  const int per = (n_experts + blockDim.x - 1) / blockDim.x;
+  const int e0 = min(n_experts, int(threadIdx.x) * per), e1 = min(n_experts, e0 + per);
+  int2 own{0, 0};
+  for (int e = e0; e < e1; ++e) own.x += count[e], own.y += count[e] > 0;
+  int2 upto = own;  // inclusive, within the warp
+  for (int d = 1; d < 32; d *= 2) {
+    const int x = __shfl_up_sync(0xffffffffu, upto.x, d), y = __shfl_up_sync(0xffffffffu, upto.y, d);
+    if (lane >= d) upto.x += x, upto.y += y;
+  }
+  if (lane == 31) warp_total[warp] = upto;
+  __syncthreads();
+  if (warp == 0) {
+    int2 w = lane < n_warps ? warp_total[lane] : int2{0, 0};
+    for (int d = 1; d < 32; d *= 2) {
+      const int x = __shfl_up_sync(0xffffffffu, w.x, d), y = __shfl_up_sync(0xffffffffu, w.y, d);
+      if (lane >= d) w.x += x, w.y += y;
+    }
+    if (lane < n_warps) warp_total[lane] = w;  // inclusive over the warps
+  }
+  __syncthreads();
+  const int2 before = warp == 0 ? int2{0, 0} : warp_total[warp - 1];
+  int at = before.x + upto.x - own.x, n_active = before.y + upto.y - own.y;
+  for (int e = e0; e < e1; ++e) {
+    offset[e] = at;
+    at += count[e];
+    if (count[e] > 0) active[n_active++] = e;
+  }
+  const int2 total = warp_total[n_warps - 1];
+  __syncthreads();  // warp_total is free for the next call
+  return total;
+}
+
+// The block's counting sort of the pairs by expert (MoePlan), the shared FFN's entry last. ids may
+// be in shared memory.
 __device__ void plan_pairs(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, MoePlan plan) {
   __shared__ int count[kMaxExperts + 1], offset[kMaxExperts + 2];
   const int64_t n_tokens = n_pairs / top_k;
@@ -144,17 +193,11 @@ __device__ void plan_pairs(const int32_t* ids, int64_t n_pairs, int top_k, int n
   for (int64_t p = threadIdx.x; p < n_pairs; p += blockDim.x) atomicAdd(&count[ids[p]], 1);
   __syncthreads();
   const int n_ffns = n_experts + 1;
+  const int2 routed = scan_experts(count, n_experts, offset, plan.active);
   if (threadIdx.x == 0) {
-    int total = 0, n_active = 0;
-    for (int e = 0; e < n_experts; ++e) {
-      offset[e] = total;
-      total += count[e];
-      if (count[e] > 0) plan.active[n_active++] = e;
-    }
-    count[n_experts] = int(n_tokens), offset[n_experts] = total, total += int(n_tokens);
-    plan.active[n_active++] = n_experts;
-    offset[n_ffns] = total;
-    plan.active[n_ffns] = n_active;
+    count[n_experts] = int(n_tokens), offset[n_experts] = routed.x, offset[n_ffns] = routed.x + int(n_tokens);
+    plan.active[routed.y] = n_experts;
+    plan.active[n_ffns] = routed.y + 1;
   }
   __syncthreads();
   for (int e = threadIdx.x; e <= n_ffns; e += blockDim.x) {
@@ -179,15 +222,20 @@ __global__ void plan_kernel(const int32_t* ids, int64_t n_pairs, int top_k, int 
 
 // Decode-sized batches: one block routes every token, a warp each, then sorts the pairs (one launch
 // where there were two, each a dependent step of the decode chain).
+// The chosen ids stay in shared memory for the sort (after the warps' scratch).
 __global__ void route_plan_kernel(const float* logits, int n_experts, const float* bias, RouterConfig config,
                                   int32_t* ids, float* weights, MoePlan plan) {
   extern __shared__ char route_memory[];
+  const int token = int(threadIdx.x / 32), n_tokens = int(blockDim.x / 32), n_pairs = n_tokens * config.top_k;
+  const RouteScratch scratch = route_scratch(route_memory, n_experts, token);
+  int32_t* chosen = reinterpret_cast<int32_t*>(route_memory + size_t(n_tokens) * route_warp_bytes(n_experts));
+  preload_bias(bias, n_experts, scratch);
   wait_for_inputs();
-  const int token = int(threadIdx.x / 32), n_tokens = int(blockDim.x / 32);
-  route_token(logits + int64_t(token) * n_experts, n_experts, bias, config, route_scratch(route_memory, n_experts, token),
-              ids + token * config.top_k, weights + token * config.top_k);
-  __syncthreads();  // every token's ids are written
-  plan_pairs(ids, int64_t(n_tokens) * config.top_k, config.top_k, n_experts, plan);
+  route_token(logits + int64_t(token) * n_experts, n_experts, config, scratch, chosen + token * config.top_k,
+              weights + token * config.top_k);
+  __syncthreads();  // every token's ids are chosen
+  for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) ids[p] = chosen[p];
+  plan_pairs(chosen, n_pairs, config.top_k, n_experts, plan);
 }
 
 // A block's rows: kRowWarps / wpr warps of kRowLanes groups of kGroupRows; the first of them.
@@ -226,7 +274,8 @@ __device__ __forceinline__ void gate_up_pass(const DeviceWeight& gate, const Dev
     rows.data[kGateRows + r] = up.data, rows.scale_inv[kGateRows + r] = up.scale_inv, rows.row[kGateRows + r] = row;
   }
   float acc[2 * kGateRows][kPassTokens] = {};
-  if (row0 < width) rows_dot<D, kVector, kUnroll<kPassTokens>>(gate, rows, part, wpr, x_rows, n_tokens, acc);
+  if (row0 < width)
+    rows_dot<D, kVector, kUnroll<kPassTokens>>(gate, rows, part, wpr, x_rows, n_tokens, acc, InputsWaited{});
   if (!reduce_rows(acc, part, wpr)) return;
 #pragma unroll
   for (int r = 0; r < kGateRows; ++r)
@@ -279,7 +328,8 @@ __device__ __forceinline__ void down_pass(const DeviceWeight& down, int64_t row0
   for (int r = 0; r < kDownRows; ++r)
     rows.data[r] = down.data, rows.scale_inv[r] = down.scale_inv, rows.row[r] = min(row0 + r, down.rows - 1);
   float acc[kDownRows][kPassTokens] = {};
-  if (row0 < down.rows) rows_dot<D, kVector, kUnroll<kPassTokens>>(down, rows, part, wpr, x_rows, n_tokens, acc);
+  if (row0 < down.rows)
+    rows_dot<D, kVector, kUnroll<kPassTokens>>(down, rows, part, wpr, x_rows, n_tokens, acc, InputsWaited{});
   if (!reduce_rows(acc, part, wpr)) return;
 #pragma unroll
   for (int r = 0; r < kDownRows; ++r)
@@ -334,6 +384,11 @@ __global__ void combine_kernel(const float* y, const float* weights, MoePlan pla
   out.data[t * out.stride + c] = sum;
 }
 
+// The warps' scratch and the chosen ids of a route_plan_kernel block.
+size_t route_plan_scratch_bytes(int64_t n, int n_experts, int top_k) {
+  return size_t(n) * route_warp_bytes(n_experts) + size_t(n * top_k) * sizeof(int32_t);
+}
+
 }  // namespace
 
 void launch_moe_route(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
@@ -349,14 +404,14 @@ void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_exper
 
 // One warp a token in a block, the routing scratch of all of them and the sort's counters in the
 // default 48 KB of shared memory.
-bool moe_route_plan_fits(int64_t n, int n_experts) {
-  constexpr size_t kSortBytes = (2 * size_t(kMaxExperts) + 3) * sizeof(int);
-  return n >= 1 && n <= 32 && size_t(n) * route_warp_bytes(n_experts) + kSortBytes <= 48 * 1024;
+bool moe_route_plan_fits(int64_t n, int n_experts, int top_k) {
+  constexpr size_t kSortBytes = (2 * size_t(kMaxExperts) + 3) * sizeof(int) + 32 * sizeof(int2);
+  return n >= 1 && n <= 32 && route_plan_scratch_bytes(n, n_experts, top_k) + kSortBytes <= 48 * 1024;
 }
 
 void launch_moe_route_plan(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
                            int32_t* ids, float* weights, MoePlan plan, cudaStream_t stream) {
-  const size_t scratch = size_t(n) * route_warp_bytes(n_experts);
+  const size_t scratch = route_plan_scratch_bytes(n, n_experts, config.top_k);
   launch_chained(route_plan_kernel, 1, unsigned(32 * n), scratch, stream, logits, n_experts, bias, config, ids, weights,
                  plan);
 }

@@ -226,7 +226,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
                        DeviceMatrix x, float* hidden, int64_t hidden_stride) {
   extern __shared__ uint4 xs[];
   __shared__ unsigned max_bits[kMaxPassTokens];
-  wait_for_inputs();
+  // The shared FFN's blocks know their rows without the router's plan (block_passes reads none for
+  // them): they ask for their first chunks before the wait.
+  const bool early = int(blockIdx.y) >= int(gridDim.y) - shared_parts;
+  if (!early) wait_for_inputs();
   const int64_t block_rows = int64_t(kWarps / wpr) * kGateTileRows;
   const BlockPasses passes = block_passes(plan, n_ffns, shared_parts, block_rows);
   const int e = passes.expert;
@@ -234,15 +237,20 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   const DeviceWeight& gate = ffns[3 * e];
   const DeviceWeight& up = ffns[3 * e + 1];
   const int64_t width = gate.rows, block_row = passes.row_offset + blockIdx.x * block_rows;
-  if (block_row >= width) return;  // past this FFN's width
   const WarpShare share = warp_share(wpr, gate.cols, kChunkCols);
   const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
   const int64_t row0 = block_row + int64_t(share.tile) * kGateTileRows, row = min(row0 + g, width - 1);
   TileStream stream{lane_pair(gate, row, up, row), gate.cols, gate.block_in, share.begin, share.end};
-  const int first = plan.offsets[e], count = plan.counts[e];
-  for (int s0 = passes.first_pass * pass_tokens; s0 < count; s0 += passes.pass_step * pass_tokens) {
+  const bool busy = block_row < width;  // not past this FFN's width
+  if (early) {
+    if (busy) stream.start();
+    wait_for_inputs();
+  }
+  if (!busy) return;
+  const int first = plan.offsets[e], count = plan.counts[e], s_first = passes.first_pass * pass_tokens;
+  for (int s0 = s_first; s0 < count; s0 += passes.pass_step * pass_tokens) {
     const int n = min(pass_tokens, count - s0);
-    stream.start();
+    if (!early || s0 != s_first) stream.start();
     stage_tokens([&](int i) { return x.data + int64_t(plan.slot_token[first + s0 + i]) * x.stride; }, n, gate.cols, xs,
                  max_bits);
     float acc[4] = {};
@@ -259,32 +267,40 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   }
 }
 
-// grid and passes as moe.cu's down_kernel; a warp's tile is 16 rows of down.
+// grid and passes as moe.cu's down_kernel; a warp's tile is 16 rows of down. The shared FFN, wider
+// than a routed one, takes shared_parts rows of blocks, each of a part of its rows and with
+// shared_wpr warps a tile, so that its warps have a routed warp's share of the columns.
+// The plan was written two launches ahead (by the router, then came the gate_up product): it is read,
+// and the block's first chunks asked for, before the wait (chained_launch.cuh).
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
-    down_mma_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan, int n_ffns, int shared_parts, int pass_tokens,
-                    const float* hidden, int64_t hidden_stride, float* y) {
+    down_mma_kernel(const DeviceWeight* ffns, int wpr, int shared_wpr, MoePlan plan, int n_ffns, int shared_parts,
+                    int pass_tokens, const float* hidden, int64_t hidden_stride, float* y) {
   extern __shared__ uint4 xs[];
   __shared__ unsigned max_bits[kMaxPassTokens];
-  wait_for_inputs();
-  const int64_t block_rows = int64_t(kWarps / wpr) * kDownTileRows;
+  const int tile_wpr = int(blockIdx.y) >= int(gridDim.y) - shared_parts ? shared_wpr : wpr;
+  const int64_t block_rows = int64_t(kWarps / tile_wpr) * kDownTileRows;
   const BlockPasses passes = block_passes(plan, n_ffns, shared_parts, block_rows);
-  const int e = passes.expert;
-  if (e < 0) return;
+  const int e = max(passes.expert, 0);
   const DeviceWeight& down = ffns[3 * e + 2];
-  const int64_t rows = down.rows, block_row = int64_t(blockIdx.x) * block_rows;
-  const WarpShare share = warp_share(wpr, down.cols, kChunkCols);
+  const int64_t rows = down.rows, block_row = passes.row_offset + int64_t(blockIdx.x) * block_rows;
+  const WarpShare share = warp_share(tile_wpr, down.cols, kChunkCols);
   const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
   const int64_t row0 = block_row + int64_t(share.tile) * kDownTileRows;
   TileStream stream{lane_pair(down, min(row0 + g, rows - 1), down, min(row0 + g + 8, rows - 1)), down.cols,
                     down.block_in, share.begin, share.end};
-  const int first = plan.offsets[e], count = plan.counts[e];
-  for (int s0 = passes.first_pass * pass_tokens; s0 < count; s0 += passes.pass_step * pass_tokens) {
+  const int first = __ldcg(plan.offsets + e), count = __ldcg(plan.counts + e);
+  const int s_first = passes.first_pass * pass_tokens;
+  const bool busy = passes.expert >= 0 && block_row < rows && s_first < count;
+  if (busy) stream.start();
+  wait_for_inputs();
+  if (!busy) return;
+  for (int s0 = s_first; s0 < count; s0 += passes.pass_step * pass_tokens) {
     const int n = min(pass_tokens, count - s0);
-    stream.start();
+    if (s0 != s_first) stream.start();
     stage_tokens([&](int i) { return hidden + int64_t(first + s0 + i) * hidden_stride; }, n, down.cols, xs, max_bits);
     float acc[4] = {};
     stream.multiply(xs, stage_stride(down.cols), n, acc);
-    if (!reduce_parts(acc, share.part, wpr)) continue;
+    if (!reduce_parts(acc, share.part, tile_wpr)) continue;
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       const int token = 2 * t + i;
@@ -347,16 +363,22 @@ void launch_moe_down_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, 
                          int64_t hidden_stride, float* y, cudaStream_t stream) {
   const DeviceWeight& shape = ffns.down_shape;
   const int64_t tiles = (shape.rows + kDownTileRows - 1) / kDownTileRows;
-  const int wpr = tile_warps(tiles * (max_active + (ffns.shared ? 1 : 0)), shape.cols);
-  const int64_t block_rows = kWarps / wpr * kDownTileRows;
-  const int shared_parts = ffns.shared ? 1 : 0;  // every FFN's down weight has the hidden size's rows
-  // The shared FFN's down weight is the widest (n_shared_experts routed widths).
+  // The shared FFN's down weight is the widest (n_shared_experts routed widths), its rows the hidden
+  // size as every FFN's.
   const int64_t cols = ffns.shared ? std::max(shape.cols, ffns.max_width) : shape.cols;
+  const int64_t shared_widths = ffns.shared ? (cols + shape.cols - 1) / shape.cols : 0;
+  const int wpr = tile_warps(tiles * (max_active + shared_widths), shape.cols);
+  // Parts of the shared FFN: a power of two up to its widths, each part's warps a tile as many times
+  // a routed tile's.
+  int shared_parts = ffns.shared ? 1 : 0;
+  while (shared_parts > 0 && 2 * shared_parts <= shared_widths && wpr * 2 * shared_parts <= kWarps) shared_parts *= 2;
+  const int shared_wpr = wpr * std::max(shared_parts, 1);
+  const int64_t block_rows = kWarps / wpr * kDownTileRows;
   const int tokens = pass_tokens(n_tokens, cols);
   const dim3 grid(unsigned((shape.rows + block_rows - 1) / block_rows), unsigned(max_active + shared_parts));
   static const auto kernel = allowed_staging(down_mma_kernel);
-  launch_chained(kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(cols) * 16, stream, ffns.table, wpr, plan,
-                 ffns.n_ffns, shared_parts, tokens, hidden, hidden_stride, y);
+  launch_chained(kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(cols) * 16, stream, ffns.table, wpr,
+                 shared_wpr, plan, ffns.n_ffns, shared_parts, tokens, hidden, hidden_stride, y);
 }
 
 }  // namespace dsv3::cuda

@@ -20,10 +20,12 @@ struct BlockPasses {
 __device__ inline BlockPasses block_passes(const MoePlan& plan, int n_ffns, int shared_parts, int64_t block_rows) {
   const int y = int(blockIdx.y), rows = int(gridDim.y) - shared_parts;
   if (y >= rows) return {n_ffns - 1, 0, 1, int64_t(y - rows) * gridDim.x * block_rows};
-  const int n_active = plan.active[n_ffns] - 1, own = plan.active[y];  // both loads at once; the shared entry is last
+  // Read from L2 (a kernel may read the plan before its wait: chained_launch.cuh). Both loads at
+  // once; the shared entry is last.
+  const int n_active = __ldcg(plan.active + n_ffns) - 1, own = __ldcg(plan.active + y);
   if (n_active == 0) return {-1, 0, 1, 0};
   const int j = y % n_active;
-  return {y < n_active ? own : plan.active[j], y / n_active, (rows - 1 - j) / n_active + 1, 0};
+  return {y < n_active ? own : __ldcg(plan.active + j), y / n_active, (rows - 1 - j) / n_active + 1, 0};
 }
 
 }  // namespace dsv3::cuda

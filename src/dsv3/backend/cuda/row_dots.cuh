@@ -72,10 +72,12 @@ __device__ __forceinline__ void vector_dots(const uint4 (&raw)[kRows], const flo
 }
 
 // acc[r][t] += W_r . x_rows[t] over this lane's vectors of this warp's column chunks (part of wpr).
-template <DType D, int kUnroll, int kRows, int kTokens>
+// inputs_ready() is called once, after the first chunk's weights are asked for: a chained kernel
+// waits for its inputs there (chained_launch.cuh), its weights already on their way.
+template <DType D, int kUnroll, int kRows, int kTokens, class InputsReady>
 __device__ __forceinline__ void rows_dot_vector(const DeviceWeight& shape, const LaneRows<kRows>& rows, int part,
                                                 int wpr, const float* const (&x_rows)[kTokens], int n_tokens,
-                                                float (&acc)[kRows][kTokens]) {
+                                                float (&acc)[kRows][kTokens], const InputsReady& inputs_ready) {
   constexpr int kElems = WeightVector<D>::kElems, kChunk = kKLanes * kUnroll;  // a chunk's vectors of a row
   constexpr bool kScaled = D == DType::F8_E4M3;
   // FP8: a vector lies in one scale block, so its sums can take the scale (one multiply a sum, not
@@ -91,11 +93,10 @@ __device__ __forceinline__ void rows_dot_vector(const DeviceWeight& shape, const
     if constexpr (kScaled)
       row_scales[r] = rows.scale_inv[r] + rows.row[r] / shape.block_out * ((shape.cols + block_in - 1) / block_in);
   }
-#pragma unroll 1
-  for (int v0 = part * kChunk + threadIdx.x % kKLanes; v0 < n_vectors; v0 += wpr * kChunk) {
-    // Every load of the chunk first, then the arithmetic.
-    uint4 raw[kUnroll][kRows];
-    float scale[kUnroll][kRows];
+  uint4 raw[kUnroll][kRows];
+  float scale[kUnroll][kRows];
+  // Every load of a chunk first, then the arithmetic.
+  auto load_chunk = [&](int v0) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int v = v0 + u * kKLanes;
@@ -106,6 +107,13 @@ __device__ __forceinline__ void rows_dot_vector(const DeviceWeight& shape, const
           if constexpr (kScaled) scale[u][r] = __ldg(row_scales[r] + unsigned(v * kElems) / block_in);
         }
     }
+  };
+  const int first = part * kChunk + threadIdx.x % kKLanes;
+  load_chunk(first);
+  inputs_ready();
+#pragma unroll 1
+  for (int v0 = first; v0 < n_vectors; v0 += wpr * kChunk) {
+    if (v0 != first) load_chunk(v0);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int v = v0 + u * kKLanes;
@@ -143,14 +151,23 @@ __device__ __forceinline__ void rows_dot_scalar(const DeviceWeight& shape, const
 }
 
 // kVector: the 16-byte path's conditions hold (vector_rows_ok); D is the stored dtype there and
-// unused on the scalar path.
-template <DType D, bool kVector, int kUnroll, int kRows, int kTokens>
+// unused on the scalar path, which calls inputs_ready() before anything else.
+template <DType D, bool kVector, int kUnroll, int kRows, int kTokens, class InputsReady>
 __device__ __forceinline__ void rows_dot(const DeviceWeight& shape, const LaneRows<kRows>& rows, int part, int wpr,
                                          const float* const (&x_rows)[kTokens], int n_tokens,
-                                         float (&acc)[kRows][kTokens]) {
-  if constexpr (kVector) rows_dot_vector<D, kUnroll>(shape, rows, part, wpr, x_rows, n_tokens, acc);
-  else rows_dot_scalar(shape, rows, part, wpr, x_rows, n_tokens, acc);
+                                         float (&acc)[kRows][kTokens], const InputsReady& inputs_ready) {
+  if constexpr (kVector) {
+    rows_dot_vector<D, kUnroll>(shape, rows, part, wpr, x_rows, n_tokens, acc, inputs_ready);
+  } else {
+    inputs_ready();
+    rows_dot_scalar(shape, rows, part, wpr, x_rows, n_tokens, acc);
+  }
 }
+
+// For kernels that have waited for their inputs before their rows' products.
+struct InputsWaited {
+  __device__ void operator()() const {}
+};
 
 // Sums acc over the lanes of each group (all of them get the totals), then over the wpr warps of
 // the rows (consecutive warps of the block) in shared memory. Every thread of the block must call
