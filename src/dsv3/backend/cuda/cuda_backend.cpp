@@ -62,14 +62,13 @@ CudaBackend::CudaBackend() {
   DSV3_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, 0));
   pool_ = std::make_shared<cuda::DevicePool>();
   gemm_ = std::make_unique<cuda::GemmRunner>(stream_);
-  DSV3_CUDA_CHECK(cudaMallocHost(&staging_, staging_bytes_));
+  staging_ = cuda::pinned_alloc(kStagingBytes);
 }
 
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
   for (LaunchedStep& step : launched_) cudaEventDestroy(step.done);
-  cudaFreeHost(staging_);
-  if (download_) cudaFreeHost(download_);
+  for (cudaEvent_t event : free_events_) cudaEventDestroy(event);
   gemm_.reset();
   cudaStreamDestroy(stream_);
 }
@@ -78,16 +77,16 @@ void CudaBackend::copy_to_device(void* dst, const void* src, size_t n_bytes) {
   if (n_bytes == 0) return;
   // A recorded copy would read the staging region again at every replay, long since reused.
   if (capturing_) fail("--device cuda: an op uploaded host values while a step graph was being recorded");
-  if (n_bytes > staging_bytes_ / 4) {  // large (weights of tests, uploads at load): pageable is fine
+  if (n_bytes > kStagingBytes / 4) {  // large (weights of tests, uploads at load): pageable is fine
     DSV3_CUDA_CHECK(cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyHostToDevice, stream_));
     return;
   }
   const size_t aligned = (n_bytes + 255) / 256 * 256;
-  if (staging_used_ + aligned > staging_bytes_) {
+  if (staging_used_ + aligned > kStagingBytes) {
     synchronize();  // every queued copy out of the ring has finished
     staging_used_ = 0;
   }
-  void* region = static_cast<uint8_t*>(staging_) + staging_used_;
+  void* region = static_cast<uint8_t*>(staging_.data()) + staging_used_;
   staging_used_ += aligned;
   std::memcpy(region, src, n_bytes);
   DSV3_CUDA_CHECK(cudaMemcpyAsync(dst, region, n_bytes, cudaMemcpyHostToDevice, stream_));
@@ -141,17 +140,13 @@ void CudaBackend::download(const Act& src, float* dst) {
   // Through pinned memory: a copy into pageable memory is staged by the driver in small pieces, and
   // a decode step's logits (655 KB for Moonlight) are downloaded every step.
   const size_t n_bytes = size_t(src.rows * src.cols) * 4;
-  if (n_bytes > download_bytes_) {
-    if (download_) DSV3_CUDA_CHECK(cudaFreeHost(download_));
-    download_ = nullptr;
-    DSV3_CUDA_CHECK(cudaMallocHost(&download_, n_bytes));
-    download_bytes_ = n_bytes;
-  }
+  // Every download has finished (synchronised below) when the block is replaced.
+  if (n_bytes > download_.n_bytes()) download_ = cuda::pinned_alloc(n_bytes);
   if (src.rows > 0)
-    DSV3_CUDA_CHECK(cudaMemcpy2DAsync(download_, size_t(src.cols) * 4, src.data, size_t(src.stride) * 4,
+    DSV3_CUDA_CHECK(cudaMemcpy2DAsync(download_.data(), size_t(src.cols) * 4, src.data, size_t(src.stride) * 4,
                                       size_t(src.cols) * 4, size_t(src.rows), cudaMemcpyDeviceToHost, stream_));
   synchronize();
-  std::memcpy(dst, download_, n_bytes);
+  std::memcpy(dst, download_.data(), n_bytes);
 }
 
 Buffer CudaBackend::alloc_cache(const LatentCacheLayout& layout) {

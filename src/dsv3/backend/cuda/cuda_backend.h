@@ -119,13 +119,14 @@ class CudaBackend final : public Backend {
   // Pinned staging memory for small uploads: a copy from pageable memory would first wait for the
   // stream to drain, stalling the GPU at every op that takes host values (positions, block tables).
   // Regions are handed out in order; before the ring wraps, the stream is drained once.
-  void* staging_ = nullptr;
-  size_t staging_bytes_ = 64u << 20, staging_used_ = 0;
+  static constexpr size_t kStagingBytes = 64u << 20;
+  Buffer staging_;
+  size_t staging_used_ = 0;
   // Pinned memory that downloads pass through, grown to the largest asked for.
-  void* download_ = nullptr;
-  size_t download_bytes_ = 0;
+  Buffer download_;
   // Steps launched and not finished, oldest first, each with the pinned memory its result comes
-  // down to; blocks of finished steps are kept for the next ones.
+  // down to and the event recorded behind that copy; blocks and events of finished steps are kept
+  // for the next ones.
   struct LaunchedStep {
     Buffer block;
     size_t n_values = 0;
@@ -134,6 +135,7 @@ class CudaBackend final : public Backend {
   static constexpr size_t kKeptResultBlocks = 4;
   std::deque<LaunchedStep> launched_;
   std::vector<Buffer> free_results_;
+  std::vector<cudaEvent_t> free_events_;
   std::map<std::pair<const void*, const void*>, Buffer> expert_tables_;  // by (first expert, shared FFN)
   cuda::StepGraphs graphs_;
   bool capturing_ = false;  // the stream is recording a step graph

@@ -73,7 +73,12 @@ void CudaBackend::queue_result_download(const Act& src) {
   if (src.rows > 0)
     DSV3_CUDA_CHECK(cudaMemcpy2DAsync(step.block.data(), size_t(src.cols) * 4, src.data, size_t(src.stride) * 4,
                                       size_t(src.cols) * 4, size_t(src.rows), cudaMemcpyDeviceToHost, stream_));
-  DSV3_CUDA_CHECK(cudaEventCreateWithFlags(&step.done, cudaEventDisableTiming));
+  if (free_events_.empty()) {
+    DSV3_CUDA_CHECK(cudaEventCreateWithFlags(&step.done, cudaEventDisableTiming));
+  } else {
+    step.done = free_events_.back();
+    free_events_.pop_back();
+  }
   DSV3_CUDA_CHECK(cudaEventRecord(step.done, stream_));
   launched_.push_back(std::move(step));
 }
@@ -83,7 +88,7 @@ void CudaBackend::finish_step(std::vector<float>& result) {
   LaunchedStep step = std::move(launched_.front());
   launched_.pop_front();
   const cudaError_t waited = cudaEventSynchronize(step.done);
-  cudaEventDestroy(step.done);
+  free_events_.push_back(step.done);
   DSV3_CUDA_CHECK(waited);
   const float* values = static_cast<const float*>(step.block.data());
   result.assign(values, values + step.n_values);

@@ -2,6 +2,7 @@
 // weight-streaming products over each expert's tokens, and the weighted combine. The shared experts,
 // where given, are one more FFN in the same launches (its own width), fed every token with weight 1:
 // a decode step's whole FFN is three weight-streaming launches.
+#include <algorithm>
 #include <cfloat>
 
 #include "dsv3/backend/cuda/chained_launch.cuh"
@@ -316,10 +317,11 @@ __global__ void __launch_bounds__(kRowWarps * 32, 2) gate_up_kernel(const Device
 }
 
 // One pass over n_tokens (<= kPassTokens) of an FFN's slots from `first`: y[slot] = down .
-// hidden[slot] for this lane group's kDownRows rows from row0.
-template <DType D, bool kVector, int kPassTokens>
+// hidden[slot] for this lane group's kDownRows rows from row0; inputs_ready() as rows_dot's.
+template <DType D, bool kVector, int kPassTokens, class InputsReady>
 __device__ __forceinline__ void down_pass(const DeviceWeight& down, int64_t row0, int part, int wpr, int first,
-                                          int n_tokens, const float* hidden, int64_t hidden_stride, float* y) {
+                                          int n_tokens, const float* hidden, int64_t hidden_stride, float* y,
+                                          const InputsReady& inputs_ready) {
   const float* x_rows[kPassTokens];
 #pragma unroll
   for (int t = 0; t < kPassTokens; ++t) x_rows[t] = hidden + int64_t(first + min(t, n_tokens - 1)) * hidden_stride;
@@ -329,7 +331,9 @@ __device__ __forceinline__ void down_pass(const DeviceWeight& down, int64_t row0
     rows.data[r] = down.data, rows.scale_inv[r] = down.scale_inv, rows.row[r] = min(row0 + r, down.rows - 1);
   float acc[kDownRows][kPassTokens] = {};
   if (row0 < down.rows)
-    rows_dot<D, kVector, kUnroll<kPassTokens>>(down, rows, part, wpr, x_rows, n_tokens, acc, InputsWaited{});
+    rows_dot<D, kVector, kUnroll<kPassTokens>>(down, rows, part, wpr, x_rows, n_tokens, acc, inputs_ready);
+  else
+    inputs_ready();
   if (!reduce_rows(acc, part, wpr)) return;
 #pragma unroll
   for (int r = 0; r < kDownRows; ++r)
@@ -339,25 +343,34 @@ __device__ __forceinline__ void down_pass(const DeviceWeight& down, int64_t row0
         y[int64_t(first + t) * down.rows + row0 + r] = acc[r][t];
 }
 
+// The shared FFN takes shared_parts rows of blocks, each of a part of its rows, its lane groups'
+// rows over shared_wpr warps (shared_down_parts). The plan was written two launches ahead (by the
+// router, then came the gate_up product): it is read, and each lane's first weight chunk asked for,
+// before the wait (chained_launch.cuh).
 template <DType D, bool kVector>
-__global__ void __launch_bounds__(kRowWarps * 32, 2) down_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan,
-                                                                 int n_ffns, int shared_parts, const float* hidden,
-                                                                 int64_t hidden_stride, float* y) {
-  wait_for_inputs();
-  const BlockPasses passes = block_passes(plan, n_ffns, shared_parts, block_rows<kDownRows>(wpr));
-  const int e = passes.expert;
-  if (e < 0) return;
+__global__ void __launch_bounds__(kRowWarps * 32, 2)
+    down_kernel(const DeviceWeight* ffns, int wpr, int shared_wpr, MoePlan plan, int n_ffns, int shared_parts,
+                const float* hidden, int64_t hidden_stride, float* y) {
+  const int tile_wpr = int(blockIdx.y) >= int(gridDim.y) - shared_parts ? shared_wpr : wpr;
+  const BlockPasses passes = block_passes(plan, n_ffns, shared_parts, block_rows<kDownRows>(tile_wpr));
+  const int e = max(passes.expert, 0);
   const DeviceWeight& down = ffns[3 * e + 2];
-  const int part = int(threadIdx.x / 32) % wpr;
-  const int64_t row0 = group_first_row<kDownRows>(wpr);
-  const int first = plan.offsets[e], count = plan.counts[e];
-  if (count == 1) {
-    if (passes.first_pass == 0) down_pass<D, kVector, 1>(down, row0, part, wpr, first, 1, hidden, hidden_stride, y);
-    return;
+  const int part = int(threadIdx.x / 32) % tile_wpr;
+  const int64_t row0 = passes.row_offset + group_first_row<kDownRows>(tile_wpr);
+  const int first = __ldcg(plan.offsets + e), count = __ldcg(plan.counts + e);
+  bool waited = false;
+  const auto inputs_ready = [&waited] {
+    if (!waited) wait_for_inputs(), waited = true;
+  };
+  if (passes.expert >= 0 && count == 1) {
+    if (passes.first_pass == 0)
+      down_pass<D, kVector, 1>(down, row0, part, tile_wpr, first, 1, hidden, hidden_stride, y, inputs_ready);
+  } else if (passes.expert >= 0) {
+    for (int s0 = passes.first_pass * kTokens; s0 < count; s0 += passes.pass_step * kTokens)
+      down_pass<D, kVector, kTokens>(down, row0, part, tile_wpr, first + s0, min(kTokens, count - s0), hidden,
+                                     hidden_stride, y, inputs_ready);
   }
-  for (int s0 = passes.first_pass * kTokens; s0 < count; s0 += passes.pass_step * kTokens)
-    down_pass<D, kVector, kTokens>(down, row0, part, wpr, first + s0, min(kTokens, count - s0), hidden, hidden_stride,
-                                   y);
+  inputs_ready();  // blocks without a pass wait too
 }
 
 struct GateUpKernels {
@@ -446,13 +459,15 @@ void launch_moe_down(const MoeFfns& ffns, int max_active, MoePlan plan, const fl
                      bool vector, float* y, cudaStream_t stream) {
   constexpr int kWarpRows = kRowLanes * kDownRows;
   const DeviceWeight& shape = ffns.down_shape;
+  // Every FFN's down weight has the hidden size's rows; the shared one is max_width columns wide.
+  const int64_t shared_widths = ffns.shared ? (std::max(shape.cols, ffns.max_width) + shape.cols - 1) / shape.cols : 0;
   const int wpr = warps_per_tile((shape.rows + kWarpRows - 1) / kWarpRows * max_active, row_vectors(shape),
                                  kKLanes * kUnroll<1>);
+  const int shared_parts = shared_down_parts(shared_widths, wpr, kRowWarps);
   const int64_t block_rows = kRowWarps / wpr * kWarpRows;
-  const int shared_parts = ffns.shared ? 1 : 0;  // every FFN's down weight has the hidden size's rows
   const dim3 grid(unsigned((shape.rows + block_rows - 1) / block_rows), unsigned(max_active + shared_parts));
-  launch_chained(kernel_for<DownKernels>(shape.dtype, vector), grid, kRowWarps * 32, 0, stream, ffns.table, wpr, plan,
-                 ffns.n_ffns, shared_parts, hidden, hidden_stride, y);
+  launch_chained(kernel_for<DownKernels>(shape.dtype, vector), grid, kRowWarps * 32, 0, stream, ffns.table, wpr,
+                 wpr * std::max(shared_parts, 1), plan, ffns.n_ffns, shared_parts, hidden, hidden_stride, y);
 }
 
 void launch_moe_combine(const float* y, const float* weights, MoePlan plan, int top_k, int64_t shared_first_slot,

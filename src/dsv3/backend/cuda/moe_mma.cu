@@ -368,10 +368,7 @@ void launch_moe_down_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, 
   const int64_t cols = ffns.shared ? std::max(shape.cols, ffns.max_width) : shape.cols;
   const int64_t shared_widths = ffns.shared ? (cols + shape.cols - 1) / shape.cols : 0;
   const int wpr = tile_warps(tiles * (max_active + shared_widths), shape.cols);
-  // Parts of the shared FFN: a power of two up to its widths, each part's warps a tile as many times
-  // a routed tile's.
-  int shared_parts = ffns.shared ? 1 : 0;
-  while (shared_parts > 0 && 2 * shared_parts <= shared_widths && wpr * 2 * shared_parts <= kWarps) shared_parts *= 2;
+  const int shared_parts = shared_down_parts(shared_widths, wpr, kWarps);
   const int shared_wpr = wpr * std::max(shared_parts, 1);
   const int64_t block_rows = kWarps / wpr * kDownTileRows;
   const int tokens = pass_tokens(n_tokens, cols);

@@ -28,4 +28,15 @@ __device__ inline BlockPasses block_passes(const MoePlan& plan, int n_ffns, int 
   return {y < n_active ? own : __ldcg(plan.active + j), y / n_active, (rows - 1 - j) / n_active + 1, 0};
 }
 
+// Host side: the rows of blocks that the shared FFN's down product takes, its weight shared_widths
+// routed widths wide: a power of two up to that, each part's tiles spread over that many times the
+// routed tiles' wpr warps (at most max_warps, a block's), so that its warps carry a routed warp's
+// share of the columns instead of the whole FFN waiting on the shared one's.
+inline int shared_down_parts(int64_t shared_widths, int wpr, int max_warps) {
+  if (shared_widths == 0) return 0;
+  int parts = 1;
+  while (2 * parts <= shared_widths && wpr * 2 * parts <= max_warps) parts *= 2;
+  return parts;
+}
+
 }  // namespace dsv3::cuda
