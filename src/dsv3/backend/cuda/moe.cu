@@ -147,8 +147,8 @@ __global__ void route_kernel(const float* logits, int n_experts, const float* bi
 
 // Exclusive prefix sums, over the block, of the experts' counts and of their being active (count >
 // 0): each thread takes a run of `per` experts, the warps scan their threads' totals by shuffles,
-// then the first warp the warps' totals. Writes offset[e] and the active experts in order to
-// plan.active; returns the totals of both (in every thread).
+// then the first warp the warps' totals (blockDim a multiple of 32). Writes offset[e] and the active
+// experts in order to plan.active; returns the totals of both (in every thread).
 __device__ int2 scan_experts(const int* count, int n_experts, int* offset, int32_t* active) {
   __shared__ int2 warp_total[32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = (blockDim.x + 31) / 32;
