@@ -16,8 +16,8 @@
 #include <array>
 #include <bit>
 #include <cmath>
-#include <numeric>
 #include <cstdint>
+#include <numeric>
 #include <span>
 #include <vector>
 
