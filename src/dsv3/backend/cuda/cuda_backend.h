@@ -140,8 +140,8 @@ class CudaBackend final : public Backend {
   cuda::StepGraphs graphs_;
   bool capturing_ = false;  // the stream is recording a step graph
   // kv_b_proj in float32 for MLA decode, which reads it column-wise for every step: made once.
-  const cuda::DeviceWeight& float_weight(const LinearWeight& w);
-  std::unordered_map<const void*, std::pair<Buffer, cuda::DeviceWeight>> float_weights_;
+  const float* float_weight(const LinearWeight& w);
+  std::unordered_map<const void*, Buffer> float_weights_;
 };
 
 namespace cuda {

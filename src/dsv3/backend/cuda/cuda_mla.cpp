@@ -86,7 +86,7 @@ void CudaBackend::mla_prefill(const MlaShape& shape, const Act& q, const LinearW
   }
 }
 
-const cuda::DeviceWeight& CudaBackend::float_weight(const LinearWeight& w) {
+const float* CudaBackend::float_weight(const LinearWeight& w) {
   auto it = float_weights_.find(w.weight.data);
   if (it == float_weights_.end()) {
     Buffer copy = cuda::device_alloc(size_t(w.out_features() * w.in_features()) * 4, w.weight.name.c_str());
@@ -96,10 +96,9 @@ const cuda::DeviceWeight& CudaBackend::float_weight(const LinearWeight& w) {
     // (chained_launch.cuh: only weights no kernel of the stream is still writing), so it is finished
     // here, once, outside any step graph (a key's first step runs directly).
     synchronize();
-    const cuda::DeviceWeight as_f32{copy.data(), DType::F32, w.out_features(), w.in_features()};
-    it = float_weights_.emplace(w.weight.data, std::pair{std::move(copy), as_f32}).first;
+    it = float_weights_.emplace(w.weight.data, std::move(copy)).first;
   }
-  return it->second.second;
+  return static_cast<const float*>(it->second.data());
 }
 
 // The batch's items are laid out as cuda::MlaItem (DecodeBatch's three values an item).
@@ -119,7 +118,7 @@ void CudaBackend::mla_decode(const MlaShape& shape, const Act& q, const LinearWe
   const int64_t context_bound = std::max<int64_t>(1, batch.tables.size * layout.page_size);
 
   Buffer q_latent = scratch(size_t(n_items) * size_t(d.n_heads * d.d_c) * 4);
-  const cuda::DeviceWeight& w = float_weight(kv_b_proj);
+  const float* w = float_weight(kv_b_proj);
   cuda::launch_mla_absorb(d, matrix(q), items_ptr, n_items, w, static_cast<float*>(q_latent.data()), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 

@@ -50,7 +50,7 @@ __device__ void stage(int n, Src src, Dst dst) {
 // q_nope[item, h, d] W_uk[h][d][c]; the kAbsorbSlices slices of the block sum every 4th d, then add up.
 __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(MlaDims dims, DeviceMatrix q,
                                                                              const MlaItem* items, int n_items,
-                                                                             DeviceWeight w, float* q_latent) {
+                                                                             const float* w, float* q_latent) {
   extern __shared__ float q_nope[];  // [kItemsPerBlock][nope], then the slices' partial sums
   float* partial = q_nope + kItemsPerBlock * dims.nope;  // [kAbsorbSlices][kItemsPerBlock][kAbsorbCols]
   const int h = blockIdx.x, first = blockIdx.z * kItemsPerBlock;
@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(Mla
 #pragma unroll
   for (int j = 0; j < kRowsPerSlice; ++j) {
     const int d = slice + j * kAbsorbSlices;
-    wv[j] = c < dims.d_c && d < dims.nope ? weight_element(w, int64_t(h) * dims.kv_width() + d, c) : 0.0f;
+    wv[j] = c < dims.d_c && d < dims.nope ? w[(int64_t(h) * dims.kv_width() + d) * dims.d_c + c] : 0.0f;
   }
   wait_for_inputs();
   const int n = min(kItemsPerBlock, n_items - first);
@@ -137,13 +137,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
   auto fill_tile = [&](int t0, float* tile) {
     const int n_rows = min(kTile, end - t0);
     if (rows_vector) {
-      const int vectors = width / 4;
-      for (int i = threadIdx.x; i < kTile * vectors; i += kThreads) {
-        const int r = i / vectors, v = i % vectors;
-        copy_async16(tile + r * stride + 4 * v, r < n_rows ? cache_row(cache, table, t0 + r) + 4 * v : cache.data,
-                     r < n_rows);
-      }
-      copy_async_commit();
+      copy_tile_async<kTile, kThreads / 32>(cache, table, t0, n_rows, width, stride, tile);
     } else {
       stage<float>(
           kTile * width,
@@ -298,7 +292,7 @@ __global__ void __launch_bounds__(kMergeCols * kMergeGroups) merge_kernel(MlaDim
 // grid (n_heads, ceil(v_dim / 8)); warp r of the block holds row r of W_uv[h] and applies it to
 // every item.
 __global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
-                                DeviceWeight w, DeviceMatrix out) {
+                                const float* w, DeviceMatrix out) {
   const int h = blockIdx.x, r = blockIdx.y * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t w_row = int64_t(h) * dims.kv_width() + dims.nope + r;
   constexpr int kMaxPerLane = kMaxDecodeLatent / 32;
@@ -308,7 +302,7 @@ __global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaIt
 #pragma unroll
   for (int j = 0; j < kMaxPerLane; ++j) {
     const int c = lane + 32 * j;
-    wv[j] = c < dims.d_c && r < dims.v_dim ? weight_element(w, w_row, c) : 0.0f;
+    wv[j] = c < dims.d_c && r < dims.v_dim ? w[w_row * dims.d_c + c] : 0.0f;
   }
   wait_for_inputs();
   if (r >= dims.v_dim) return;
@@ -342,7 +336,7 @@ void launch_decode_attention_cuda_cores(MlaDims dims, DeviceMatrix q, const floa
 
 }  // namespace
 
-void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
+void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const float* kv_b_proj,
                        float* q_latent, cudaStream_t stream) {
   const dim3 grid(unsigned(dims.n_heads), unsigned((dims.d_c + kAbsorbCols - 1) / kAbsorbCols),
                   unsigned((n_items + kItemsPerBlock - 1) / kItemsPerBlock));
@@ -378,7 +372,7 @@ void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_la
 }
 
 void launch_mla_unabsorb(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
-                         const DeviceWeight& kv_b_proj, DeviceMatrix out, cudaStream_t stream) {
+                         const float* kv_b_proj, DeviceMatrix out, cudaStream_t stream) {
   const dim3 grid(unsigned(dims.n_heads), unsigned((dims.v_dim + 7) / 8));
   launch_chained(unabsorb_kernel, grid, 256, 0, stream, dims, o_latent, items, n_items, kv_b_proj, out);
 }

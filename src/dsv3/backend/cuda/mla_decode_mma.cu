@@ -81,13 +81,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
 
   // All kTile rows from t0, those past the split's end as zeros; a copy group a tile.
   auto fill_tile = [&](int t0, float* tile) {
-    const int n_rows = min(kTile, end - t0), vectors = width / 4;
-    for (int i = threadIdx.x; i < kTile * vectors; i += kThreads) {
-      const int r = i / vectors, v = i % vectors;
-      copy_async16(tile + r * stride + 4 * v, r < n_rows ? cache_row(cache, table, t0 + r) + 4 * v : cache.data,
-                   r < n_rows);
-    }
-    copy_async_commit();
+    copy_tile_async<kTile, kWarps>(cache, table, t0, min(kTile, end - t0), width, stride, tile);
   };
   if (begin < end) fill_tile(begin, kv_tiles[0]);
   wait_for_inputs();

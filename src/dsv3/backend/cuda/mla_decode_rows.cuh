@@ -31,6 +31,31 @@ __device__ inline void copy_async_commit() { asm volatile("cp.async.commit_group
 template <int kPending>
 __device__ inline void copy_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(kPending)); }
 
+// The kTile cache rows from position t0 into `tile` (rows `stride` floats apart), 16-byte copies in
+// one copy group; rows from n_rows on as zeros. Warp w takes rows w, w + kWarps, ...: it looks up
+// their pages first, all at once, then copies them a lane a vector. (Thread-strided vectors each
+// looked up their row's page before their copy: a dependent table read a copy, 18 a thread, which
+// took most of a one-tile split's time.) Needs width % 4 == 0 and a row width of whole vectors.
+template <int kTile, int kWarps>
+__device__ inline void copy_tile_async(DeviceCacheLayer cache, const int32_t* table, int t0, int n_rows, int width,
+                                       int stride, float* tile) {
+  static_assert(kTile % kWarps == 0);
+  constexpr int kRowsPerWarp = kTile / kWarps;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const float* rows[kRowsPerWarp];
+#pragma unroll
+  for (int j = 0; j < kRowsPerWarp; ++j) {
+    const int r = warp + j * kWarps;
+    rows[j] = r < n_rows ? cache_row(cache, table, t0 + r) : cache.data;
+  }
+#pragma unroll
+  for (int j = 0; j < kRowsPerWarp; ++j) {
+    const int r = warp + j * kWarps;
+    for (int v = lane; v < width / 4; v += 32) copy_async16(tile + r * stride + 4 * v, rows[j] + 4 * v, r < n_rows);
+  }
+  copy_async_commit();
+}
+
 // The rows [begin, end) of an item that split `split` of n_splits attends to: whole tiles of
 // tile_rows a split, so that no split ends on a tile of few rows.
 __device__ inline void split_rows(int context_len, int split, int n_splits, int tile_rows, int& begin, int& end) {
