@@ -1,4 +1,4 @@
-// Sums over a thread block, for kernels of any block size up to 1024 threads.
+// Sums across threads: over a thread block (any size up to 1024 threads), and over a lane group.
 #pragma once
 
 namespace dsv3::cuda {
@@ -20,6 +20,28 @@ __device__ inline float block_sum(float value) {
   const float total = partial[0];
   __syncthreads();
   return total;
+}
+
+// Sums kLanes values (held by each of kLanes consecutive lanes, a power of two) over those lanes, by
+// halving: at each step a lane keeps half its values and trades the other half with the lane `half`
+// away, so that lane l ends with the total of value l % kLanes after kLanes - 1 shuffles (a full
+// butterfly of every value takes kLanes log2(kLanes)). All 32 lanes of the warp must call it; v is
+// overwritten.
+template <int kLanes>
+__device__ __forceinline__ float lanes_sum_scatter(float (&v)[kLanes]) {
+  static_assert(kLanes > 0 && kLanes <= 32 && (kLanes & (kLanes - 1)) == 0);
+  const int lane = int(threadIdx.x % kLanes);
+#pragma unroll
+  for (int step = 1; step < kLanes; step *= 2) {
+    const int half = kLanes / 2 / step;
+    const bool upper = lane & half;
+#pragma unroll
+    for (int k = 0; k < half; ++k) {
+      const float kept = upper ? v[k + half] : v[k], sent = upper ? v[k] : v[k + half];
+      v[k] = kept + __shfl_xor_sync(0xffffffffu, sent, half);
+    }
+  }
+  return v[0];
 }
 
 }  // namespace dsv3::cuda
