@@ -37,6 +37,9 @@ void CudaBackend::mla_rope_and_cache(const MlaShape& shape, const Act& q, const 
                                      const LatentCacheLayout& layout, int64_t layer, const Indices& slots) {
   DSV3_ASSERT(kv.cols == layout.row_width() && slots.size == kv.rows && q.rows == kv.rows &&
               rope.inv_freq.view.cols * 2 == shape.qk_rope_head_dim);
+  if (shape.qk_rope_head_dim > 2 * cuda::kMaxRopePairs)
+    fail("--device cuda: MLA takes qk_rope_head_dim <= ", 2 * cuda::kMaxRopePairs, " (the model has ",
+         shape.qk_rope_head_dim, ")");
   cuda::launch_mla_rope_and_cache(dims_of(shape), matrix(q), matrix(kv), static_cast<const float*>(kv_norm.data), eps,
                                   static_cast<const float*>(rope.inv_freq.view.data), rope.attention_factor,
                                   positions.data, cache_layer(cache, layout, layer), slots.data, stream_);

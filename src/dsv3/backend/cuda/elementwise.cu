@@ -93,15 +93,23 @@ __global__ void silu_mul_kernel(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix
 
 dim3 elementwise_grid(DeviceMatrix m) { return dim3(unsigned(m.rows), unsigned((m.cols + kThreads - 1) / kThreads)); }
 
-// Rotates the pair (2i, 2i+1) at `pair` by position * inv_freq_i. The angle is a float32 product, as
-// transformers computes it; cos and sin in double, as the CPU op takes them.
-__device__ inline void rotate_pair(float* pair, float position, float inv_freq, float attention_factor) {
-  const float angle = position * inv_freq;
-  const float cos_a = float(cos(double(angle))) * attention_factor;
-  const float sin_a = float(sin(double(angle))) * attention_factor;
+// The rotation of pair i at `position`, (cos, sin) of position * inv_freq_i times attention_factor:
+// the angle a float32 product, as transformers computes it; cos and sin in double, as the CPU op
+// takes them.
+__device__ inline float2 rotation(float position, float inv_freq, float attention_factor) {
+  const double angle = double(position * inv_freq);
+  return {float(cos(angle)) * attention_factor, float(sin(angle)) * attention_factor};
+}
+
+// Rotates the pair (2i, 2i+1) at `pair` by r (rotation()).
+__device__ inline void rotate(float* pair, float2 r) {
   const float a = pair[0], b = pair[1];
-  pair[0] = a * cos_a - b * sin_a;
-  pair[1] = b * cos_a + a * sin_a;
+  pair[0] = a * r.x - b * r.y;
+  pair[1] = b * r.x + a * r.y;
+}
+
+__device__ inline void rotate_pair(float* pair, float position, float inv_freq, float attention_factor) {
+  rotate(pair, rotation(position, inv_freq, attention_factor));
 }
 
 // One block a row; pairs (2i, 2i+1) of every head rotated by position * inv_freq[i].
@@ -122,14 +130,26 @@ __global__ void rope_kernel(DeviceMatrix x, int64_t head_dim, int64_t offset, co
 __global__ void mla_rope_and_cache_kernel(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, const float* kv_norm, float eps,
                                           const float* inv_freq, float attention_factor, const int32_t* positions,
                                           DeviceCacheLayer cache, const int32_t* slots) {
+  constexpr int kLatentValues = kMaxDecodeLatent / kThreads;
+  const int n_pairs = dims.rope / 2;
+  // The norm's weights and the frequencies are stored weights: read before the wait (chained_launch.cuh).
+  float w[kLatentValues];
+#pragma unroll
+  for (int j = 0; j < kLatentValues; ++j) {
+    const int c = threadIdx.x + j * kThreads;
+    w[j] = c < dims.d_c ? kv_norm[c] : 0.0f;
+  }
+  const float own_freq = int(threadIdx.x) < n_pairs ? inv_freq[threadIdx.x] : 0.0f;
   wait_for_inputs();
   float* kv_row = kv.data + blockIdx.x * kv.stride;
   float* q_row = q.data + blockIdx.x * q.stride;
   float* cached = cache.data + int64_t(slots[blockIdx.x]) * cache.row_width;
   const float position = float(positions[blockIdx.x]);
-  const int n_pairs = dims.rope / 2;
+  // Each pair's rotation, worked out once for k_pe and every head (block_sum's barrier publishes them).
+  static_assert(kMaxRopePairs <= kThreads);
+  __shared__ float2 rotations[kMaxRopePairs];
+  if (int(threadIdx.x) < n_pairs) rotations[threadIdx.x] = rotation(position, own_freq, attention_factor);
   // c_kv in registers, all its loads before any store (kv, q and the cache may alias, as in rmsnorm).
-  constexpr int kLatentValues = kMaxDecodeLatent / kThreads;
   float v[kLatentValues];
   float sum = 0.0f;
 #pragma unroll
@@ -143,18 +163,36 @@ __global__ void mla_rope_and_cache_kernel(MlaDims dims, DeviceMatrix q, DeviceMa
 #pragma unroll
   for (int j = 0; j < kLatentValues; ++j) {
     const int c = threadIdx.x + j * kThreads;
-    if (c < dims.d_c) cached[c] = kv_row[c] = kv_norm[c] * (v[j] * inv_rms);
+    if (c < dims.d_c) cached[c] = kv_row[c] = w[j] * (v[j] * inv_rms);
   }
   for (int c = threadIdx.x + kLatentValues * kThreads; c < dims.d_c; c += blockDim.x)
     cached[c] = kv_row[c] = kv_norm[c] * (kv_row[c] * inv_rms);
   for (int i = threadIdx.x; i < n_pairs; i += blockDim.x) {
     float* pair = kv_row + dims.d_c + 2 * i;
-    rotate_pair(pair, position, inv_freq[i], attention_factor);
+    rotate(pair, rotations[i]);
     cached[dims.d_c + 2 * i] = pair[0], cached[dims.d_c + 2 * i + 1] = pair[1];
   }
-  for (int task = threadIdx.x; task < dims.n_heads * n_pairs; task += blockDim.x) {
-    const int h = task / n_pairs, i = task % n_pairs;
-    rotate_pair(q_row + h * dims.qk() + dims.nope + 2 * i, position, inv_freq[i], attention_factor);
+  // The heads' q_pe, kBatch pairs a thread loaded before any is stored (a pair at a time waited out a
+  // memory latency each).
+  constexpr int kBatch = 4;
+  const int n_tasks = dims.n_heads * n_pairs;
+  auto q_pair = [&](int task) { return q_row + task / n_pairs * dims.qk() + dims.nope + 2 * (task % n_pairs); };
+  for (int t0 = threadIdx.x; t0 < n_tasks; t0 += kBatch * blockDim.x) {
+    float a[kBatch], b[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int task = t0 + u * int(blockDim.x);
+      if (task < n_tasks) a[u] = q_pair(task)[0], b[u] = q_pair(task)[1];
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int task = t0 + u * int(blockDim.x);
+      if (task >= n_tasks) continue;
+      const float2 r = rotations[task % n_pairs];
+      float* pair = q_pair(task);
+      pair[0] = a[u] * r.x - b[u] * r.y;
+      pair[1] = b[u] * r.x + a[u] * r.y;
+    }
   }
 }
 

@@ -124,7 +124,9 @@ struct MlaItem {
 constexpr int kMaxDecodeLatent = 512, kMaxDecodeRope = 128, kMaxDecodeNope = 128;
 
 // Backend::mla_rope_and_cache over q [n, n_heads * qk] and kv [n, d_c + rope] (elementwise.cu):
-// inv_freq holds rope / 2 frequencies.
+// inv_freq holds rope / 2 <= kMaxRopePairs frequencies (a thread of the block works out each pair's
+// rotation once for all heads).
+constexpr int kMaxRopePairs = 256;
 void launch_mla_rope_and_cache(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, const float* kv_norm, float eps,
                                const float* inv_freq, float attention_factor, const int32_t* positions,
                                DeviceCacheLayer cache, const int32_t* slots, cudaStream_t stream);
