@@ -101,11 +101,13 @@ __device__ inline float2 rotation(float position, float inv_freq, float attentio
   return {float(cos(angle)) * attention_factor, float(sin(angle)) * attention_factor};
 }
 
-// Rotates the pair (2i, 2i+1) at `pair` by r (rotation()).
+// The pair (a, b) rotated by r (rotation()).
+__device__ inline float2 rotated(float a, float b, float2 r) { return {a * r.x - b * r.y, b * r.x + a * r.y}; }
+
+// Rotates the pair (2i, 2i+1) at `pair` by r in place.
 __device__ inline void rotate(float* pair, float2 r) {
-  const float a = pair[0], b = pair[1];
-  pair[0] = a * r.x - b * r.y;
-  pair[1] = b * r.x + a * r.y;
+  const float2 v = rotated(pair[0], pair[1], r);
+  pair[0] = v.x, pair[1] = v.y;
 }
 
 __device__ inline void rotate_pair(float* pair, float position, float inv_freq, float attention_factor) {
@@ -188,10 +190,9 @@ __global__ void mla_rope_and_cache_kernel(MlaDims dims, DeviceMatrix q, DeviceMa
     for (int u = 0; u < kBatch; ++u) {
       const int task = t0 + u * int(blockDim.x);
       if (task >= n_tasks) continue;
-      const float2 r = rotations[task % n_pairs];
+      const float2 v = rotated(a[u], b[u], rotations[task % n_pairs]);
       float* pair = q_pair(task);
-      pair[0] = a[u] * r.x - b[u] * r.y;
-      pair[1] = b[u] * r.x + a[u] * r.y;
+      pair[0] = v.x, pair[1] = v.y;
     }
   }
 }
