@@ -35,7 +35,10 @@ namespace {
 // Measured on Moonlight FP8, batch-1 decode on an H200 (bench/RESULTS.md): 4 warps a block, 2
 // chunks in flight a lane and about 1024 warps in all beat 2 or 8 warps, 3 chunks, 512, 768 or 2048.
 // The chunks land in registers: a shared-memory ring of cp.async copies, 3 to 6 chunks a lane in
-// flight, ran batch-1 decode 14-16% slower (340 against 396 tok/s).
+// flight, ran batch-1 decode 14-16% slower (340 against 396 tok/s), and one of bulk copies (the
+// Tensor Memory Accelerator's cp.async.bulk, a copy a row of 128-512 bytes, 2 to 6 slots a warp)
+// 333-400 against 402. Bytes in flight are not what these kernels wait on: with 2-3 warps a
+// scheduler, they wait on the latencies of their own instructions (Nsight Compute).
 constexpr int kWarps = 4;
 constexpr int kMinBlocks = 4;      // resident blocks an SM: 128 registers a thread
 constexpr int kMaxPassTokens = 8;  // B's columns
@@ -167,7 +170,11 @@ struct TileStream {
   }
 
   // acc (this lane's D fragment) += the products of every chunk with the staged tokens xs, of which n
-  // are real (the lanes of the others give B zeros).
+  // are real (the lanes of the others give B zeros). A chunk's 16 products go into two sums, of x's
+  // high and low parts, so that each mma waits on the one two before it, not on the one just issued;
+  // the lane's columns left in the row are counted once a chunk in 32 bits, where a 64-bit bound at
+  // every step took three instructions (the two: Moonlight FP8 batch-1 decode on an H200, 402.4 ->
+  // 407.4 tok/s).
   __device__ __forceinline__ void multiply(const uint4* xs, int rs, int n, float (&acc)[4]) {
     const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
     const uint4* x_row = xs + g * rs + kSteps * t;
@@ -177,17 +184,18 @@ struct TileStream {
       for (int u = 0; u < kAhead; ++u) {
         const int c = c0 + u;
         if (c >= end) break;
-        const int64_t k = int64_t(c) * kChunkCols + kLaneCols * t;
-        float part[4] = {};
+        const int lane_cols = int(min(cols - (int64_t(c) * kChunkCols + kLaneCols * t), int64_t(kLaneCols)));
+        float high[4] = {}, low[4] = {};
 #pragma unroll
         for (int j = 0; j < kSteps; ++j) {
           uint32_t a[4];
           a_fragment(a, top[u], bottom[u], j);
-          const uint4 b = g < n && k + 4 * j < cols ? x_row[c * kLaneCols + j] : make_uint4(0, 0, 0, 0);
-          mma_f16(part, a, b.x, b.y), mma_f16(part, a, b.z, b.w);  // x's high and low parts
+          const uint4 b = g < n && 4 * j < lane_cols ? x_row[c * kLaneCols + j] : make_uint4(0, 0, 0, 0);
+          mma_f16(high, a, b.x, b.y), mma_f16(low, a, b.z, b.w);
         }
-        acc[0] = fmaf(top_scale[u], part[0], acc[0]), acc[1] = fmaf(top_scale[u], part[1], acc[1]);
-        acc[2] = fmaf(bottom_scale[u], part[2], acc[2]), acc[3] = fmaf(bottom_scale[u], part[3], acc[3]);
+        acc[0] = fmaf(top_scale[u], high[0] + low[0], acc[0]), acc[1] = fmaf(top_scale[u], high[1] + low[1], acc[1]);
+        acc[2] = fmaf(bottom_scale[u], high[2] + low[2], acc[2]);
+        acc[3] = fmaf(bottom_scale[u], high[3] + low[3], acc[3]);
         ask(u, c + kAhead);
       }
   }
