@@ -1,7 +1,8 @@
 // Where a CUDA decode step's time goes: a CUPTI injection library that records every kernel replayed
 // from a CUDA graph (the decode steps) and every CUDA runtime call, and at exit writes
-//   - per step: the span of its kernels, their summed durations, and the GPU's idle time between
-//     steps (the host's share: sampling, the inputs' upload, the graph launch);
+//   - per step (one graph launch: its kernels carry the launch's correlation id): the span of its
+//     kernels, their summed durations, and the GPU's idle time between steps (the host's share:
+//     sampling, the inputs' upload, the graph launch; none where steps are launched ahead);
 //   - per kernel (name and grid): its share of the span (`contrib`: from the end of the kernel before
 //     it to its own end, so the shares add up to the span and overlapped starts count once), its
 //     mean duration (from its first block, which a chained kernel starts early) and launches a step;
@@ -24,10 +25,9 @@
 namespace {
 
 constexpr size_t kBufferBytes = size_t(8) << 20;
-constexpr uint64_t kStepGapNs = 20000;  // kernels further apart than this belong to different steps
-
 struct KernelRecord {
   uint64_t start_ns, end_ns;
+  uint32_t launch;  // the correlation id of the graph launch that replayed it
   std::string name;  // with its grid
 };
 
@@ -63,7 +63,7 @@ void CUPTIAPI take_buffer(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t v
       char name[400];
       std::snprintf(name, sizeof name, "%.300s [%dx%dx%d]", kernel->name ? kernel->name : "?", kernel->gridX,
                     kernel->gridY, kernel->gridZ);
-      kernels.push_back({kernel->start, kernel->end, name});
+      kernels.push_back({kernel->start, kernel->end, kernel->correlationId, name});
     }
   }
   free(buffer);
@@ -84,16 +84,19 @@ void write_report() {
   double span_ns = 0.0, duration_ns = 0.0;
   int64_t steps = 0;
   uint64_t last_end = 0;
+  const KernelRecord* last = nullptr;
   for (const KernelRecord& k : kernels) {
     double contrib = 0.0;
-    if (last_end != 0 && k.start_ns < last_end + kStepGapNs) {
+    if (last && k.launch == last->launch) {
       contrib = double(std::max(k.end_ns, last_end) - last_end);
     } else {
-      if (last_end != 0) idle_ns.push_back(double(k.start_ns - last_end));
-      contrib = double(k.end_ns - k.start_ns);
+      const uint64_t from = std::max(k.start_ns, last_end);
+      if (last) idle_ns.push_back(double(from - last_end));
+      contrib = double(std::max(k.end_ns, from) - from);
       ++steps;
     }
     last_end = std::max(last_end, k.end_ns);
+    last = &k;
     KernelTotal& total = totals[k.name];
     ++total.launches;
     total.duration_ns += double(k.end_ns - k.start_ns);
