@@ -459,8 +459,7 @@ void launch_moe_down(const MoeFfns& ffns, int max_active, MoePlan plan, const fl
                      bool vector, float* y, cudaStream_t stream) {
   constexpr int kWarpRows = kRowLanes * kDownRows;
   const DeviceWeight& shape = ffns.down_shape;
-  // Every FFN's down weight has the hidden size's rows; the shared one is max_width columns wide.
-  const int64_t shared_widths = ffns.shared ? (std::max(shape.cols, ffns.max_width) + shape.cols - 1) / shape.cols : 0;
+  const int64_t shared_widths = shared_down_widths(ffns);
   const int wpr = warps_per_tile((shape.rows + kWarpRows - 1) / kWarpRows * max_active, row_vectors(shape),
                                  kKLanes * kUnroll<1>);
   const int shared_parts = shared_down_parts(shared_widths, wpr, kRowWarps);

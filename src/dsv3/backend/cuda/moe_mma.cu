@@ -379,7 +379,7 @@ void launch_moe_down_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, 
   // The shared FFN's down weight is the widest (n_shared_experts routed widths), its rows the hidden
   // size as every FFN's.
   const int64_t cols = ffns.shared ? std::max(shape.cols, ffns.max_width) : shape.cols;
-  const int64_t shared_widths = ffns.shared ? (cols + shape.cols - 1) / shape.cols : 0;
+  const int64_t shared_widths = shared_down_widths(ffns);
   const int wpr = tile_warps(tiles * (max_active + shared_widths), shape.cols);
   const int shared_parts = shared_down_parts(shared_widths, wpr, kWarps);
   const int shared_wpr = wpr * std::max(shared_parts, 1);

@@ -2,6 +2,8 @@
 // grid (row blocks of a routed expert, max_active + shared_parts), block_rows weight rows a block.
 #pragma once
 
+#include <algorithm>
+
 #include "dsv3/backend/cuda/kernels.h"
 
 namespace dsv3::cuda {
@@ -26,6 +28,13 @@ __device__ inline BlockPasses block_passes(const MoePlan& plan, int n_ffns, int 
   if (n_active == 0) return {-1, 0, 1, 0};
   const int j = y % n_active;
   return {y < n_active ? own : __ldcg(plan.active + j), y / n_active, (rows - 1 - j) / n_active + 1, 0};
+}
+
+// Host side: the routed widths that the shared FFN's down weight spans (its columns, max_width:
+// n_shared_experts routed widths), 0 without one. Every FFN's down weight has the hidden size's rows.
+inline int64_t shared_down_widths(const MoeFfns& ffns) {
+  const int64_t routed = ffns.down_shape.cols;
+  return ffns.shared ? (std::max(routed, ffns.max_width) + routed - 1) / routed : 0;
 }
 
 // Host side: the rows of blocks that the shared FFN's down product takes, its weight shared_widths
