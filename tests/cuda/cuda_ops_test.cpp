@@ -305,6 +305,32 @@ TEST_F(CudaOps, LinearPairMatchesTheCpu) {
   }
 }
 
+// A sublayer's last projection with the residual add and norm after it: in one launch for a lone row
+// (the launch's last block does the norm), as two ops beyond. The launches follow one another on the
+// one counter of finished blocks, which each leaves at zero: a stale count would skip the norm, and
+// `normed` starts random.
+TEST_F(CudaOps, LinearAddRmsnormMatchesTheCpu) {
+  // Outputs as wide as the norm keeps in registers (2048) and wider (3000), and ragged ones.
+  for (const auto& [out_features, in_features] : std::vector<std::pair<int64_t, int64_t>>{{2048, 512}, {200, 136}, {3000, 256}})
+    for (const DType dtype : {DType::F32, DType::BF16, DType::F8_E4M3}) {
+      auto w = weight(dtype, out_features, in_features);
+      Pair norm = activations(1, out_features);
+      for (const int64_t rows : {1, 3, 4, 5, 40}) {
+        Pair x = activations(rows, in_features), out = activations(rows, out_features);
+        Pair residual = activations(rows, out_features), normed = activations(rows, out_features);
+        cpu.linear_add_rmsnorm(x.host.view, w->host, out.host.view,
+                               {residual.host.view, norm.host.view, 1e-6f, normed.host.view});
+        gpu->linear_add_rmsnorm(x.device.view, w->device, out.device.view,
+                                {residual.device.view, norm.device.view, 1e-6f, normed.device.view});
+        // Streaming in float32; cuBLASLt beyond 16 rows for the dtypes it takes.
+        const double tolerance = rows <= 16 || dtype == DType::F32 ? 1e-5 : 5e-3;
+        for (const auto& [name, pair] : {std::pair{"output", &out}, {"residual", &residual}, {"normed", &normed}})
+          EXPECT_LE(relative_l2(device_values(pair->device.view), host_values(pair->host.view)), tolerance)
+              << name << ", " << dtype_name(dtype) << " " << out_features << "x" << in_features << " rows " << rows;
+      }
+    }
+}
+
 TEST_F(CudaOps, GroupedTensorCoreLinearMatchesTheCpu) {
   // Rows in whole and partial 64-row tiles, columns in whole and partial 128-column tiles.
   for (const auto& [out_features, in_features] : std::vector<std::pair<int64_t, int64_t>>{{384, 512}, {200, 1408}, {1536, 2048}})
@@ -460,7 +486,7 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
     const ExpertWeights device_shared{owned[s]->device, owned[s + 1]->device, owned[s + 2]->device};
     Pair bias = activations(1, n_experts, 0.05f);
     for (const RouterParams& params : routers)
-      for (const int64_t n : {1, 5, 16, 40, 300, 1500}) {
+      for (const int64_t n : {1, 3, 5, 16, 40, 300, 1500}) {
         Pair x = activations(n, hidden);
         const Act* host_bias = params.topk_method == TopkMethod::NoauxTc ? &bias.host.view : nullptr;
         const Act* device_bias = params.topk_method == TopkMethod::NoauxTc ? &bias.device.view : nullptr;
@@ -511,6 +537,20 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
             EXPECT_LE(relative_l2(device_values(out.device.view), host_values(out.host.view)), tolerance)
                 << dtype_name(dtype) << " tokens " << n << (with_shared ? " with shared experts" : "")
                 << (own_routing ? " on the GPU's routing" : "");
+            if (n > 40) continue;
+            // The same with the residual add and norm after the FFN (in the combine's launch for a
+            // lone token, where the shared FFN joins the routed experts' launches).
+            out = activations(n, hidden);
+            Pair residual = activations(n, hidden), normed = activations(n, hidden), norm = activations(1, hidden);
+            cpu.moe_experts_add_rmsnorm(x.host.view, host_routing, host_experts, with_shared ? &host_shared : nullptr,
+                                        out.host.view, {residual.host.view, norm.host.view, 1e-6f, normed.host.view});
+            gpu->moe_experts_add_rmsnorm(x.device.view, own_routing ? device_routing : same, device_experts,
+                                         with_shared ? &device_shared : nullptr, out.device.view,
+                                         {residual.device.view, norm.device.view, 1e-6f, normed.device.view});
+            for (const auto& [name, pair] : {std::pair{"output", &out}, {"residual", &residual}, {"normed", &normed}})
+              EXPECT_LE(relative_l2(device_values(pair->device.view), host_values(pair->host.view)), tolerance)
+                  << name << " after the FFN, " << dtype_name(dtype) << " tokens " << n
+                  << (with_shared ? " with shared experts" : "") << (own_routing ? " on the GPU's routing" : "");
           }
       }
   }

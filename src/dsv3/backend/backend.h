@@ -75,6 +75,16 @@ struct Routing {
   Buffer plan;  // the backend's own: the pairs as its router sorted them for moe_experts, or empty
 };
 
+// What follows each sublayer (attention, FFN): residual += its output, then normed =
+// rmsnorm(residual) with weight and eps, the next sublayer's input. The ops that end a sublayer take
+// it along (linear_add_rmsnorm, moe_experts_add_rmsnorm) so that a backend may fuse it in.
+struct ResidualNorm {
+  Act residual;
+  Act weight;
+  float eps = 0.0f;
+  Act normed;  // may alias the sublayer's input
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -142,6 +152,11 @@ class Backend {
     linear(x, w_a, out_a);
     linear(x, w_b, out_b);
   }
+  // linear(x, w, out), then `then` with out as the sublayer's output.
+  virtual void linear_add_rmsnorm(const Act& x, const LinearWeight& w, const Act& out, const ResidualNorm& then) {
+    linear(x, w, out);
+    add_rmsnorm(then.residual, out, then.weight, then.eps, then.normed);
+  }
   // x += y.
   virtual void add(const Act& x, const Act& y) = 0;
   // out = silu(gate) * up.
@@ -184,6 +199,12 @@ class Backend {
   // weight 1: the routed sum first, the shared term added last.
   virtual void moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
                            const ExpertWeights* shared, const Act& out) = 0;
+  // moe_experts(), then `then` with out as the sublayer's output.
+  virtual void moe_experts_add_rmsnorm(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
+                                       const ExpertWeights* shared, const Act& out, const ResidualNorm& then) {
+    moe_experts(x, routing, experts, shared, out);
+    add_rmsnorm(then.residual, out, then.weight, then.eps, then.normed);
+  }
 
  private:
   std::deque<std::vector<float>> finished_results_;  // of the steps this version ran in launch_step

@@ -158,23 +158,20 @@ ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step,
   ActBuffer x = be.alloc(n, hidden), h = be.alloc(n, hidden), sublayer_out = be.alloc(n, hidden);
   be.embed(weights_.embed_tokens, step.inputs[kIds], picked_.view, x.view);
   const float eps = float(config_.rms_norm_eps);
-  // Each residual add is fused with the norm that follows it; the first layer's norm has none.
+  // Each residual add is fused with the norm that follows it (the next sublayer's, or the final
+  // norm after the last layer); the first layer's norm has none.
   be.rmsnorm(x.view, weights_.layers.front().input_layernorm.view, eps, h.view);
   for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer) {
     const LayerWeights& lw = weights_.layers[size_t(layer)];
-    attention(layer, batch, step, h.view, sublayer_out.view);
-    be.add_rmsnorm(x.view, sublayer_out.view, lw.post_attention_layernorm.view, eps, h.view);
-    feed_forward(layer, h.view, sublayer_out.view);
-    if (layer + 1 < config_.num_hidden_layers)
-      be.add_rmsnorm(x.view, sublayer_out.view, weights_.layers[size_t(layer + 1)].input_layernorm.view, eps, h.view);
-    else
-      be.add(x.view, sublayer_out.view);
+    const bool last_layer = layer + 1 == config_.num_hidden_layers;
+    const Act& next_norm = last_layer ? weights_.norm.view : weights_.layers[size_t(layer + 1)].input_layernorm.view;
+    attention(layer, batch, step, h.view, sublayer_out.view, {x.view, lw.post_attention_layernorm.view, eps, h.view});
+    feed_forward(layer, h.view, sublayer_out.view, {x.view, next_norm, eps, h.view});
   }
   const Indices& rows = step.inputs[kOutputRows];
   const int64_t vocab = config_.vocab_size;
   ActBuffer last = be.alloc(rows.size, hidden);
-  be.gather_rows(x.view, rows, last.view);
-  be.rmsnorm(last.view, weights_.norm.view, eps, last.view);
+  be.gather_rows(h.view, rows, last.view);
   if (output == Output::LastLogits || output == Output::AllLogits) {
     ActBuffer logits = be.alloc(rows.size, vocab);
     be.linear(last.view, weights_.lm_head, logits.view);
@@ -197,7 +194,7 @@ ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step,
 }
 
 void DeepseekModel::attention(int64_t layer, const Batch& batch, const StepIndices& step, const Act& h,
-                              const Act& out) {
+                              const Act& out, const ResidualNorm& then) {
   Backend& be = *backend_;
   const AttentionWeights& w = weights_.layers[size_t(layer)].self_attn;
   const int64_t n = h.rows, d_c = config_.kv_lora_rank, rope_dim = config_.qk_rope_head_dim;
@@ -226,30 +223,30 @@ void DeepseekModel::attention(int64_t layer, const Batch& batch, const StepIndic
   }
   if (step.decode.n_items > 0)
     be.mla_decode(mla_, q.view, w.kv_b_proj, cache_, cache_layout_, layer, step.decode, attn.view);
-  be.linear(attn.view, w.o_proj, out);
+  be.linear_add_rmsnorm(attn.view, w.o_proj, out, then);
 }
 
-void DeepseekModel::expert_ffn(const ExpertWeights& w, const Act& h, const Act& out) {
+void DeepseekModel::expert_ffn(const ExpertWeights& w, const Act& h, const Act& out, const ResidualNorm& then) {
   Backend& be = *backend_;
   const int64_t width = w.gate_proj.out_features();
   ActBuffer gate = be.alloc(h.rows, width), up = be.alloc(h.rows, width);
   be.linear(h, w.gate_proj, gate.view);
   be.linear(h, w.up_proj, up.view);
   be.silu_mul(gate.view, up.view, gate.view);
-  be.linear(gate.view, w.down_proj, out);
+  be.linear_add_rmsnorm(gate.view, w.down_proj, out, then);
 }
 
-void DeepseekModel::feed_forward(int64_t layer, const Act& h, const Act& out) {
+void DeepseekModel::feed_forward(int64_t layer, const Act& h, const Act& out, const ResidualNorm& then) {
   Backend& be = *backend_;
   const LayerWeights& lw = weights_.layers[size_t(layer)];
   if (lw.mlp) {
-    expert_ffn(*lw.mlp, h, out);
+    expert_ffn(*lw.mlp, h, out, then);
     return;
   }
   const MoEWeights& moe = *lw.moe;
   const Routing routing =
       be.moe_route(h, moe.gate, moe.e_score_correction_bias ? &moe.e_score_correction_bias->view : nullptr, router_);
-  be.moe_experts(h, routing, moe.experts, moe.shared_experts ? &*moe.shared_experts : nullptr, out);
+  be.moe_experts_add_rmsnorm(h, routing, moe.experts, moe.shared_experts ? &*moe.shared_experts : nullptr, out, then);
 }
 
 }  // namespace dsv3

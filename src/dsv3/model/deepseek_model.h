@@ -86,9 +86,11 @@ class DeepseekModel {
   std::vector<float> finish_forward();
   // The layers and the head over the step's inputs in backend memory: what `output` names.
   ActBuffer run_layers(const Batch& batch, const StepIndices& step, Output output, bool cut_draws);
-  void attention(int64_t layer, const Batch& batch, const StepIndices& step, const Act& h, const Act& out);
-  void feed_forward(int64_t layer, const Act& h, const Act& out);
-  void expert_ffn(const ExpertWeights& w, const Act& h, const Act& out);
+  // Each sublayer reads h, writes its output to out and ends with `then` (ResidualNorm).
+  void attention(int64_t layer, const Batch& batch, const StepIndices& step, const Act& h, const Act& out,
+                 const ResidualNorm& then);
+  void feed_forward(int64_t layer, const Act& h, const Act& out, const ResidualNorm& then);
+  void expert_ffn(const ExpertWeights& w, const Act& h, const Act& out, const ResidualNorm& then);
 
   ModelConfig config_;
   std::shared_ptr<const TensorSource> source_;

@@ -63,6 +63,8 @@ CudaBackend::CudaBackend() {
   pool_ = std::make_shared<cuda::DevicePool>();
   gemm_ = std::make_unique<cuda::GemmRunner>(stream_);
   staging_ = cuda::pinned_alloc(kStagingBytes);
+  blocks_done_ = cuda::device_alloc(sizeof(unsigned), "a launch's count of finished blocks");
+  DSV3_CUDA_CHECK(cudaMemsetAsync(blocks_done_.data(), 0, sizeof(unsigned), stream_));
 }
 
 CudaBackend::~CudaBackend() {
@@ -201,6 +203,16 @@ void CudaBackend::linear_pair(const Act& x, const LinearWeight& w_a, const Act& 
                   x.rows == out_a.rows && x.rows == out_b.rows,
               "linear_pair ", w_a.weight.name, ", ", w_b.weight.name);
   cuda::launch_linear_small_pair(a, matrix(out_a), b, matrix(out_b), matrix(x), stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::linear_add_rmsnorm(const Act& x, const LinearWeight& w, const Act& out, const ResidualNorm& then) {
+  if (!streams(x, w) || !cuda::linear_small_add_rmsnorm_ok(matrix(x))) return Backend::linear_add_rmsnorm(x, w, out, then);
+  DSV3_ASSERT(x.cols == w.in_features() && out.cols == w.out_features() && x.rows == out.rows &&
+                  then.residual.rows == x.rows && then.residual.cols == out.cols,
+              "linear_add_rmsnorm ", w.weight.name);
+  cuda::launch_linear_small_add_rmsnorm(cuda::weight(w), matrix(x), matrix(out), cuda::residual_norm(then),
+                                        blocks_done(), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 }
 

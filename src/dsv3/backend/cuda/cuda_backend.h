@@ -44,6 +44,7 @@ class CudaBackend final : public Backend {
   void linear(const Act& x, const LinearWeight& w, const Act& out) override;
   void linear_pair(const Act& x, const LinearWeight& w_a, const Act& out_a, const LinearWeight& w_b,
                    const Act& out_b) override;
+  void linear_add_rmsnorm(const Act& x, const LinearWeight& w, const Act& out, const ResidualNorm& then) override;
   void add(const Act& x, const Act& y) override;
   void silu_mul(const Act& gate, const Act& up, const Act& out) override;
   void rope(const Act& x, int64_t head_dim, int64_t offset, const RopeTable& table,
@@ -65,6 +66,8 @@ class CudaBackend final : public Backend {
                     const RouterParams& params) override;
   void moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
                    const ExpertWeights* shared, const Act& out) override;
+  void moe_experts_add_rmsnorm(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
+                               const ExpertWeights* shared, const Act& out, const ResidualNorm& then) override;
 
   // Host values into fresh device memory (queued on the stream).
   template <typename T>
@@ -97,6 +100,10 @@ class CudaBackend final : public Backend {
   // The experts' weights as a device array (gate, up, down per expert, then the shared FFN's where
   // given), made once per layer.
   const cuda::DeviceWeight* expert_table(std::span<const ExpertWeights> experts, const ExpertWeights* shared);
+  // moe_experts, then `then` where given: in the combine's launch for a lone token, where the shared
+  // FFN joined the routed experts' launches.
+  void run_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
+                   const ExpertWeights* shared, const Act& out, const ResidualNorm* then);
   // out += down(silu(gate x) * up x) of the shared experts, through linear().
   void shared_ffn_add(const Act& x, const ExpertWeights& shared, const Act& out);
   // A step's inputs in one device block laid out as `layout` says, uploaded through the staging ring.
@@ -116,6 +123,9 @@ class CudaBackend final : public Backend {
   std::shared_ptr<cuda::DevicePool> pool_;
   std::unique_ptr<cuda::GemmRunner> gemm_;
   std::vector<Buffer> placed_;  // weights copied to the device
+  // The counter of kernels whose last block ends their work (last_block.cuh), at zero between them.
+  Buffer blocks_done_;
+  unsigned* blocks_done() { return static_cast<unsigned*>(blocks_done_.data()); }
   // Pinned staging memory for small uploads: a copy from pageable memory would first wait for the
   // stream to drain, stalling the GPU at every op that takes host values (positions, block tables).
   // Regions are handed out in order; before the ring wraps, the stream is drained once.
@@ -147,6 +157,10 @@ class CudaBackend final : public Backend {
 namespace cuda {
 
 inline DeviceMatrix matrix(const Act& a) { return {static_cast<float*>(a.data), a.rows, a.cols, a.stride}; }
+
+inline DeviceResidualNorm residual_norm(const ResidualNorm& r) {
+  return {matrix(r.residual), static_cast<const float*>(r.weight.data), r.eps, matrix(r.normed)};
+}
 
 inline DeviceWeight weight(const LinearWeight& w) {
   return {w.weight.data, w.weight.dtype, w.out_features(), w.in_features(),

@@ -31,10 +31,6 @@ Routing CudaBackend::moe_route(const Act& x, const LinearWeight& gate, const Act
     fail("--device cuda: routing over ", n_experts, " experts in ", p.n_group, " groups is not supported (at most ",
          kMaxExperts, " experts and 32 groups)");
   Buffer logits = scratch(size_t(n * n_experts) * 4);
-  const cuda::DeviceMatrix logits_m{static_cast<float*>(logits.data()), n, n_experts, n_experts};
-  cuda::launch_linear_small(cuda::weight(gate), matrix(x), logits_m, stream_);
-  DSV3_CUDA_CHECK_LAUNCH();
-
   Routing routing{scratch(size_t(n * p.top_k) * 4), scratch(size_t(n * p.top_k) * 4), n, p.top_k, {}};
   cuda::RouterConfig config;
   config.sigmoid = p.scoring_func == ScoringFunc::Sigmoid;
@@ -45,7 +41,19 @@ Routing CudaBackend::moe_route(const Act& x, const LinearWeight& gate, const Act
   const auto* bias = e_score_correction_bias ? static_cast<const float*>(e_score_correction_bias->data) : nullptr;
   auto* ids = static_cast<int32_t*>(routing.expert_ids.data());
   auto* weights = static_cast<float*>(routing.expert_weights.data());
-  const auto* logits_data = static_cast<const float*>(logits.data());
+  auto* logits_data = static_cast<float*>(logits.data());
+  if (cuda::moe_gate_route_plan_ok(n, int(n_experts), int(p.top_k))) {
+    // A lone token: the plan moe_experts needs is made in the gate's launch.
+    routing.plan = scratch(cuda::moe_plan_bytes(n, int(p.top_k), int(n_experts)));
+    cuda::launch_moe_gate_route_plan(cuda::weight(gate), matrix(x), logits_data, bias, config, ids, weights,
+                                     cuda::moe_plan_view(routing.plan.data(), n, int(p.top_k), int(n_experts)),
+                                     blocks_done(), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    return routing;
+  }
+  const cuda::DeviceMatrix logits_m{logits_data, n, n_experts, n_experts};
+  cuda::launch_linear_small(cuda::weight(gate), matrix(x), logits_m, stream_);
+  DSV3_CUDA_CHECK_LAUNCH();
   if (cuda::moe_route_plan_fits(n, int(n_experts), int(p.top_k))) {
     // Decode-sized: the plan moe_experts needs is made in the same launch.
     routing.plan = scratch(cuda::moe_plan_bytes(n, int(p.top_k), int(n_experts)));
@@ -87,6 +95,16 @@ void CudaBackend::shared_ffn_add(const Act& x, const ExpertWeights& shared, cons
 
 void CudaBackend::moe_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
                               const ExpertWeights* shared, const Act& out) {
+  run_experts(x, routing, experts, shared, out, nullptr);
+}
+
+void CudaBackend::moe_experts_add_rmsnorm(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
+                                          const ExpertWeights* shared, const Act& out, const ResidualNorm& then) {
+  run_experts(x, routing, experts, shared, out, &then);
+}
+
+void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
+                              const ExpertWeights* shared, const Act& out, const ResidualNorm* then) {
   const int64_t n = routing.n_tokens, top_k = routing.top_k, n_pairs = n * top_k;
   const int n_experts = int(experts.size());
   const int64_t hidden = x.cols, width = experts[0].gate_proj.out_features();
@@ -157,10 +175,19 @@ void CudaBackend::moe_experts(const Act& x, const Routing& routing, std::span<co
       cuda::launch_moe_down(ffns, max_active, plan, hidden_rows.data, hidden_stride, vector_down, y_rows.data, stream_);
     DSV3_CUDA_CHECK_LAUNCH();
   }
-  cuda::launch_moe_combine(static_cast<const float*>(y.data()), static_cast<const float*>(routing.expert_weights.data()),
-                           plan, int(top_k), fuse_shared ? n_pairs : -1, matrix(out), stream_);
+  const auto* y_data = static_cast<const float*>(y.data());
+  const auto* weights = static_cast<const float*>(routing.expert_weights.data());
+  const int64_t shared_first_slot = fuse_shared ? n_pairs : -1;
+  if (then && (fuse_shared || !shared) && cuda::moe_combine_add_rmsnorm_ok(n)) {
+    cuda::launch_moe_combine_add_rmsnorm(y_data, weights, plan, int(top_k), shared_first_slot, matrix(out),
+                                         cuda::residual_norm(*then), blocks_done(), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  cuda::launch_moe_combine(y_data, weights, plan, int(top_k), shared_first_slot, matrix(out), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
   if (shared && !fuse_shared) shared_ffn_add(x, *shared, out);
+  if (then) add_rmsnorm(then->residual, out, then->weight, then->eps, then->normed);
 }
 
 }  // namespace dsv3

@@ -5,6 +5,7 @@
 #include "dsv3/backend/cuda/block_reduce.cuh"
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/residual_norm.cuh"
 #include "dsv3/backend/cuda/weight_element.cuh"
 
 namespace dsv3::cuda {
@@ -27,53 +28,17 @@ __global__ void gather_rows_kernel(DeviceMatrix x, const int32_t* rows, DeviceMa
   for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) dst[c] = src[c];
 }
 
-// out = weight * x / sqrt(mean(x^2) + eps); out may alias x (each thread reads before it writes).
-// With kAdd, first x += y (the residual add before a norm, one pass instead of two).
-// Rows up to kRowValues * kThreads wide stay in registers; wider ones are read twice. Every load of
-// a phase is issued before its first store: x, y and out may alias, so a store ahead of a load would
-// make the compiler wait out one memory latency an element (a decode step's norm took 7 us so). The
-// norm weight, a stored weight (chained_launch.cuh), is read while the kernel ahead finishes.
-constexpr int kRowValues = 32;
-
+// out = weight * x / sqrt(mean(x^2) + eps), one block a row; with kAdd, first x += y (the residual
+// add before a norm, one pass instead of two). The norm weight, a stored weight (chained_launch.cuh),
+// is read while the kernel ahead finishes.
 template <bool kAdd>
 __global__ void rmsnorm_kernel(DeviceMatrix x, DeviceMatrix y, const float* weight, float eps, DeviceMatrix out) {
-  float* xr = x.data + blockIdx.x * x.stride;
+  static_assert(kThreads == kNormThreads);
   const float* yr = kAdd ? y.data + blockIdx.x * y.stride : nullptr;
-  float* outr = out.data + blockIdx.x * out.stride;
-  if (x.cols > kRowValues * kThreads) {
-    wait_for_inputs();
-    float sum = 0.0f;
-    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) {
-      const float v = kAdd ? (xr[c] += yr[c]) : xr[c];
-      sum += v * v;
-    }
-    const float inv_rms = 1.0f / sqrtf(block_sum(sum) / float(x.cols) + eps);
-    for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) outr[c] = weight[c] * (xr[c] * inv_rms);
-    return;
-  }
-  auto column = [](int j) { return threadIdx.x + int64_t(j) * kThreads; };
-  float w[kRowValues], v[kRowValues], added[kRowValues];
-#pragma unroll
-  for (int j = 0; j < kRowValues; ++j) w[j] = column(j) < x.cols ? weight[column(j)] : 0.0f;
+  const NormWeights<32> w(weight, x.cols);
   wait_for_inputs();
-#pragma unroll
-  for (int j = 0; j < kRowValues; ++j) {
-    v[j] = column(j) < x.cols ? xr[column(j)] : 0.0f;
-    if (kAdd) added[j] = column(j) < x.cols ? yr[column(j)] : 0.0f;
-  }
-  float sum = 0.0f;
-#pragma unroll
-  for (int j = 0; j < kRowValues; ++j) {
-    if (kAdd) {
-      v[j] += added[j];
-      if (column(j) < x.cols) xr[column(j)] = v[j];
-    }
-    sum += v[j] * v[j];
-  }
-  const float inv_rms = 1.0f / sqrtf(block_sum(sum) / float(x.cols) + eps);
-#pragma unroll
-  for (int j = 0; j < kRowValues; ++j)
-    if (column(j) < x.cols) outr[column(j)] = w[j] * (v[j] * inv_rms);
+  add_rmsnorm_row<kAdd>(x.data + blockIdx.x * x.stride, [&](int64_t c) { return yr[c]; }, w, eps,
+                        out.data + blockIdx.x * out.stride);
 }
 
 // Elementwise kernels: grid (rows, column blocks of kThreads), one element a thread.

@@ -16,6 +16,14 @@ struct DeviceMatrix {
   int64_t rows = 0, cols = 0, stride = 0;
 };
 
+// What follows a sublayer (Backend's ResidualNorm): residual += its output, normed = rmsnorm(residual).
+struct DeviceResidualNorm {
+  DeviceMatrix residual;
+  const float* weight = nullptr;
+  float eps = 0.0f;
+  DeviceMatrix normed;
+};
+
 // A weight [rows, cols] in its stored dtype; for FP8 the float32 block scales
 // scale_inv [ceil(rows / block_out), ceil(cols / block_in)].
 struct DeviceWeight {
@@ -65,6 +73,12 @@ void launch_columns_to_rows(const void* d, bool d_is_bf16, int64_t ldd, int64_t 
 bool vector_rows_ok(const DeviceWeight& w, const void* x, int64_t stride);
 // y = x W^T for a few rows of x, streaming W once per 16 rows: the decode path.
 void launch_linear_small(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, cudaStream_t stream);
+// launch_linear_small, then `then` with y as the sublayer's output, in the same launch, for the x
+// that linear_small_add_rmsnorm_ok takes (a lone decode row). blocks_done: a device
+// counter at zero (last_block.cuh), left at zero.
+bool linear_small_add_rmsnorm_ok(DeviceMatrix x);
+void launch_linear_small_add_rmsnorm(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y,
+                                     const DeviceResidualNorm& then, unsigned* blocks_done, cudaStream_t stream);
 // y_a = x W_a^T and y_b = x W_b^T in one launch, where linear_small_pair_ok (the same dtype, input
 // width and read path).
 bool linear_small_pair_ok(const DeviceWeight& w_a, const DeviceWeight& w_b, DeviceMatrix x);
@@ -202,6 +216,13 @@ void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_exper
 bool moe_route_plan_fits(int64_t n, int n_experts, int top_k);
 void launch_moe_route_plan(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
                            int32_t* ids, float* weights, MoePlan plan, cudaStream_t stream);
+// The router's gate (logits [x.rows, gate.rows] = x gate^T, through linear_small), then the router
+// and the plan in the same launch, for the batches moe_gate_route_plan_ok takes (a lone token).
+// blocks_done: as for launch_linear_small_add_rmsnorm.
+bool moe_gate_route_plan_ok(int64_t n, int n_experts, int top_k);
+void launch_moe_gate_route_plan(const DeviceWeight& gate, DeviceMatrix x, float* logits, const float* bias,
+                                RouterConfig config, int32_t* ids, float* weights, MoePlan plan, unsigned* blocks_done,
+                                cudaStream_t stream);
 // The FFNs of a MoE layer as the streaming kernels read them: n_ffns is the plan's (n_experts + 1),
 // and `table` a device array of 3 weights (gate, up, down) for each routed expert, then for the shared
 // FFN where `shared`. Routed ones are shaped alike
@@ -225,5 +246,12 @@ void launch_moe_down(const MoeFfns& ffns, int max_active, MoePlan plan, const fl
 // is negative).
 void launch_moe_combine(const float* y, const float* weights, MoePlan plan, int top_k, int64_t shared_first_slot,
                         DeviceMatrix out, cudaStream_t stream);
+// launch_moe_combine, then `then` with out as the FFN's output, in the same launch, for the batches
+// moe_combine_add_rmsnorm_ok takes (a lone token). blocks_done: as for
+// launch_linear_small_add_rmsnorm.
+bool moe_combine_add_rmsnorm_ok(int64_t n_tokens);
+void launch_moe_combine_add_rmsnorm(const float* y, const float* weights, MoePlan plan, int top_k,
+                                    int64_t shared_first_slot, DeviceMatrix out, const DeviceResidualNorm& then,
+                                    unsigned* blocks_done, cudaStream_t stream);
 
 }  // namespace dsv3::cuda

@@ -1,114 +1,39 @@
-// Linear layers for few rows (the decode path, where the work is reading the weight) and the
-// conversions that feed cuBLASLt for many rows.
-//
-// linear_small: a block's lane groups each own kRows output rows (row_dots.cuh) and multiply them
-// into up to kTokens input rows at once, so that the weight crosses the memory bus once per kTokens
-// rows.
+// Linear layers for few rows (the decode path, where the work is reading the weight: linear_small.cuh)
+// and the conversions that feed cuBLASLt for many rows.
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
 #include <algorithm>
 
-#include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
-#include "dsv3/backend/cuda/row_dots.cuh"
+#include "dsv3/backend/cuda/linear_small.cuh"
+#include "dsv3/backend/cuda/residual_norm.cuh"
 
 namespace dsv3::cuda {
 namespace {
 
-// Weight rows of a lane group, and the vectors of each a lane loads before using them: more rows
-// share each activation load as tokens grow (up to 8; 16 tokens' sums leave registers for 2 rows),
-// and a single token gets more loads in flight instead.
-template <int kTokens>
-struct LinearTile {
-  static constexpr int kRows = kTokens == 1 ? 2 : kTokens <= 8 ? 4 : 2;
-  static constexpr int kUnroll = kTokens == 1 ? 4 : kTokens <= 4 ? 2 : 1;
-  static constexpr int kWarpRows = kRowLanes * kRows;
+// The residual add and norm after a sublayer's last projection (launch_linear_small_add_rmsnorm):
+// a decode step's attention output projection and dense FFNs end with it, a launch fewer each
+// (bench/RESULTS.md has what these last-block epilogues gave).
+struct ThenNorm {
+  static constexpr bool kLastBlock = true;
+  using Early = LastBlockNormWeights;
+  DeviceResidualNorm norm;
+  unsigned* blocks_done;
+  __device__ Early early(int64_t cols) const { return Early(norm.weight, cols); }
+  __device__ void run(const Early& weights, const DeviceMatrix& y, int64_t rows) const {
+    static_assert(kRowWarps * 32 == kNormThreads);
+    last_block_add_rmsnorm(norm, weights, y.data, y.stride, rows);
+  }
 };
 
-// One or two products of the same input rows in one launch: the blocks of `products[0]` first, then
-// those of `products[1]` (a decode step's q and kv_a projections of one hidden state: one dependent
-// step of the chain fewer). Each product has its own split of rows over warps (wpr).
-struct StreamedProduct {
-  DeviceWeight w;
-  DeviceMatrix y;
-  int wpr = 1;
-  int blocks = 0;
-};
-struct StreamedProducts {
-  StreamedProduct product[2];
-};
-
-template <DType D, bool kVector, int kTokens>
-__global__ void __launch_bounds__(kRowWarps * 32) linear_small_kernel(StreamedProducts products, DeviceMatrix x) {
-  using Tile = LinearTile<kTokens>;
-  const bool second = int(blockIdx.x) >= products.product[0].blocks;
-  const StreamedProduct& p = products.product[second ? 1 : 0];
-  const DeviceWeight& w = p.w;
-  const int wpr = p.wpr;
-  const int64_t block = int64_t(blockIdx.x) - (second ? products.product[0].blocks : 0);
-  const int warp = threadIdx.x / 32, part = warp % wpr;
-  const int64_t row0 = (block * (kRowWarps / wpr) + warp / wpr) * Tile::kWarpRows + threadIdx.x % 32 / kKLanes * Tile::kRows;
-  const int64_t t0 = int64_t(blockIdx.y) * kTokens;
-  const int n_tokens = int(min(int64_t(kTokens), x.rows - t0));
-  const float* x_rows[kTokens];
-#pragma unroll
-  for (int t = 0; t < kTokens; ++t) x_rows[t] = x.data + (t0 + min(t, n_tokens - 1)) * x.stride;
-  LaneRows<Tile::kRows> rows;
-#pragma unroll
-  for (int r = 0; r < Tile::kRows; ++r)
-    rows.data[r] = w.data, rows.scale_inv[r] = w.scale_inv, rows.row[r] = min(row0 + r, w.rows - 1);
-  float acc[Tile::kRows][kTokens] = {};
-  // The weight's first chunk is asked for while the kernel ahead finishes (chained_launch.cuh).
-  auto inputs_ready = [] { wait_for_inputs(); };
-  if (row0 < w.rows)
-    rows_dot<D, kVector, Tile::kUnroll>(w, rows, part, wpr, x_rows, n_tokens, acc, inputs_ready);
-  else
-    inputs_ready();
-  if (!reduce_rows(acc, part, wpr)) return;
-#pragma unroll
-  for (int r = 0; r < Tile::kRows; ++r)
-#pragma unroll
-    for (int t = 0; t < kTokens; ++t)
-      if (stores_total<kTokens>(r, t) && t < n_tokens && row0 + r < w.rows)
-        p.y.data[(t0 + t) * p.y.stride + row0 + r] = acc[r][t];
-}
-
-template <int kTokens>
-struct LinearSmallKernels {
-  template <DType D, bool kVector>
-  static auto get() { return linear_small_kernel<D, kVector, kTokens>; }
-};
-
-// Enough warps to keep every SM streaming: the rows' columns split over up to 8 warps when rows are
-// few, counting the rows of every product of the launch.
-template <int kTokens>
-StreamedProduct streamed_product(const DeviceWeight& w, DeviceMatrix y, int64_t launch_rows) {
-  using Tile = LinearTile<kTokens>;
-  const int wpr =
-      warps_per_tile((launch_rows + Tile::kWarpRows - 1) / Tile::kWarpRows, row_vectors(w), kKLanes * Tile::kUnroll);
-  const int64_t block_rows = kRowWarps / wpr * Tile::kWarpRows;
-  return {w, y, wpr, int((w.rows + block_rows - 1) / block_rows)};
-}
-
-template <int kTokens>
-void launch_tokens(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, const DeviceWeight* w2, DeviceMatrix y2,
-                   cudaStream_t stream) {
-  const int64_t launch_rows = w.rows + (w2 ? w2->rows : 0);
-  StreamedProducts products{{streamed_product<kTokens>(w, y, launch_rows), {}}};
-  if (w2) products.product[1] = streamed_product<kTokens>(*w2, y2, launch_rows);
-  const dim3 grid(unsigned(products.product[0].blocks + products.product[1].blocks),
-                  unsigned((x.rows + kTokens - 1) / kTokens));
-  const auto kernel = kernel_for<LinearSmallKernels<kTokens>>(w.dtype, vector_rows_ok(w, x.data, x.stride));
-  launch_chained(kernel, grid, kRowWarps * 32, 0, stream, products, x);
-}
-
-template <typename... Args>
-void launch_by_tokens(int64_t rows, Args&&... args) {
-  if (rows == 1) return launch_tokens<1>(args...);
-  if (rows <= 4) return launch_tokens<4>(args...);
-  if (rows <= 8) return launch_tokens<8>(args...);
-  launch_tokens<16>(args...);
+void launch_by_tokens(int64_t rows, const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, const DeviceWeight* w2,
+                      DeviceMatrix y2, cudaStream_t stream) {
+  const NothingAfter none{};
+  if (rows == 1) return launch_tokens<1>(w, x, y, w2, y2, none, 0, stream);
+  if (rows <= 4) return launch_tokens<4>(w, x, y, w2, y2, none, 0, stream);
+  if (rows <= 8) return launch_tokens<8>(w, x, y, w2, y2, none, 0, stream);
+  launch_tokens<16>(w, x, y, w2, y2, none, 0, stream);
 }
 
 __global__ void to_bf16_pair_kernel(DeviceMatrix x, __nv_bfloat16* high, __nv_bfloat16* low) {
@@ -183,6 +108,14 @@ void launch_linear_small(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, 
   if (x.rows > 0 && w.rows > 0) launch_by_tokens(x.rows, w, x, y, nullptr, DeviceMatrix{}, stream);
 }
 
+bool linear_small_add_rmsnorm_ok(DeviceMatrix x) { return x.rows >= 1 && x.rows <= kLastBlockNormRows; }
+
+void launch_linear_small_add_rmsnorm(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y,
+                                     const DeviceResidualNorm& then, unsigned* blocks_done, cudaStream_t stream) {
+  static_assert(kLastBlockNormRows == 1);  // kTokens 1
+  if (w.rows > 0) launch_tokens<1>(w, x, y, nullptr, DeviceMatrix{}, ThenNorm{then, blocks_done}, 0, stream);
+}
+
 bool linear_small_pair_ok(const DeviceWeight& w_a, const DeviceWeight& w_b, DeviceMatrix x) {
   return w_a.dtype == w_b.dtype && w_a.cols == w_b.cols &&
          vector_rows_ok(w_a, x.data, x.stride) == vector_rows_ok(w_b, x.data, x.stride);
@@ -190,7 +123,8 @@ bool linear_small_pair_ok(const DeviceWeight& w_a, const DeviceWeight& w_b, Devi
 
 void launch_linear_small_pair(const DeviceWeight& w_a, DeviceMatrix y_a, const DeviceWeight& w_b, DeviceMatrix y_b,
                               DeviceMatrix x, cudaStream_t stream) {
-  if (x.rows > 0 && w_a.rows > 0 && w_b.rows > 0) launch_by_tokens(x.rows, w_a, x, y_a, &w_b, y_b, stream);
+  if (x.rows > 0 && w_a.rows > 0 && w_b.rows > 0)
+    launch_by_tokens(x.rows, w_a, x, y_a, &w_b, y_b, stream);
 }
 
 void launch_to_bf16_pair(DeviceMatrix x, uint16_t* high, uint16_t* low, cudaStream_t stream) {

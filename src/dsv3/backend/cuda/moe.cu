@@ -7,7 +7,10 @@
 
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/last_block.cuh"
+#include "dsv3/backend/cuda/linear_small.cuh"
 #include "dsv3/backend/cuda/moe_passes.cuh"
+#include "dsv3/backend/cuda/residual_norm.cuh"
 #include "dsv3/backend/cuda/row_dots.cuh"
 
 namespace dsv3::cuda {
@@ -64,7 +67,8 @@ __device__ void preload_bias(const float* bias, int n_experts, RouteScratch scra
 
 // One warp chooses the token's top_k experts from its router logits `row` (REFERENCE.md, DeepSeekMoE
 // routing; the CPU router's rules) and writes their ids and weights; the bias is in scratch.choice
-// (preload_bias).
+// (preload_bias). The logits are read through L2: other blocks of the launch may have written them
+// (ThenRoute).
 __device__ void route_token(const float* row, int n_experts, const RouterConfig& config, RouteScratch scratch,
                             int32_t* ids, float* weights) {
   float* score = scratch.score;
@@ -73,13 +77,13 @@ __device__ void route_token(const float* row, int n_experts, const RouterConfig&
   bool* group_kept = scratch.group_kept;
   const int lane = threadIdx.x % 32;
   if (config.sigmoid) {
-    for (int e = lane; e < n_experts; e += 32) score[e] = 1.0f / (1.0f + expf(-row[e]));
+    for (int e = lane; e < n_experts; e += 32) score[e] = 1.0f / (1.0f + expf(-__ldcg(row + e)));
   } else {
     float m = -FLT_MAX;
-    for (int e = lane; e < n_experts; e += 32) m = fmaxf(m, row[e]);
+    for (int e = lane; e < n_experts; e += 32) m = fmaxf(m, __ldcg(row + e));
     for (int offset = 16; offset > 0; offset /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
     float sum = 0.0f;
-    for (int e = lane; e < n_experts; e += 32) sum += (score[e] = expf(row[e] - m));
+    for (int e = lane; e < n_experts; e += 32) sum += (score[e] = expf(__ldcg(row + e) - m));
     sum = warp_sum(sum);
     for (int e = lane; e < n_experts; e += 32) score[e] /= sum;
   }
@@ -221,23 +225,73 @@ __global__ void plan_kernel(const int32_t* ids, int64_t n_pairs, int top_k, int 
   plan_pairs(ids, n_pairs, top_k, n_experts, plan);
 }
 
-// Decode-sized batches: one block routes every token, a warp each, then sorts the pairs (one launch
-// where there were two, each a dependent step of the decode chain).
-// The chosen ids stay in shared memory for the sort (after the warps' scratch).
-__global__ void route_plan_kernel(const float* logits, int n_experts, const float* bias, RouterConfig config,
-                                  int32_t* ids, float* weights, MoePlan plan) {
-  extern __shared__ char route_memory[];
-  const int token = int(threadIdx.x / 32), n_tokens = int(blockDim.x / 32), n_pairs = n_tokens * config.top_k;
-  const RouteScratch scratch = route_scratch(route_memory, n_experts, token);
-  int32_t* chosen = reinterpret_cast<int32_t*>(route_memory + size_t(n_tokens) * route_warp_bytes(n_experts));
-  preload_bias(bias, n_experts, scratch);
-  wait_for_inputs();
-  route_token(logits + int64_t(token) * n_experts, n_experts, config, scratch, chosen + token * config.top_k,
-              weights + token * config.top_k);
+// Decode-sized batches: one block routes tokens [0, n) of `logits`, warp t token t (the warps past n
+// idle), then sorts the pairs into the plan. `memory` (dynamic shared memory) holds the n warps'
+// scratch, their bias already in their choice values, then the chosen ids, which stay there for
+// the sort. Every thread of the block calls it.
+__device__ void route_and_plan(const float* logits, int n, int n_experts, const RouterConfig& config, char* memory,
+                               int32_t* ids, float* weights, MoePlan plan) {
+  const int token = int(threadIdx.x / 32), n_pairs = n * config.top_k;
+  int32_t* chosen = reinterpret_cast<int32_t*>(memory + size_t(n) * route_warp_bytes(n_experts));
+  if (token < n)
+    route_token(logits + int64_t(token) * n_experts, n_experts, config, route_scratch(memory, n_experts, token),
+                chosen + token * config.top_k, weights + token * config.top_k);
   __syncthreads();  // every token's ids are chosen
   for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) ids[p] = chosen[p];
   plan_pairs(chosen, n_pairs, config.top_k, n_experts, plan);
 }
+
+// The routing and the plan in a launch of their own, a warp a token (one launch where there were
+// two, each a dependent step of the decode chain).
+__global__ void route_plan_kernel(const float* logits, int n_experts, const float* bias, RouterConfig config,
+                                  int32_t* ids, float* weights, MoePlan plan) {
+  extern __shared__ char route_memory[];
+  preload_bias(bias, n_experts, route_scratch(route_memory, n_experts, int(threadIdx.x / 32)));
+  wait_for_inputs();
+  route_and_plan(logits, int(blockDim.x / 32), n_experts, config, route_memory, ids, weights, plan);
+}
+
+// The routing and the plan in the router gate's launch, by the block that finishes the logits last
+// (linear_small.cuh): a dependent launch fewer a MoE layer. Every block reads its share of the bias
+// before its wait.
+struct ThenRoute {
+  static constexpr bool kLastBlock = true;
+  static constexpr int kThreads = kRowWarps * 32;  // linear_small's blocks
+  static constexpr int kBiasPerThread = kMaxExperts / kThreads;
+  struct Early {
+    float bias[kBiasPerThread];
+  };
+  const float* bias;
+  int n_experts;
+  RouterConfig config;
+  int32_t* ids;
+  float* weights;
+  MoePlan plan;
+  unsigned* blocks_done;
+
+  __device__ Early early(int64_t) const {
+    Early e;
+#pragma unroll
+    for (int j = 0; j < kBiasPerThread; ++j) {
+      const int expert = int(threadIdx.x) + j * kThreads;
+      e.bias[j] = bias && expert < n_experts ? bias[expert] : 0.0f;
+    }
+    return e;
+  }
+  __device__ void run(const Early& early, const DeviceMatrix& logits, int64_t n) const {
+    extern __shared__ char route_memory[];
+    for (int token = 0; token < int(n); ++token) {
+      const RouteScratch scratch = route_scratch(route_memory, n_experts, token);
+#pragma unroll
+      for (int j = 0; j < kBiasPerThread; ++j) {
+        const int expert = int(threadIdx.x) + j * kThreads;
+        if (expert < n_experts) scratch.choice[expert] = early.bias[j];
+      }
+    }
+    __syncthreads();
+    route_and_plan(logits.data, int(n), n_experts, config, route_memory, ids, weights, plan);
+  }
+};
 
 // A block's rows: kRowWarps / wpr warps of kRowLanes groups of kGroupRows; the first of them.
 template <int kGroupRows>
@@ -383,18 +437,26 @@ struct DownKernels {
   static auto get() { return down_kernel<D, kVector>; }
 };
 
-// grid (tokens, column blocks): one output element a thread, its top_k loads independent; the shared
-// FFN's slot of token t, where there is one, is shared_first_slot + t.
-__global__ void combine_kernel(const float* y, const float* weights, MoePlan plan, int top_k, int64_t shared_first_slot,
-                               DeviceMatrix out) {
+// grid (tokens, column blocks of kNormThreads): one output element a thread, its top_k loads
+// independent; the shared FFN's slot of token t, where there is one, is shared_first_slot + t. With
+// kThenNorm, the last block to finish does `then` with out as the FFN's output (last_block.cuh): the
+// residual add and the next sublayer's norm in the FFN's last launch.
+template <bool kThenNorm>
+__global__ void __launch_bounds__(kNormThreads)
+    combine_kernel(const float* y, const float* weights, MoePlan plan, int top_k, int64_t shared_first_slot,
+                   DeviceMatrix out, DeviceResidualNorm then, unsigned* blocks_done) {
+  const LastBlockNormWeights w(then.weight, kThenNorm ? out.cols : 0);
   wait_for_inputs();
   const int64_t t = blockIdx.x, c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
-  if (c >= out.cols) return;
-  float sum = 0.0f;
-  for (int k = 0; k < top_k; ++k)
-    sum += weights[t * top_k + k] * y[int64_t(plan.pair_slot[t * top_k + k]) * out.cols + c];
-  if (shared_first_slot >= 0) sum += y[(shared_first_slot + t) * out.cols + c];
-  out.data[t * out.stride + c] = sum;
+  if (c < out.cols) {
+    float sum = 0.0f;
+    for (int k = 0; k < top_k; ++k)
+      sum += weights[t * top_k + k] * y[int64_t(plan.pair_slot[t * top_k + k]) * out.cols + c];
+    if (shared_first_slot >= 0) sum += y[(shared_first_slot + t) * out.cols + c];
+    out.data[t * out.stride + c] = sum;
+  }
+  if constexpr (kThenNorm)
+    if (last_block_done(blocks_done)) last_block_add_rmsnorm(then, w, out.data, out.stride, out.rows);
 }
 
 // The warps' scratch and the chosen ids of a route_plan_kernel block.
@@ -420,6 +482,25 @@ void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_exper
 bool moe_route_plan_fits(int64_t n, int n_experts, int top_k) {
   constexpr size_t kSortBytes = (2 * size_t(kMaxExperts) + 3) * sizeof(int) + 32 * sizeof(int2);
   return n >= 1 && n <= 32 && route_plan_scratch_bytes(n, n_experts, top_k) + kSortBytes <= 48 * 1024;
+}
+
+// Tokens up to which the router gate's last block routes (a warp a token, 8 warps a block): one
+// block's choice against a launch of its own.
+constexpr int64_t kRoutedInGateTokens = 1;
+
+bool moe_gate_route_plan_ok(int64_t n, int n_experts, int top_k) {
+  return n <= kRoutedInGateTokens && moe_route_plan_fits(n, n_experts, top_k);
+}
+
+void launch_moe_gate_route_plan(const DeviceWeight& gate, DeviceMatrix x, float* logits, const float* bias,
+                                RouterConfig config, int32_t* ids, float* weights, MoePlan plan, unsigned* blocks_done,
+                                cudaStream_t stream) {
+  static_assert(kRoutedInGateTokens == 1);  // kTokens 1
+  const int n_experts = int(gate.rows);
+  const DeviceMatrix logits_m{logits, x.rows, n_experts, n_experts};
+  const ThenRoute route{bias, n_experts, config, ids, weights, plan, blocks_done};
+  launch_tokens<1>(gate, x, logits_m, nullptr, DeviceMatrix{}, route,
+                   route_plan_scratch_bytes(x.rows, n_experts, config.top_k), stream);
 }
 
 void launch_moe_route_plan(const float* logits, int64_t n, int n_experts, const float* bias, RouterConfig config,
@@ -471,9 +552,21 @@ void launch_moe_down(const MoeFfns& ffns, int max_active, MoePlan plan, const fl
 
 void launch_moe_combine(const float* y, const float* weights, MoePlan plan, int top_k, int64_t shared_first_slot,
                         DeviceMatrix out, cudaStream_t stream) {
-  const dim3 grid(unsigned(out.rows), unsigned((out.cols + 255) / 256));
+  const dim3 grid(unsigned(out.rows), unsigned((out.cols + kNormThreads - 1) / kNormThreads));
   if (out.rows > 0 && out.cols > 0)
-    launch_chained(combine_kernel, grid, 256, 0, stream, y, weights, plan, top_k, shared_first_slot, out);
+    launch_chained(combine_kernel<false>, grid, kNormThreads, 0, stream, y, weights, plan, top_k, shared_first_slot, out,
+                   DeviceResidualNorm{}, nullptr);
+}
+
+bool moe_combine_add_rmsnorm_ok(int64_t n_tokens) { return n_tokens >= 1 && n_tokens <= kLastBlockNormRows; }
+
+void launch_moe_combine_add_rmsnorm(const float* y, const float* weights, MoePlan plan, int top_k,
+                                    int64_t shared_first_slot, DeviceMatrix out, const DeviceResidualNorm& then,
+                                    unsigned* blocks_done, cudaStream_t stream) {
+  const dim3 grid(unsigned(out.rows), unsigned((out.cols + kNormThreads - 1) / kNormThreads));
+  if (out.cols > 0)
+    launch_chained(combine_kernel<true>, grid, kNormThreads, 0, stream, y, weights, plan, top_k, shared_first_slot, out,
+                   then, blocks_done);
 }
 
 }  // namespace dsv3::cuda
