@@ -529,8 +529,7 @@ void launch_moe_gate_up(const MoeFfns& ffns, int max_active, MoePlan plan, Devic
   const int wpr = warps_per_tile((shape.rows + kWarpRows - 1) / kWarpRows * max_active, row_vectors(shape),
                                  kKLanes * kUnroll<1>);
   const int64_t block_rows = kRowWarps / wpr * kWarpRows, row_blocks = (shape.rows + block_rows - 1) / block_rows;
-  // The shared FFN takes as many rows of blocks as routed widths it spans.
-  const int shared_parts = ffns.shared ? int((ffns.max_width + row_blocks * block_rows - 1) / (row_blocks * block_rows)) : 0;
+  const int shared_parts = shared_gate_up_parts(ffns, row_blocks, block_rows);
   const dim3 grid(unsigned(row_blocks), unsigned(max_active + shared_parts));
   launch_chained(kernel_for<GateUpKernels>(shape.dtype, vector), grid, kRowWarps * 32, 0, stream, ffns.table, wpr, plan,
                  ffns.n_ffns, shared_parts, x, hidden, hidden_stride);

@@ -363,8 +363,7 @@ void launch_moe_gate_up_mma(const MoeFfns& ffns, int max_active, int64_t n_token
   const int64_t shared_tiles = ffns.shared ? (ffns.max_width + kGateTileRows - 1) / kGateTileRows : 0;
   const int wpr = tile_warps(tiles * max_active + shared_tiles, shape.cols);
   const int64_t block_rows = kWarps / wpr * kGateTileRows, row_blocks = (shape.rows + block_rows - 1) / block_rows;
-  const int shared_parts =
-      ffns.shared ? int((ffns.max_width + row_blocks * block_rows - 1) / (row_blocks * block_rows)) : 0;
+  const int shared_parts = shared_gate_up_parts(ffns, row_blocks, block_rows);
   const int tokens = pass_tokens(n_tokens, shape.cols);
   const dim3 grid(unsigned(row_blocks), unsigned(max_active + shared_parts));
   static const auto kernel = allowed_staging(gate_up_mma_kernel);

@@ -30,6 +30,14 @@ __device__ inline BlockPasses block_passes(const MoePlan& plan, int n_ffns, int 
   return {y < n_active ? own : __ldcg(plan.active + j), y / n_active, (rows - 1 - j) / n_active + 1, 0};
 }
 
+// Host side: the rows of blocks that the shared FFN's gate_up product takes, one for each span of
+// a routed row of blocks (row_blocks of block_rows weight rows) its width (max_width) needs; 0
+// without one.
+inline int shared_gate_up_parts(const MoeFfns& ffns, int64_t row_blocks, int64_t block_rows) {
+  const int64_t span = row_blocks * block_rows;
+  return ffns.shared ? int((ffns.max_width + span - 1) / span) : 0;
+}
+
 // Host side: the routed widths that the shared FFN's down weight spans (its columns, max_width:
 // n_shared_experts routed widths), 0 without one. Every FFN's down weight has the hidden size's rows.
 inline int64_t shared_down_widths(const MoeFfns& ffns) {
