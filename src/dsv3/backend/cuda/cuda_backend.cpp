@@ -207,7 +207,7 @@ void CudaBackend::linear_pair(const Act& x, const LinearWeight& w_a, const Act& 
 }
 
 void CudaBackend::linear_add_rmsnorm(const Act& x, const LinearWeight& w, const Act& out, const ResidualNorm& then) {
-  if (!streams(x, w) || !cuda::linear_small_add_rmsnorm_ok(matrix(x))) return Backend::linear_add_rmsnorm(x, w, out, then);
+  if (!streams(x, w) || !cuda::last_block_norm_fits(x.rows)) return Backend::linear_add_rmsnorm(x, w, out, then);
   DSV3_ASSERT(x.cols == w.in_features() && out.cols == w.out_features() && x.rows == out.rows &&
                   then.residual.rows == x.rows && then.residual.cols == out.cols,
               "linear_add_rmsnorm ", w.weight.name);

@@ -178,7 +178,7 @@ void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<co
   const auto* y_data = static_cast<const float*>(y.data());
   const auto* weights = static_cast<const float*>(routing.expert_weights.data());
   const int64_t shared_first_slot = fuse_shared ? n_pairs : -1;
-  if (then && (fuse_shared || !shared) && cuda::moe_combine_add_rmsnorm_ok(n)) {
+  if (then && (fuse_shared || !shared) && cuda::last_block_norm_fits(n)) {
     cuda::launch_moe_combine_add_rmsnorm(y_data, weights, plan, int(top_k), shared_first_slot, matrix(out),
                                          cuda::residual_norm(*then), blocks_done(), stream_);
     DSV3_CUDA_CHECK_LAUNCH();

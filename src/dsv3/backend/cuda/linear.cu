@@ -108,8 +108,6 @@ void launch_linear_small(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y, 
   if (x.rows > 0 && w.rows > 0) launch_by_tokens(x.rows, w, x, y, nullptr, DeviceMatrix{}, stream);
 }
 
-bool linear_small_add_rmsnorm_ok(DeviceMatrix x) { return x.rows >= 1 && x.rows <= kLastBlockNormRows; }
-
 void launch_linear_small_add_rmsnorm(const DeviceWeight& w, DeviceMatrix x, DeviceMatrix y,
                                      const DeviceResidualNorm& then, unsigned* blocks_done, cudaStream_t stream) {
   static_assert(kLastBlockNormRows == 1);  // kTokens 1

@@ -459,6 +459,11 @@ __global__ void __launch_bounds__(kNormThreads)
     if (last_block_done(blocks_done)) last_block_add_rmsnorm(then, w, out.data, out.stride, out.rows);
 }
 
+// combine_kernel's grid for `out`.
+dim3 combine_grid(DeviceMatrix out) {
+  return dim3(unsigned(out.rows), unsigned((out.cols + kNormThreads - 1) / kNormThreads));
+}
+
 // The warps' scratch and the chosen ids of a route_plan_kernel block.
 size_t route_plan_scratch_bytes(int64_t n, int n_experts, int top_k) {
   return size_t(n) * route_warp_bytes(n_experts) + size_t(n * top_k) * sizeof(int32_t);
@@ -551,21 +556,17 @@ void launch_moe_down(const MoeFfns& ffns, int max_active, MoePlan plan, const fl
 
 void launch_moe_combine(const float* y, const float* weights, MoePlan plan, int top_k, int64_t shared_first_slot,
                         DeviceMatrix out, cudaStream_t stream) {
-  const dim3 grid(unsigned(out.rows), unsigned((out.cols + kNormThreads - 1) / kNormThreads));
   if (out.rows > 0 && out.cols > 0)
-    launch_chained(combine_kernel<false>, grid, kNormThreads, 0, stream, y, weights, plan, top_k, shared_first_slot, out,
-                   DeviceResidualNorm{}, nullptr);
+    launch_chained(combine_kernel<false>, combine_grid(out), kNormThreads, 0, stream, y, weights, plan, top_k,
+                   shared_first_slot, out, DeviceResidualNorm{}, nullptr);
 }
-
-bool moe_combine_add_rmsnorm_ok(int64_t n_tokens) { return n_tokens >= 1 && n_tokens <= kLastBlockNormRows; }
 
 void launch_moe_combine_add_rmsnorm(const float* y, const float* weights, MoePlan plan, int top_k,
                                     int64_t shared_first_slot, DeviceMatrix out, const DeviceResidualNorm& then,
                                     unsigned* blocks_done, cudaStream_t stream) {
-  const dim3 grid(unsigned(out.rows), unsigned((out.cols + kNormThreads - 1) / kNormThreads));
   if (out.cols > 0)
-    launch_chained(combine_kernel<true>, grid, kNormThreads, 0, stream, y, weights, plan, top_k, shared_first_slot, out,
-                   then, blocks_done);
+    launch_chained(combine_kernel<true>, combine_grid(out), kNormThreads, 0, stream, y, weights, plan, top_k,
+                   shared_first_slot, out, then, blocks_done);
 }
 
 }  // namespace dsv3::cuda

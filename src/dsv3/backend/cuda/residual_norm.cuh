@@ -68,11 +68,6 @@ __device__ __forceinline__ void add_rmsnorm_row(float* xr, const Sublayer& y, co
     if (column(j) < cols) outr[column(j)] = w.w[j] * (v[j] * inv_rms);
 }
 
-// Rows of a sublayer's output up to which the last block of the launch that made them does `then`
-// (last_block.cuh): one block's norms, row after row, in place of a launch of a block a row. One:
-// with up to 4, batches of 2 and 4 decoded 1% and 6% slower (Moonlight FP8 on an H200).
-constexpr int64_t kLastBlockNormRows = 1;
-
 // The norm weight a launch's last block needs for `then` (rows `cols` wide), read by every block
 // before its wait; 8 values a thread cover 2048 columns.
 using LastBlockNormWeights = NormWeights<8>;
