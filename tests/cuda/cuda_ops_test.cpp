@@ -388,7 +388,9 @@ struct CachePair {
 
 // Decode runs on tensor cores (TF32 operands: within 2e-3) where the latent and rope widths suit
 // them, as every DeepSeek model's do, and the contexts fill the GPU (the long ones here; with 20
-// heads, a partial second group of 16), else on CUDA cores (float32: 1e-4).
+// heads, a partial second group of 16), else on CUDA cores (float32: 1e-4); ten short contexts
+// make a batch of many one-tile items, and a lone 1K context a decode step of one sequence, its
+// context split over dozens of blocks.
 TEST_F(CudaOps, MlaMatchesTheCpu) {
   struct Case {
     MlaShape shape;
@@ -396,9 +398,12 @@ TEST_F(CudaOps, MlaMatchesTheCpu) {
     double decode_tolerance;
   };
   const std::vector<int64_t> short_contexts = {1, 5, 64, 70, 300}, long_contexts = {1, 70, 300, 5000};
+  const std::vector<int64_t> many_contexts = {1, 2, 5, 9, 17, 33, 64, 65, 70, 129}, one_context = {1030};
+  const MlaShape deepseek{16, 128, 64, 128, 512, 0.0721f};
   for (const auto& [shape, lengths, decode_tolerance] :
-       {Case{{16, 128, 64, 128, 512, 0.0721f}, short_contexts, 1e-4}, Case{{16, 128, 64, 128, 512, 0.0721f}, long_contexts, 2e-3},
-        Case{{20, 128, 64, 128, 512, 0.0721f}, long_contexts, 2e-3}, Case{{6, 64, 32, 48, 96, 0.1f}, long_contexts, 1e-4}})
+       {Case{deepseek, short_contexts, 1e-4}, Case{deepseek, long_contexts, 2e-3}, Case{deepseek, many_contexts, 1e-4},
+        Case{deepseek, one_context, 1e-4}, Case{{20, 128, 64, 128, 512, 0.0721f}, long_contexts, 2e-3},
+        Case{{6, 64, 32, 48, 96, 0.1f}, long_contexts, 1e-4}})
     check_mla(shape, lengths, decode_tolerance);
 }
 
@@ -444,9 +449,11 @@ void CudaOps::check_mla(const MlaShape& shape, const std::vector<int64_t>& lengt
         << "decode " << dtype_name(dtype);
 
     // Prefill: the last 40 positions of the longest sequence after the rest already cached, and a
-    // whole 70-token one.
-    const size_t longest = lengths.size() - 1, of_70 = size_t(std::find(lengths.begin(), lengths.end(), 70) - lengths.begin());
-    for (const auto& [index, start] : std::vector<std::pair<size_t, int64_t>>{{longest, lengths.back() - 40}, {of_70, 0}}) {
+    // whole 70-token one where there is one.
+    std::vector<std::pair<size_t, int64_t>> prefills = {{lengths.size() - 1, lengths.back() - 40}};
+    if (const auto of_70 = std::find(lengths.begin(), lengths.end(), 70); of_70 != lengths.end())
+      prefills.emplace_back(size_t(of_70 - lengths.begin()), 0);
+    for (const auto& [index, start] : prefills) {
       const int64_t rows = lengths[index] - start;
       Pair pq = activations(rows, shape.n_heads * shape.qk_head_dim());
       Pair po = activations(rows, shape.n_heads * shape.v_head_dim);

@@ -15,7 +15,10 @@
 // ahead wrote: this kernel's blocks start only once every block of the one ahead has passed its own
 // wait, which that kernel's end came before (read through L2, `__ldcg`: this SM's L1 may hold older
 // lines). Asking for weights there hides their latency behind the kernel ahead (Moonlight FP8
-// batch-1 decode on an H200, the weight-streaming products so: 340 -> 359 tok/s).
+// batch-1 decode on an H200, the weight-streaming products so: 340 -> 359 tok/s). Those loads must
+// be coherent ones (plain ld.global): ptxas schedules griddepcontrol.wait ahead of independent
+// ld.global.nc (__ldg) loads, so that they were issued only after the wait (cuobjdump -sass: the
+// wait, ACQBULK, first in the absorb and in the BF16 linear_small kernels).
 #pragma once
 
 #include <cuda_runtime.h>

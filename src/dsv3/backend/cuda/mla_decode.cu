@@ -11,6 +11,7 @@
 #include "dsv3/backend/cuda/mla_decode_mma.h"
 #include "dsv3/backend/cuda/mla_decode_rows.cuh"
 #include "dsv3/backend/cuda/row_dots.cuh"
+#include "dsv3/backend/cuda/weight_element.cuh"
 
 namespace dsv3::cuda {
 namespace {
@@ -47,25 +48,60 @@ __device__ void stage(int n, Src src, Dst dst) {
   }
 }
 
+// The stored bits of kv_b_proj's element (row, col), for a DecodeKvB of dtype D: plain loads, which
+// stay ahead of the kernels' wait (chained_launch.cuh).
+template <DType D>
+__device__ __forceinline__ uint32_t kv_b_bits(const DecodeKvB& w, int64_t row, int64_t col) {
+  const int64_t i = row * w.cols + col;
+  if constexpr (D == DType::F32) return static_cast<const uint32_t*>(w.data)[i];
+  else if constexpr (D == DType::BF16) return static_cast<const uint16_t*>(w.data)[i];
+  else return static_cast<const uint8_t*>(w.data)[i];
+}
+
+// Those bits as float32, times `scale` for FP8 (its block scale).
+template <DType D>
+__device__ __forceinline__ float kv_b_value(uint32_t bits, float scale) {
+  if constexpr (D == DType::F32) return __uint_as_float(bits);
+  else if constexpr (D == DType::BF16) return bf16_bits_to_float(bits);
+  else return fp8_e4m3_to_float(uint8_t(bits)) * scale;
+}
+
+// The FP8 block scale of (row, col): 128 x 128 blocks (decode_kv_b_as_stored); 1 for other dtypes.
+template <DType D>
+__device__ __forceinline__ float kv_b_scale(const DecodeKvB& w, int64_t row, int64_t col) {
+  if constexpr (D == DType::F8_E4M3) return w.scale_inv[row / 128 * (w.cols / 128) + col / 128];
+  else return 1.0f;
+}
+
 // grid (n_heads, column blocks of kAbsorbCols, item groups): q_latent[item, h, c] = sum_d
 // q_nope[item, h, d] W_uk[h][d][c]; the kAbsorbSlices slices of the block sum every 4th d, then add up.
+template <DType D>
 __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(MlaDims dims, DeviceMatrix q,
                                                                              const MlaItem* items, int n_items,
-                                                                             const float* w, float* q_latent) {
+                                                                             DecodeKvB w, float* q_latent) {
   extern __shared__ float q_nope[];  // [kItemsPerBlock][nope], then the slices' partial sums
   float* partial = q_nope + kItemsPerBlock * dims.nope;  // [kAbsorbSlices][kItemsPerBlock][kAbsorbCols]
   const int h = blockIdx.x, first = blockIdx.z * kItemsPerBlock;
   const int col = threadIdx.x % kAbsorbCols, slice = threadIdx.x / kAbsorbCols;
   const int c = blockIdx.y * kAbsorbCols + col;
   // This thread's column of W_uk[h], every kAbsorbSlices-th row, all loaded while the kernel ahead
-  // finishes (chained_launch.cuh; a loop of dependent loads took 6 us a layer).
+  // finishes (chained_launch.cuh; a loop of dependent loads took 6 us a layer). Its rows lie in one
+  // 128-row block (kMaxDecodeNope rows from a multiple of 128): one block scale.
   constexpr int kRowsPerSlice = kMaxDecodeNope / kAbsorbSlices;
+  static_assert(kMaxDecodeNope <= 128);
+  const int64_t row0 = int64_t(h) * dims.kv_width();
+  const int inside_c = min(c, dims.d_c - 1);  // the loads stay in the weight; columns past d_c get zeros
+  const float scale = kv_b_scale<D>(w, row0, inside_c);
+  uint32_t bits[kRowsPerSlice];
+#pragma unroll
+  for (int j = 0; j < kRowsPerSlice; ++j)
+    bits[j] = kv_b_bits<D>(w, row0 + min(slice + j * kAbsorbSlices, dims.nope - 1), inside_c);
+  // Widened once all are asked for, the loads unguarded (rows and columns clamped): a guarded load
+  // and its widening, element by element, compiled to a branch around each load and its use.
   float wv[kRowsPerSlice];
 #pragma unroll
-  for (int j = 0; j < kRowsPerSlice; ++j) {
-    const int d = slice + j * kAbsorbSlices;
-    wv[j] = c < dims.d_c && d < dims.nope ? w[(int64_t(h) * dims.kv_width() + d) * dims.d_c + c] : 0.0f;
-  }
+  for (int j = 0; j < kRowsPerSlice; ++j)
+    wv[j] = c < dims.d_c && slice + j * kAbsorbSlices < dims.nope ? kv_b_value<D>(bits[j], scale) : 0.0f;
   wait_for_inputs();
   const int n = min(kItemsPerBlock, n_items - first);
   stage<float>(
@@ -292,32 +328,43 @@ __global__ void __launch_bounds__(kMergeCols * kMergeGroups) merge_kernel(MlaDim
 
 // grid (n_heads, ceil(v_dim / 8)); warp r of the block holds row r of W_uv[h] and applies it to
 // every item.
-__global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
-                                const float* w, DeviceMatrix out) {
+template <DType D>
+__global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items, DecodeKvB w,
+                                DeviceMatrix out) {
   const int h = blockIdx.x, r = blockIdx.y * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t w_row = int64_t(h) * dims.kv_width() + dims.nope + r;
+  const int64_t w_row = int64_t(h) * dims.kv_width() + dims.nope + min(r, dims.v_dim - 1);
   constexpr int kMaxPerLane = kMaxDecodeLatent / 32;
   // The weight row is read while the attention ahead finishes (chained_launch.cuh: weights are never
-  // written in a step; float_weight() finished the float32 copy before the first absorb).
-  float wv[kMaxPerLane];
+  // written in a step; decode_kv_b() finished a float32 copy before the first absorb), every load
+  // first, as in the absorb. The lane's columns lane + 32 j of each 4 consecutive j lie in one
+  // 128-column block: one scale for them.
+  uint32_t bits[kMaxPerLane];
+  float scale[kMaxPerLane / 4];
 #pragma unroll
   for (int j = 0; j < kMaxPerLane; ++j) {
-    const int c = lane + 32 * j;
-    wv[j] = c < dims.d_c && r < dims.v_dim ? w[w_row * dims.d_c + c] : 0.0f;
+    const int c = min(lane + 32 * j, dims.d_c - 1);
+    if (j % 4 == 0) scale[j / 4] = kv_b_scale<D>(w, w_row, c);
+    bits[j] = kv_b_bits<D>(w, w_row, c);
   }
   wait_for_inputs();
   if (r >= dims.v_dim) return;
+  float wv[kMaxPerLane];
+#pragma unroll
+  for (int j = 0; j < kMaxPerLane; ++j) wv[j] = lane + 32 * j < dims.d_c ? kv_b_value<D>(bits[j], scale[j / 4]) : 0.0f;
   for (int i = 0; i < n_items; ++i) {
     const float* o = o_latent + (int64_t(i) * dims.n_heads + h) * dims.d_c;
     float acc = 0.0f;
 #pragma unroll
-    for (int j = 0; j < kMaxPerLane; ++j) {
-      const int c = lane + 32 * j;
-      if (c < dims.d_c) acc += wv[j] * o[c];
-    }
+    for (int j = 0; j < kMaxPerLane; ++j) acc += wv[j] * o[min(lane + 32 * j, dims.d_c - 1)];  // zero weights past d_c
     acc = warp_sum(acc);
     if (lane == 0) out.data[int64_t(items[i].q_row) * out.stride + h * dims.v_dim + r] = acc;
   }
+}
+
+// The instantiation of a kernel for kv_b_proj's dtype as the decode kernels read it.
+template <typename Kernel>
+Kernel by_kv_b_dtype(const DecodeKvB& w, Kernel f32, Kernel bf16, Kernel fp8) {
+  return w.dtype == DType::BF16 ? bf16 : w.dtype == DType::F8_E4M3 ? fp8 : f32;
 }
 
 // The CUDA-core kernel, for widths the tensor-core one does not take.
@@ -337,12 +384,20 @@ void launch_decode_attention_cuda_cores(MlaDims dims, DeviceMatrix q, const floa
 
 }  // namespace
 
-void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const float* kv_b_proj,
+bool decode_kv_b_as_stored(const DeviceWeight& kv_b_proj, MlaDims dims) {
+  if (kv_b_proj.dtype == DType::BF16) return true;
+  return kv_b_proj.dtype == DType::F8_E4M3 && kv_b_proj.block_out == 128 && kv_b_proj.block_in == 128 &&
+         dims.kv_width() % 128 == 0 && dims.d_c % 128 == 0;
+}
+
+void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DecodeKvB& kv_b_proj,
                        float* q_latent, cudaStream_t stream) {
   const dim3 grid(unsigned(dims.n_heads), unsigned((dims.d_c + kAbsorbCols - 1) / kAbsorbCols),
                   unsigned((n_items + kItemsPerBlock - 1) / kItemsPerBlock));
   const size_t smem = sizeof(float) * kItemsPerBlock * (dims.nope + kAbsorbSlices * kAbsorbCols);
-  launch_chained(absorb_kernel, grid, kAbsorbCols * kAbsorbSlices, smem, stream, dims, q, items, n_items, kv_b_proj, q_latent);
+  const auto kernel = by_kv_b_dtype(kv_b_proj, absorb_kernel<DType::F32>, absorb_kernel<DType::BF16>,
+                                    absorb_kernel<DType::F8_E4M3>);
+  launch_chained(kernel, grid, kAbsorbCols * kAbsorbSlices, smem, stream, dims, q, items, n_items, kv_b_proj, q_latent);
 }
 
 MlaDecodePlan plan_mla_decode(MlaDims dims, int n_items, int64_t context_bound, int sm_count) {
@@ -373,9 +428,11 @@ void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_la
 }
 
 void launch_mla_unabsorb(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
-                         const float* kv_b_proj, DeviceMatrix out, cudaStream_t stream) {
+                         const DecodeKvB& kv_b_proj, DeviceMatrix out, cudaStream_t stream) {
   const dim3 grid(unsigned(dims.n_heads), unsigned((dims.v_dim + 7) / 8));
-  launch_chained(unabsorb_kernel, grid, 256, 0, stream, dims, o_latent, items, n_items, kv_b_proj, out);
+  const auto kernel = by_kv_b_dtype(kv_b_proj, unabsorb_kernel<DType::F32>, unabsorb_kernel<DType::BF16>,
+                                    unabsorb_kernel<DType::F8_E4M3>);
+  launch_chained(kernel, grid, 256, 0, stream, dims, o_latent, items, n_items, kv_b_proj, out);
 }
 
 }  // namespace dsv3::cuda

@@ -32,10 +32,14 @@ __device__ inline float weight_element(const DeviceWeight& w, int64_t row, int64
   return 0.0f;
 }
 
-// 16 weight bytes, read once: not kept in L1, which is left to the activations every row reuses.
+// 16 weight bytes, read once: not kept in L1, which is left to the activations every row reuses. A
+// coherent load (ld.global, not ld.global.nc), so that the kernels that ask for their first weights
+// before wait_for_inputs() have them in flight there (chained_launch.cuh): with .nc, ptxas put the
+// wait ahead of them in the BF16 linear_small kernels (H200, Moonlight batch-1 decode: BF16 349.7 ->
+// 354.6 tok/s, FP8 413.1 -> 414.5).
 __device__ inline uint4 load_weight_vector(const uint8_t* p) {
   uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+  asm("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
       : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
       : "l"(p));
   return v;
