@@ -96,13 +96,14 @@ __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(Mla
 #pragma unroll
   for (int j = 0; j < kRowsPerSlice; ++j)
     bits[j] = kv_b_bits<D>(w, row0 + min(slice + j * kAbsorbSlices, dims.nope - 1), inside_c);
-  // Widened once all are asked for, the loads unguarded (rows and columns clamped): a guarded load
-  // and its widening, element by element, compiled to a branch around each load and its use.
+  wait_for_inputs();
+  // Widened after the wait, the loads unguarded (rows and columns clamped): a guarded load and its
+  // widening, element by element, compiled to a branch around each load and its use, and a widening
+  // before the wait would wait there for the weights.
   float wv[kRowsPerSlice];
 #pragma unroll
   for (int j = 0; j < kRowsPerSlice; ++j)
     wv[j] = c < dims.d_c && slice + j * kAbsorbSlices < dims.nope ? kv_b_value<D>(bits[j], scale) : 0.0f;
-  wait_for_inputs();
   const int n = min(kItemsPerBlock, n_items - first);
   stage<float>(
       kItemsPerBlock * dims.nope,
