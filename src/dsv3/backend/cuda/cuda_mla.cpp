@@ -89,9 +89,9 @@ void CudaBackend::mla_prefill(const MlaShape& shape, const Act& q, const LinearW
   }
 }
 
-cuda::DecodeKvB CudaBackend::decode_kv_b(const LinearWeight& w, const cuda::MlaDims& dims) {
+cuda::DeviceWeight CudaBackend::decode_kv_b(const LinearWeight& w, const cuda::MlaDims& dims) {
   const cuda::DeviceWeight stored = cuda::weight(w);
-  if (cuda::decode_kv_b_as_stored(stored, dims)) return {stored.data, stored.dtype, stored.scale_inv, stored.cols};
+  if (cuda::decode_kv_b_as_stored(stored, dims)) return stored;
   auto it = float_weights_.find(w.weight.data);
   if (it == float_weights_.end()) {
     Buffer copy = cuda::device_alloc(size_t(w.out_features() * w.in_features()) * 4, w.weight.name.c_str());
@@ -103,7 +103,7 @@ cuda::DecodeKvB CudaBackend::decode_kv_b(const LinearWeight& w, const cuda::MlaD
     synchronize();
     it = float_weights_.emplace(w.weight.data, std::move(copy)).first;
   }
-  return {it->second.data(), DType::F32, nullptr, w.in_features()};
+  return {it->second.data(), DType::F32, stored.rows, stored.cols, nullptr};
 }
 
 // The batch's items are laid out as cuda::MlaItem (DecodeBatch's three values an item).
@@ -123,7 +123,7 @@ void CudaBackend::mla_decode(const MlaShape& shape, const Act& q, const LinearWe
   const int64_t context_bound = std::max<int64_t>(1, batch.tables.size * layout.page_size);
 
   Buffer q_latent = scratch(size_t(n_items) * size_t(d.n_heads * d.d_c) * 4);
-  const cuda::DecodeKvB w = decode_kv_b(kv_b_proj, d);
+  const cuda::DeviceWeight w = decode_kv_b(kv_b_proj, d);
   cuda::launch_mla_absorb(d, matrix(q), items_ptr, n_items, w, static_cast<float*>(q_latent.data()), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
 

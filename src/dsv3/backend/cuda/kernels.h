@@ -150,21 +150,16 @@ void launch_mla_rope_and_cache(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, co
                                const float* inv_freq, float attention_factor, const int32_t* positions,
                                DeviceCacheLayer cache, const int32_t* slots, cudaStream_t stream);
 
-// kv_b_proj [n_heads * (nope + v_dim)][d_c] as the absorb and unabsorb read it: as stored where it
-// is BF16, or FP8 in 128 x 128 blocks with kv_width and d_c multiples of 128 (a thread's rows of one
-// part of a head then share a block scale); else a float32 copy (CudaBackend::decode_kv_b). Each
-// kernel is compiled for one dtype: a stored dtype's element reads inlined 32 times over, each a
-// switch on the dtype, made the absorb a run of instruction-cache misses.
-struct DecodeKvB {
-  const void* data = nullptr;
-  DType dtype = DType::F32;  // F32, BF16 or F8_E4M3
-  const float* scale_inv = nullptr;
-  int64_t cols = 0;
-};
+// kv_b_proj [n_heads * (nope + v_dim)][d_c] as the absorb and unabsorb read it: as stored where
+// decode_kv_b_as_stored, that is BF16, or FP8 in 128 x 128 blocks with kv_width and d_c multiples of
+// 128 (a thread's rows of one part of a head then share a block scale); else a float32 copy
+// (CudaBackend::decode_kv_b). Each kernel is compiled for one dtype: a stored dtype's element reads
+// inlined 32 times over, each a switch on the dtype, made the absorb a run of instruction-cache
+// misses.
 bool decode_kv_b_as_stored(const DeviceWeight& kv_b_proj, MlaDims dims);
 
 // q_latent [n_items, n_heads, d_c] = W_uk^T q_nope per item and head (the absorbed query).
-void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DecodeKvB& kv_b_proj,
+void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
                        float* q_latent, cudaStream_t stream);
 // How a decode step's attention runs: on tensor cores (16 heads a block, mla_decode_mma.cu) where
 // the widths suit them and the contexts, at most context_bound tokens in all, give enough blocks of
@@ -184,7 +179,7 @@ void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_la
                                  float* partial, float* o_latent, cudaStream_t stream);
 // out[q_row][h * v_dim + r] = W_uv[h][r] . o_latent[item][h].
 void launch_mla_unabsorb(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
-                         const DecodeKvB& kv_b_proj, DeviceMatrix out, cudaStream_t stream);
+                         const DeviceWeight& kv_b_proj, DeviceMatrix out, cudaStream_t stream);
 
 // Prefill operands, head-major within a row: q [n, H, qk], k [ctx, H, qk] (k_nope from kv, the
 // shared k_pe from the latent rows), v [ctx, H, v_dim].

@@ -48,10 +48,10 @@ __device__ void stage(int n, Src src, Dst dst) {
   }
 }
 
-// The stored bits of kv_b_proj's element (row, col), for a DecodeKvB of dtype D: plain loads, which
-// stay ahead of the kernels' wait (chained_launch.cuh).
+// The stored bits of kv_b_proj's element (row, col), for a weight of dtype D (F32, BF16 or FP8):
+// plain loads, which stay ahead of the kernels' wait (chained_launch.cuh).
 template <DType D>
-__device__ __forceinline__ uint32_t kv_b_bits(const DecodeKvB& w, int64_t row, int64_t col) {
+__device__ __forceinline__ uint32_t kv_b_bits(const DeviceWeight& w, int64_t row, int64_t col) {
   const int64_t i = row * w.cols + col;
   if constexpr (D == DType::F32) return static_cast<const uint32_t*>(w.data)[i];
   else if constexpr (D == DType::BF16) return static_cast<const uint16_t*>(w.data)[i];
@@ -68,7 +68,7 @@ __device__ __forceinline__ float kv_b_value(uint32_t bits, float scale) {
 
 // The FP8 block scale of (row, col): 128 x 128 blocks (decode_kv_b_as_stored); 1 for other dtypes.
 template <DType D>
-__device__ __forceinline__ float kv_b_scale(const DecodeKvB& w, int64_t row, int64_t col) {
+__device__ __forceinline__ float kv_b_scale(const DeviceWeight& w, int64_t row, int64_t col) {
   if constexpr (D == DType::F8_E4M3) return w.scale_inv[row / 128 * (w.cols / 128) + col / 128];
   else return 1.0f;
 }
@@ -78,7 +78,7 @@ __device__ __forceinline__ float kv_b_scale(const DecodeKvB& w, int64_t row, int
 template <DType D>
 __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(MlaDims dims, DeviceMatrix q,
                                                                              const MlaItem* items, int n_items,
-                                                                             DecodeKvB w, float* q_latent) {
+                                                                             DeviceWeight w, float* q_latent) {
   extern __shared__ float q_nope[];  // [kItemsPerBlock][nope], then the slices' partial sums
   float* partial = q_nope + kItemsPerBlock * dims.nope;  // [kAbsorbSlices][kItemsPerBlock][kAbsorbCols]
   const int h = blockIdx.x, first = blockIdx.z * kItemsPerBlock;
@@ -330,7 +330,7 @@ __global__ void __launch_bounds__(kMergeCols * kMergeGroups) merge_kernel(MlaDim
 // grid (n_heads, ceil(v_dim / 8)); warp r of the block holds row r of W_uv[h] and applies it to
 // every item.
 template <DType D>
-__global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items, DecodeKvB w,
+__global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items, DeviceWeight w,
                                 DeviceMatrix out) {
   const int h = blockIdx.x, r = blockIdx.y * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t w_row = int64_t(h) * dims.kv_width() + dims.nope + min(r, dims.v_dim - 1);
@@ -364,7 +364,7 @@ __global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaIt
 
 // The instantiation of a kernel for kv_b_proj's dtype as the decode kernels read it.
 template <typename Kernel>
-Kernel by_kv_b_dtype(const DecodeKvB& w, Kernel f32, Kernel bf16, Kernel fp8) {
+Kernel by_kv_b_dtype(const DeviceWeight& w, Kernel f32, Kernel bf16, Kernel fp8) {
   return w.dtype == DType::BF16 ? bf16 : w.dtype == DType::F8_E4M3 ? fp8 : f32;
 }
 
@@ -391,7 +391,7 @@ bool decode_kv_b_as_stored(const DeviceWeight& kv_b_proj, MlaDims dims) {
          dims.kv_width() % 128 == 0 && dims.d_c % 128 == 0;
 }
 
-void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DecodeKvB& kv_b_proj,
+void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
                        float* q_latent, cudaStream_t stream) {
   const dim3 grid(unsigned(dims.n_heads), unsigned((dims.d_c + kAbsorbCols - 1) / kAbsorbCols),
                   unsigned((n_items + kItemsPerBlock - 1) / kItemsPerBlock));
@@ -429,7 +429,7 @@ void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_la
 }
 
 void launch_mla_unabsorb(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
-                         const DecodeKvB& kv_b_proj, DeviceMatrix out, cudaStream_t stream) {
+                         const DeviceWeight& kv_b_proj, DeviceMatrix out, cudaStream_t stream) {
   const dim3 grid(unsigned(dims.n_heads), unsigned((dims.v_dim + 7) / 8));
   const auto kernel = by_kv_b_dtype(kv_b_proj, unabsorb_kernel<DType::F32>, unabsorb_kernel<DType::BF16>,
                                     unabsorb_kernel<DType::F8_E4M3>);
