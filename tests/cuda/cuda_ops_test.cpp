@@ -390,7 +390,9 @@ struct CachePair {
 // them, as every DeepSeek model's do, and the contexts fill the GPU (the long ones here; with 20
 // heads, a partial second group of 16), else on CUDA cores (float32: 1e-4); ten short contexts
 // make a batch of many one-tile items, and a lone 1K context a decode step of one sequence, its
-// context split over dozens of blocks.
+// context split over dozens of blocks. A batch of 150 items fills the GPU with one split each
+// (the attention writes its output without the merge), and more items than one absorb or unabsorb
+// block takes.
 TEST_F(CudaOps, MlaMatchesTheCpu) {
   struct Case {
     MlaShape shape;
@@ -399,11 +401,14 @@ TEST_F(CudaOps, MlaMatchesTheCpu) {
   };
   const std::vector<int64_t> short_contexts = {1, 5, 64, 70, 300}, long_contexts = {1, 70, 300, 5000};
   const std::vector<int64_t> many_contexts = {1, 2, 5, 9, 17, 33, 64, 65, 70, 129}, one_context = {1030};
-  const MlaShape deepseek{16, 128, 64, 128, 512, 0.0721f};
+  std::vector<int64_t> batch_contexts;
+  for (int64_t i = 0; i < 150; ++i) batch_contexts.push_back(1 + i * 37 % 150);
+  const MlaShape deepseek{16, 128, 64, 128, 512, 0.0721f}, small{6, 64, 32, 48, 96, 0.1f};
   for (const auto& [shape, lengths, decode_tolerance] :
        {Case{deepseek, short_contexts, 1e-4}, Case{deepseek, long_contexts, 2e-3}, Case{deepseek, many_contexts, 1e-4},
-        Case{deepseek, one_context, 1e-4}, Case{{20, 128, 64, 128, 512, 0.0721f}, long_contexts, 2e-3},
-        Case{{6, 64, 32, 48, 96, 0.1f}, long_contexts, 1e-4}})
+        Case{deepseek, one_context, 1e-4}, Case{deepseek, batch_contexts, 2e-3},
+        Case{{20, 128, 64, 128, 512, 0.0721f}, long_contexts, 2e-3}, Case{small, long_contexts, 1e-4},
+        Case{small, batch_contexts, 1e-4}})
     check_mla(shape, lengths, decode_tolerance);
 }
 
@@ -411,11 +416,13 @@ void CudaOps::check_mla(const MlaShape& shape, const std::vector<int64_t>& lengt
   SCOPED_TRACE(::testing::Message() << shape.n_heads << " heads, latent " << shape.kv_lora_rank << ", longest context "
                                     << lengths.back());
   const int64_t width = shape.kv_lora_rank + shape.qk_rope_head_dim;
+  int64_t pages = 0;
+  for (const int64_t length : lengths) pages += (length + 63) / 64;
   CachePair c;
-  c.layout = {2, 128, 64, shape.kv_lora_rank, shape.qk_rope_head_dim};
+  c.layout = {2, std::max<int64_t>(128, pages), 64, shape.kv_lora_rank, shape.qk_rope_head_dim};
   c.host = cpu.alloc_cache(c.layout);
   c.device = gpu->alloc_cache(c.layout);
-  int32_t next_page = 127;  // pages handed out from the top, so tables are not the identity
+  auto next_page = int32_t(c.layout.n_pages - 1);  // pages handed out from the top, so tables are not the identity
   for (const int64_t length : lengths) {
     CacheSequence s;
     for (int64_t p = 0; p < (length + 63) / 64; ++p) s.block_table.push_back(next_page--);

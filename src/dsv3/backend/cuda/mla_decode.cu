@@ -2,14 +2,17 @@
 // latent space through W_uk, attention runs as multi-query attention over the cached rows
 // (c_kv, k_pe) shared by all heads, and the latent output is taken back through W_uv. The cache is
 // read once for a group of heads (through L2 for the other groups); contexts are split over blocks and merged.
+// Batches of many items take the absorb and unabsorb of mla_batch_products.cu.
 #include <algorithm>
 #include <cfloat>
 
 #include "dsv3/backend/cuda/block_reduce.cuh"
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/mla_batch_products.h"
 #include "dsv3/backend/cuda/mla_decode_mma.h"
 #include "dsv3/backend/cuda/mla_decode_rows.cuh"
+#include "dsv3/backend/cuda/mla_kv_b.cuh"
 #include "dsv3/backend/cuda/row_dots.cuh"
 #include "dsv3/backend/cuda/weight_element.cuh"
 
@@ -46,31 +49,6 @@ __device__ void stage(int n, Src src, Dst dst) {
     for (int u = 0; u < kInFlight; ++u)
       if (i0 + u * int(blockDim.x) < n) dst(i0 + u * int(blockDim.x), v[u]);
   }
-}
-
-// The stored bits of kv_b_proj's element (row, col), for a weight of dtype D (F32, BF16 or FP8):
-// plain loads, which stay ahead of the kernels' wait (chained_launch.cuh).
-template <DType D>
-__device__ __forceinline__ uint32_t kv_b_bits(const DeviceWeight& w, int64_t row, int64_t col) {
-  const int64_t i = row * w.cols + col;
-  if constexpr (D == DType::F32) return static_cast<const uint32_t*>(w.data)[i];
-  else if constexpr (D == DType::BF16) return static_cast<const uint16_t*>(w.data)[i];
-  else return static_cast<const uint8_t*>(w.data)[i];
-}
-
-// Those bits as float32, times `scale` for FP8 (its block scale).
-template <DType D>
-__device__ __forceinline__ float kv_b_value(uint32_t bits, float scale) {
-  if constexpr (D == DType::F32) return __uint_as_float(bits);
-  else if constexpr (D == DType::BF16) return bf16_bits_to_float(bits);
-  else return fp8_e4m3_to_float(uint8_t(bits)) * scale;
-}
-
-// The FP8 block scale of (row, col): 128 x 128 blocks (decode_kv_b_as_stored); 1 for other dtypes.
-template <DType D>
-__device__ __forceinline__ float kv_b_scale(const DeviceWeight& w, int64_t row, int64_t col) {
-  if constexpr (D == DType::F8_E4M3) return w.scale_inv[row / 128 * (w.cols / 128) + col / 128];
-  else return 1.0f;
 }
 
 // grid (n_heads, column blocks of kAbsorbCols, item groups): q_latent[item, h, c] = sum_d
@@ -144,14 +122,16 @@ __host__ __device__ inline size_t decode_smem_bytes(int width) {
 //   softmax: kLanesPerHead lanes a head (lane = row);
 //   output: thread tid keeps columns tid, tid + kThreads, ... of all kHeadGroup heads.
 // Writes, per head of the group, the split's running max m, sum l and unnormalised latent output o:
-// partial[((item * n_splits + split) * H + h) * (d_c + 2)].
+// partial[((item * n_splits + split) * H + h) * (d_c + 2)]; a lone split writes o / l, the merge's
+// result, to o_latent itself (batches of many items: the merge was a launch of tens of thousands of
+// blocks that copied its input: 48 us a layer at batch 256 on an H200, Moonlight).
 // The first tile is asked for before wait_for_inputs(): the items and block tables are the step's
 // inputs (copied in before its first kernel), and the rows were cached by mla_rope_and_cache, which
 // had finished before the absorb ahead of this kernel passed its own wait and let this one start.
 __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims dims, DeviceMatrix q,
                                                                     const float* q_latent, const MlaItem* items,
                                                                     const int32_t* tables, DeviceCacheLayer cache,
-                                                                    float* partial) {
+                                                                    float* partial, float* o_latent) {
   extern __shared__ float smem[];
   const int width = dims.d_c + dims.rope, stride = tile_row_stride(width);
   float* q_s = smem;                                     // [kHeadGroup][stride]: q_latent then q_pe
@@ -271,14 +251,17 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
     }
   }
   __syncthreads();
+  const bool lone = n_splits == 1;
   for (int h = 0; h < n_heads; ++h) {
-    float* out = partial + ((int64_t(blockIdx.x) * n_splits + split) * dims.n_heads + h0 + h) * (dims.d_c + 2);
+    float* out = lone ? o_latent + (int64_t(blockIdx.x) * dims.n_heads + h0 + h) * dims.d_c
+                      : partial + ((int64_t(blockIdx.x) * n_splits + split) * dims.n_heads + h0 + h) * (dims.d_c + 2);
+    const float divisor = lone ? l_s[h] : 1.0f;  // the merge's o / l, divided as it divides
 #pragma unroll
     for (int j = 0; j < kMaxColsPerThread; ++j) {
       const int c = threadIdx.x + j * kThreads;
-      if (c < dims.d_c) out[c] = o[h][j];
+      if (c < dims.d_c) out[c] = o[h][j] / divisor;
     }
-    if (threadIdx.x == 0) out[dims.d_c] = m_s[h], out[dims.d_c + 1] = l_s[h];
+    if (threadIdx.x == 0 && !lone) out[dims.d_c] = m_s[h], out[dims.d_c + 1] = l_s[h];
   }
 }
 
@@ -362,16 +345,10 @@ __global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaIt
   }
 }
 
-// The instantiation of a kernel for kv_b_proj's dtype as the decode kernels read it.
-template <typename Kernel>
-Kernel by_kv_b_dtype(const DeviceWeight& w, Kernel f32, Kernel bf16, Kernel fp8) {
-  return w.dtype == DType::BF16 ? bf16 : w.dtype == DType::F8_E4M3 ? fp8 : f32;
-}
-
 // The CUDA-core kernel, for widths the tensor-core one does not take.
 void launch_decode_attention_cuda_cores(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items,
                                         int n_items, const int32_t* tables, DeviceCacheLayer cache, int n_splits,
-                                        float* partial, cudaStream_t stream) {
+                                        float* partial, float* o_latent, cudaStream_t stream) {
   const size_t smem = decode_smem_bytes(dims.d_c + dims.rope);
   // The attribute is the kernel's, not a launch's: set once, for the widest rows allowed (a failure
   // shows as the launch's error).
@@ -380,7 +357,8 @@ void launch_decode_attention_cuda_cores(MlaDims dims, DeviceMatrix q, const floa
       int(decode_smem_bytes(kMaxDecodeLatent + kMaxDecodeRope)));
   (void)configured;
   const dim3 grid(unsigned(n_items), unsigned((dims.n_heads + kHeadGroup - 1) / kHeadGroup), unsigned(n_splits));
-  launch_chained(decode_attention_kernel, grid, kThreads, smem, stream, dims, q, q_latent, items, tables, cache, partial);
+  launch_chained(decode_attention_kernel, grid, kThreads, smem, stream, dims, q, q_latent, items, tables, cache, partial,
+                 o_latent);
 }
 
 }  // namespace
@@ -393,6 +371,7 @@ bool decode_kv_b_as_stored(const DeviceWeight& kv_b_proj, MlaDims dims) {
 
 void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n_items, const DeviceWeight& kv_b_proj,
                        float* q_latent, cudaStream_t stream) {
+  if (n_items > kMaxFewItems) return launch_mla_absorb_tiled(dims, q, items, n_items, kv_b_proj, q_latent, stream);
   const dim3 grid(unsigned(dims.n_heads), unsigned((dims.d_c + kAbsorbCols - 1) / kAbsorbCols),
                   unsigned((n_items + kItemsPerBlock - 1) / kItemsPerBlock));
   const size_t smem = sizeof(float) * kItemsPerBlock * (dims.nope + kAbsorbSlices * kAbsorbCols);
@@ -420,9 +399,11 @@ void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_la
                                  float* partial, float* o_latent, cudaStream_t stream) {
   const int n_splits = plan.n_splits;
   if (plan.tensor_cores)
-    launch_decode_attention_mma(dims, q, q_latent, items, n_items, tables, cache, n_splits, partial, stream);
+    launch_decode_attention_mma(dims, q, q_latent, items, n_items, tables, cache, n_splits, partial, o_latent, stream);
   else
-    launch_decode_attention_cuda_cores(dims, q, q_latent, items, n_items, tables, cache, n_splits, partial, stream);
+    launch_decode_attention_cuda_cores(dims, q, q_latent, items, n_items, tables, cache, n_splits, partial, o_latent,
+                                       stream);
+  if (n_splits == 1) return;  // the attention wrote o_latent
   const dim3 merge_grid(unsigned(n_items), unsigned(dims.n_heads), unsigned((dims.d_c + kMergeCols - 1) / kMergeCols));
   launch_chained(merge_kernel, merge_grid, kMergeCols * kMergeGroups, sizeof(float) * n_splits, stream, dims, n_splits,
                  partial, o_latent);
@@ -430,6 +411,7 @@ void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_la
 
 void launch_mla_unabsorb(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
                          const DeviceWeight& kv_b_proj, DeviceMatrix out, cudaStream_t stream) {
+  if (n_items > kMaxFewItems) return launch_mla_unabsorb_tiled(dims, o_latent, items, n_items, kv_b_proj, out, stream);
   const dim3 grid(unsigned(dims.n_heads), unsigned((dims.v_dim + 7) / 8));
   const auto kernel = by_kv_b_dtype(kv_b_proj, unabsorb_kernel<DType::F32>, unabsorb_kernel<DType::BF16>,
                                     unabsorb_kernel<DType::F8_E4M3>);

@@ -61,7 +61,7 @@ __device__ inline void a_fragment(uint32_t (&a)[4], const float* m, int stride, 
 __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDims dims, DeviceMatrix q,
                                                                         const float* q_latent, const MlaItem* items,
                                                                         const int32_t* tables, DeviceCacheLayer cache,
-                                                                        float* partial) {
+                                                                        float* partial, float* o_latent) {
   extern __shared__ float smem[];
   const int width = dims.d_c + dims.rope, stride = tile_row_stride(width);
   float* q_s = smem;                                           // [kHeads][stride], TF32
@@ -152,16 +152,21 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
     }
   }
   __syncthreads();
-  const int64_t row = dims.d_c + 2;
-  float* out = partial + ((int64_t(blockIdx.x) * gridDim.z + blockIdx.z) * dims.n_heads + h0) * row;
+  // A lone split writes the merge's result, o / l (divided as the merge divides), to o_latent.
+  const bool lone = gridDim.z == 1;
+  const int64_t row = lone ? dims.d_c : dims.d_c + 2;
+  float* out = lone ? o_latent + (int64_t(blockIdx.x) * dims.n_heads + h0) * row
+                    : partial + ((int64_t(blockIdx.x) * gridDim.z + blockIdx.z) * dims.n_heads + h0) * row;
+  const float low = lone ? l_s[g] : 1.0f, high = lone ? l_s[g + 8] : 1.0f;
 #pragma unroll
   for (int n = 0; n < kMaxOutTiles; ++n) {
     if (n >= out_tiles) break;
     const int c = c0 + n * 8 + 2 * t;
-    if (g < n_heads) out[g * row + c] = o[n][0], out[g * row + c + 1] = o[n][1];
-    if (g + 8 < n_heads) out[(g + 8) * row + c] = o[n][2], out[(g + 8) * row + c + 1] = o[n][3];
+    if (g < n_heads) out[g * row + c] = o[n][0] / low, out[g * row + c + 1] = o[n][1] / low;
+    if (g + 8 < n_heads) out[(g + 8) * row + c] = o[n][2] / high, out[(g + 8) * row + c + 1] = o[n][3] / high;
   }
-  if (threadIdx.x < n_heads) out[threadIdx.x * row + dims.d_c] = m_s[threadIdx.x], out[threadIdx.x * row + dims.d_c + 1] = l_s[threadIdx.x];
+  if (threadIdx.x < n_heads && !lone)
+    out[threadIdx.x * row + dims.d_c] = m_s[threadIdx.x], out[threadIdx.x * row + dims.d_c + 1] = l_s[threadIdx.x];
 }
 
 }  // namespace
@@ -172,7 +177,7 @@ bool decode_on_tensor_cores(MlaDims dims) {
 
 void launch_decode_attention_mma(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items, int n_items,
                                  const int32_t* tables, DeviceCacheLayer cache, int n_splits, float* partial,
-                                 cudaStream_t stream) {
+                                 float* o_latent, cudaStream_t stream) {
   // The attribute is the kernel's, not a launch's: set once, for the widest rows allowed (a failure
   // shows as the launch's error).
   static const cudaError_t configured =
@@ -181,7 +186,7 @@ void launch_decode_attention_mma(MlaDims dims, DeviceMatrix q, const float* q_la
   (void)configured;
   const dim3 grid(unsigned(n_items), unsigned((dims.n_heads + kHeads - 1) / kHeads), unsigned(n_splits));
   launch_chained(decode_attention_mma_kernel, grid, kThreads, smem_bytes(dims.d_c + dims.rope), stream, dims, q,
-                 q_latent, items, tables, cache, partial);
+                 q_latent, items, tables, cache, partial, o_latent);
 }
 
 }  // namespace dsv3::cuda

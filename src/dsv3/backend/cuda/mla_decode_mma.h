@@ -15,9 +15,10 @@ constexpr int kMmaHeadGroup = 16;
 bool decode_on_tensor_cores(MlaDims dims);
 
 // The kernel over grid (n_items, head groups of kMmaHeadGroup, n_splits), writing the same partial
-// results as the CUDA-core kernel (mla_decode.cu), which its merge then combines.
+// results as the CUDA-core kernel (mla_decode.cu), which its merge then combines, or for one split
+// o_latent itself.
 void launch_decode_attention_mma(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items, int n_items,
                                  const int32_t* tables, DeviceCacheLayer cache, int n_splits, float* partial,
-                                 cudaStream_t stream);
+                                 float* o_latent, cudaStream_t stream);
 
 }  // namespace dsv3::cuda
