@@ -10,6 +10,7 @@
 
 #include "dsv3/backend/cpu/cpu_backend.h"
 #include "dsv3/backend/cuda/cuda_backend.h"
+#include "dsv3/backend/cuda/mla_batch_products.h"
 #include "dsv3/util/numeric.h"
 #include "dsv3/util/token_draw.h"
 
@@ -391,8 +392,8 @@ struct CachePair {
 // heads, a partial second group of 16), else on CUDA cores (float32: 1e-4); ten short contexts
 // make a batch of many one-tile items, and a lone 1K context a decode step of one sequence, its
 // context split over dozens of blocks. A batch of 150 items fills the GPU with one split each
-// (the attention writes its output without the merge), and more items than one absorb or unabsorb
-// block takes.
+// (the attention writes its output without the merge) and is more than kMaxFewItems, so the absorb
+// and unabsorb take the tiled products (mla_batch_products.cu).
 TEST_F(CudaOps, MlaMatchesTheCpu) {
   struct Case {
     MlaShape shape;
@@ -401,8 +402,10 @@ TEST_F(CudaOps, MlaMatchesTheCpu) {
   };
   const std::vector<int64_t> short_contexts = {1, 5, 64, 70, 300}, long_contexts = {1, 70, 300, 5000};
   const std::vector<int64_t> many_contexts = {1, 2, 5, 9, 17, 33, 64, 65, 70, 129}, one_context = {1030};
+  constexpr int64_t kBatchItems = 150;
+  static_assert(kBatchItems > cuda::kMaxFewItems);
   std::vector<int64_t> batch_contexts;
-  for (int64_t i = 0; i < 150; ++i) batch_contexts.push_back(1 + i * 37 % 150);
+  for (int64_t i = 0; i < kBatchItems; ++i) batch_contexts.push_back(1 + i * 37 % kBatchItems);
   const MlaShape deepseek{16, 128, 64, 128, 512, 0.0721f}, small{6, 64, 32, 48, 96, 0.1f};
   for (const auto& [shape, lengths, decode_tolerance] :
        {Case{deepseek, short_contexts, 1e-4}, Case{deepseek, long_contexts, 2e-3}, Case{deepseek, many_contexts, 1e-4},

@@ -128,7 +128,9 @@ void CudaBackend::mla_decode(const MlaShape& shape, const Act& q, const LinearWe
   DSV3_CUDA_CHECK_LAUNCH();
 
   const cuda::MlaDecodePlan plan = cuda::plan_mla_decode(d, n_items, context_bound, sm_count_);
-  Buffer partial = scratch(size_t(n_items) * plan.n_splits * d.n_heads * (d.d_c + 2) * 4);
+  // The splits' parts for the merge; with one split the attention writes o_latent and needs none.
+  const Buffer partial =
+      plan.n_splits > 1 ? scratch(size_t(n_items) * plan.n_splits * d.n_heads * (d.d_c + 2) * 4) : Buffer{};
   Buffer o_latent = scratch(size_t(n_items) * size_t(d.n_heads * d.d_c) * 4);
   cuda::launch_mla_decode_attention(d, matrix(q), static_cast<const float*>(q_latent.data()), items_ptr, n_items,
                                     batch.tables.data, cache_layer(cache, layout, layer),

@@ -173,7 +173,7 @@ struct MlaDecodePlan {
 MlaDecodePlan plan_mla_decode(MlaDims dims, int n_items, int64_t context_bound, int sm_count);
 // Attention of the absorbed queries over the latent cache as `plan` says; then the parts are merged
 // into o_latent [n_items, n_heads, d_c]. `partial` holds n_items * n_splits * n_heads * (d_c + 2)
-// floats; with one split there are no parts (the attention writes o_latent) and it is not read.
+// floats; with one split there are no parts (the attention writes o_latent) and it may be null.
 void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items,
                                  int n_items, const int32_t* tables, DeviceCacheLayer cache, MlaDecodePlan plan,
                                  float* partial, float* o_latent, cudaStream_t stream);
