@@ -135,9 +135,10 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
   extern __shared__ float smem[];
   const int width = dims.d_c + dims.rope, stride = tile_row_stride(width);
   float* q_s = smem;                                     // [kHeadGroup][stride]: q_latent then q_pe
-  float* const kv_tiles[2] = {q_s + kHeadGroup * stride,  // [kTile][stride] each
-                              q_s + (kHeadGroup + kTile) * stride};
-  float* p_s = kv_tiles[1] + kTile * stride;             // [kHeadGroup][kTile] scores, then probabilities
+  // Tile buffer b (0 or 1), [kTile][stride]: worked out, not indexed from an array of two pointers
+  // (which ptxas kept in local memory, a load a tile).
+  auto kv_tile = [&](int b) { return q_s + (kHeadGroup + b * kTile) * stride; };
+  float* p_s = kv_tile(2);                               // [kHeadGroup][kTile] scores, then probabilities
   float* m_s = p_s + kHeadGroup * kTile;     // [kHeadGroup] running max
   float* l_s = m_s + kHeadGroup;             // [kHeadGroup] running sum
   float* f_s = l_s + kHeadGroup;             // [kHeadGroup] rescale factor of this tile
@@ -165,7 +166,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
     }
   };
 
-  if (begin < end) fill_tile(begin, kv_tiles[0]);  // issued before the wait: see the kernel's comment
+  if (begin < end) fill_tile(begin, kv_tile(0));  // issued before the wait: see the kernel's comment
   wait_for_inputs();
 
   // Heads past the last are zero queries: finite scores, never written out.
@@ -196,8 +197,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
 
   for (int t0 = begin, b = 0; t0 < end; t0 += kTile, b ^= 1) {
     const int n_rows = min(kTile, end - t0);
-    next_tile(t0, end, kTile, kv_tiles[b ^ 1], fill_tile);
-    const float* kv_s = kv_tiles[b];
+    next_tile(t0, end, kTile, kv_tile(b ^ 1), fill_tile);
+    const float* kv_s = kv_tile(b);
 
     float acc[16] = {};  // head quad_head + i, row quad_row + j at 4 i + j
 #pragma unroll 4

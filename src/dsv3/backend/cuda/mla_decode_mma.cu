@@ -65,8 +65,10 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
   extern __shared__ float smem[];
   const int width = dims.d_c + dims.rope, stride = tile_row_stride(width);
   float* q_s = smem;                                           // [kHeads][stride], TF32
-  float* const kv_tiles[2] = {q_s + kHeads * stride, q_s + (kHeads + kTile) * stride};  // [kTile][stride]
-  float* s_part = kv_tiles[1] + kTile * stride;                // [kScoreHalves][kHeads][kTile]
+  // Tile buffer b (0 or 1), [kTile][stride]: worked out, not indexed from an array of two pointers
+  // (which ptxas kept in local memory, a load a tile).
+  auto kv_tile = [&](int b) { return q_s + (kHeads + b * kTile) * stride; };
+  float* s_part = kv_tile(2);                                  // [kScoreHalves][kHeads][kTile]
   float* p_s = s_part + kScoreHalves * kHeads * kTile;         // [kHeads][kProbStride], TF32
   float* m_s = p_s + kHeads * kProbStride;                     // [kHeads] running max
   float* l_s = m_s + kHeads;                                   // [kHeads] running sum
@@ -83,7 +85,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
   auto fill_tile = [&](int t0, float* tile) {
     copy_tile_async<kTile, kWarps>(cache, table, t0, min(kTile, end - t0), width, stride, tile);
   };
-  if (begin < end) fill_tile(begin, kv_tiles[0]);
+  if (begin < end) fill_tile(begin, kv_tile(0));
   wait_for_inputs();
 
   // The group's queries in TF32, rounded once: latent part, then the rotated q_pe; heads past the
@@ -112,18 +114,25 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
   float o[kMaxOutTiles][4] = {};
   for (int t0 = begin, b = 0; t0 < end; t0 += kTile, b ^= 1) {
     const int n_rows = min(kTile, end - t0);
-    next_tile(t0, end, kTile, kv_tiles[b ^ 1], fill_tile);
-    const float* kv_s = kv_tiles[b];
+    next_tile(t0, end, kTile, kv_tile(b ^ 1), fill_tile);
+    const float* kv_s = kv_tile(b);
     {  // scores of tile rows 8j.. over columns [half * k_half, (half + 1) * k_half)
       const int j = warp % 4, half = warp / 4, k_half = width / kScoreHalves;
       const float* k_rows = kv_s + (j * 8 + g) * stride + half * k_half + t;
-      float s[4] = {};
+      // Two sums, of even and odd steps, so that an mma waits on the one two before it.
+      float s[4] = {}, s_odd[4] = {};
 #pragma unroll 4
-      for (int k = 0; k < k_half; k += 8) {
+      for (int k = 0; k < k_half; k += 16) {
         uint32_t a[4];
         a_fragment(a, q_s, stride, half * k_half + k, g, t);
         mma_tf32(s, a, tf32(k_rows[k]), tf32(k_rows[k + 4]));
+        if (k + 8 < k_half) {
+          a_fragment(a, q_s, stride, half * k_half + k + 8, g, t);
+          mma_tf32(s_odd, a, tf32(k_rows[k + 8]), tf32(k_rows[k + 12]));
+        }
       }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) s[i] += s_odd[i];
       float* out = s_part + half * kHeads * kTile;
       out[g * kTile + j * 8 + 2 * t] = s[0], out[g * kTile + j * 8 + 2 * t + 1] = s[1];
       out[(g + 8) * kTile + j * 8 + 2 * t] = s[2], out[(g + 8) * kTile + j * 8 + 2 * t + 1] = s[3];

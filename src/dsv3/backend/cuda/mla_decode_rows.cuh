@@ -8,9 +8,11 @@
 
 namespace dsv3::cuda {
 
-__device__ inline const float* cache_row(DeviceCacheLayer cache, const int32_t* table, int64_t position) {
-  const int64_t page = table[position / cache.page_size];
-  return cache.data + (page * cache.page_size + position % cache.page_size) * cache.row_width;
+// Positions and page sizes fit 32 bits (a context is an int): a 32-bit division, where a 64-bit one
+// was a call of some 70 instructions a row.
+__device__ inline const float* cache_row(DeviceCacheLayer cache, const int32_t* table, int position) {
+  const int page_size = int(cache.page_size), page = table[position / page_size];
+  return cache.data + (int64_t(page) * page_size + position % page_size) * cache.row_width;
 }
 
 // The shared-memory row stride of q and the cache tiles: a multiple of 4 floats (16-byte copies) that
