@@ -229,8 +229,7 @@ void CudaBackend::linear_with(LinearPath path, const Act& x, const LinearWeight&
   if (path == LinearPath::Grouped) {
     const cuda::DeviceWeight shape = cuda::weight(w);
     DSV3_ASSERT(cuda::grouped_linear_ok(shape, matrix(x)), "grouped product for weight ", w.weight.name);
-    cuda::launch_grouped_linear({nullptr, 0, 0, shape}, shape, nullptr, 1, cuda::grouped_linear_row_tiles(x.rows, 1),
-                                matrix(x), nullptr, matrix(out), stream_);
+    cuda::launch_grouped_linear({nullptr, 0, 0, shape}, shape, nullptr, 1, matrix(x), nullptr, matrix(out), stream_);
     DSV3_CUDA_CHECK_LAUNCH();
     return;
   }

@@ -144,15 +144,14 @@ void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<co
   const cuda::DeviceMatrix hidden_rows{static_cast<float*>(h.data()), n_pairs, width, hidden_stride};
   const cuda::DeviceMatrix y_rows{static_cast<float*>(y.data()), n_pairs, hidden, hidden};
   if (grouped) {
-    const int64_t tiles = cuda::grouped_linear_row_tiles(n_pairs, n_experts);
     Buffer up = scratch(size_t(n_pairs * hidden_stride) * 4);
     const cuda::DeviceMatrix up_rows{static_cast<float*>(up.data()), n_pairs, width, hidden_stride};
-    cuda::launch_grouped_linear({table, 3, 0, {}}, gate_shape, plan.offsets, n_experts, tiles, matrix(x), plan.slot_token,
+    cuda::launch_grouped_linear({table, 3, 0, {}}, gate_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
                                 hidden_rows, stream_);
-    cuda::launch_grouped_linear({table, 3, 1, {}}, gate_shape, plan.offsets, n_experts, tiles, matrix(x), plan.slot_token,
+    cuda::launch_grouped_linear({table, 3, 1, {}}, gate_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
                                 up_rows, stream_);
     cuda::launch_silu_mul(hidden_rows, up_rows, hidden_rows, stream_);
-    cuda::launch_grouped_linear({table, 3, 2, {}}, down_shape, plan.offsets, n_experts, tiles, hidden_rows, nullptr, y_rows,
+    cuda::launch_grouped_linear({table, 3, 2, {}}, down_shape, plan.offsets, n_experts, hidden_rows, nullptr, y_rows,
                                 stream_);
     DSV3_CUDA_CHECK_LAUNCH();
   } else {

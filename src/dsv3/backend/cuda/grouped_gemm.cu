@@ -2,16 +2,17 @@
 // expert's weight multiplied into its own rows, without the host learning how many rows each has.
 //
 // A block computes a kBM x kBN tile of y. Its rows are found from the group offsets on the device
-// (the grid has a row of blocks for every tile the groups could need). Operands go through shared
-// memory in BF16 for mma.sync m16n8k16: the weight exactly (BF16 as stored; FP8 codes widened and
-// multiplied by their block's scale, then rounded once, as the dequantising path does), x as a high
-// and a low BF16 part (x = high + low to 16 bits of mantissa), both multiplied into float32 sums, so
-// the product is as accurate as float32 activations against a BF16 weight.
+// (grouped_tile.cuh); groups of a few rows each (decode batches) take grouped_few.cu. Operands go
+// through shared memory in BF16 for mma.sync m16n8k16: the weight exactly (BF16 as stored; FP8
+// codes widened and multiplied by their block's scale, then rounded once, as the dequantising path
+// does), x as a high and a low BF16 part (x = high + low to 16 bits of mantissa), both multiplied
+// into float32 sums, so the product is as accurate as float32 activations against a BF16 weight.
 #include <cuda_bf16.h>
 
-#include <algorithm>
 
 #include "dsv3/backend/cuda/cuda_check.h"
+#include "dsv3/backend/cuda/grouped_few.h"
+#include "dsv3/backend/cuda/grouped_tile.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/mma.cuh"
 #include "dsv3/backend/cuda/weight_element.cuh"
@@ -32,42 +33,6 @@ __device__ inline void ldmatrix_x4(uint32_t (&r)[4], const __nv_bfloat16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(address));
-}
-
-// The rows [begin, end) of this block's tile and its group, from the groups' row offsets: tiles are
-// numbered group by group, ceil(rows / kBM) a group. One warp scans 32 groups at a time.
-struct TileRows {
-  int group;
-  int64_t begin, end;
-};
-
-__device__ TileRows find_tile(const int32_t* offsets, int n_groups, int64_t total_rows, int tile) {
-  __shared__ TileRows found;
-  if (offsets == nullptr) {
-    const int64_t begin = int64_t(tile) * kBM;
-    return {begin < total_rows ? 0 : -1, begin, total_rows};
-  }
-  if (threadIdx.x < 32) {
-    const int lane = threadIdx.x;
-    if (lane == 0) found.group = -1;
-    __syncwarp();
-    int before = 0;  // tiles of the groups already scanned
-    for (int g0 = 0; g0 < n_groups && before <= tile; g0 += 32) {
-      const int g = g0 + lane;
-      const int begin = g < n_groups ? offsets[g] : 0, end = g < n_groups ? offsets[g + 1] : 0;
-      const int tiles = (end - begin + kBM - 1) / kBM;
-      int through = tiles;  // inclusive scan over the lanes
-      for (int offset = 1; offset < 32; offset *= 2) {
-        const int other = __shfl_up_sync(0xffffffffu, through, offset);
-        if (lane >= offset) through += other;
-      }
-      const int first = before + through - tiles;
-      if (tile >= first && tile < before + through) found = {g, begin + int64_t(tile - first) * kBM, end};
-      before += __shfl_sync(0xffffffffu, through, 31);
-    }
-  }
-  __syncthreads();
-  return found;
 }
 
 // Global memory to registers, then registers to shared memory, for one kBK slice of k. Each
@@ -140,7 +105,7 @@ __global__ void __launch_bounds__(kThreads) grouped_linear_kernel(GroupedWeights
                                                                   int n_groups, DeviceMatrix x, const int32_t* x_rows,
                                                                   DeviceMatrix y) {
   extern __shared__ TileBuffers buffers[];  // two: one multiplied while the next is stored
-  const TileRows rows = find_tile(offsets, n_groups, y.rows, int(blockIdx.y));
+  const TileRows rows = find_tile<kBM>(offsets, n_groups, y.rows, int(blockIdx.y));
   if (rows.group < 0) return;
   const DeviceWeight w = weights.table ? weights.table[int64_t(rows.group) * weights.stride + weights.index] : weights.one;
   const int64_t K = w.cols, N = w.rows, n0 = int64_t(blockIdx.x) * kBN;
@@ -228,16 +193,14 @@ bool grouped_linear_ok(const DeviceWeight& shape, DeviceMatrix x) {
   return dtype_ok && shape.cols % kBK == 0 && aligned16(shape.data) && aligned16(x.data) && x.stride % 4 == 0;
 }
 
-// Each group's last tile may be partial: at most one tile a group beyond the rows' own.
-int64_t grouped_linear_row_tiles(int64_t rows, int n_groups) {
-  return std::min((rows + kBM - 1) / kBM + (n_groups - 1), rows);
-}
-
 void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
-                           int n_groups, int64_t row_tiles, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y,
-                           cudaStream_t stream) {
-  if (row_tiles == 0 || shape.rows == 0) return;
-  const dim3 grid(unsigned((shape.rows + kBN - 1) / kBN), unsigned(row_tiles));
+                           int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, cudaStream_t stream) {
+  if (y.rows == 0 || shape.rows == 0) return;
+  if (grouped_few_ok(shape, y.rows, n_groups)) {
+    launch_grouped_few(weights, shape, offsets, n_groups, x, x_rows, y, stream);
+    return;
+  }
+  const dim3 grid(unsigned((shape.rows + kBN - 1) / kBN), unsigned(grouped_row_tiles(y.rows, n_groups, kBM)));
   if (shape.dtype == DType::F8_E4M3)
     launch<DType::F8_E4M3>(grid, stream, weights, offsets, n_groups, x, x_rows, y);
   else

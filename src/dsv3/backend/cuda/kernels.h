@@ -112,12 +112,9 @@ struct GroupedWeights {
 // Whether weights shaped as `shape` (all groups alike) and rows of x can take the grouped product:
 // BF16 or FP8 weights, K a multiple of 64, 16-byte aligned rows.
 bool grouped_linear_ok(const DeviceWeight& shape, DeviceMatrix x);
-// Rows of blocks that rows split into n_groups groups can need (the grid is sized without reading
-// the offsets).
-int64_t grouped_linear_row_tiles(int64_t rows, int n_groups);
+// The grid is sized from y.rows and n_groups, without reading the offsets.
 void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
-                           int n_groups, int64_t row_tiles, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y,
-                           cudaStream_t stream);
+                           int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, cudaStream_t stream);
 
 }  // namespace dsv3::cuda
 

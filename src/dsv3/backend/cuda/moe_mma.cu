@@ -24,6 +24,7 @@
 #include <algorithm>
 
 #include "dsv3/backend/cuda/chained_launch.cuh"
+#include "dsv3/backend/cuda/fp16_parts.cuh"
 #include "dsv3/backend/cuda/mma.cuh"
 #include "dsv3/backend/cuda/moe_mma.h"
 #include "dsv3/backend/cuda/moe_passes.cuh"
@@ -61,13 +62,6 @@ constexpr int kSteps = kLaneCols / 4;      // mma steps of a chunk
 // theirs; a swizzle that parted them, with its extra index arithmetic, ran 7% slower end to end.)
 __host__ __device__ inline int stage_stride(int64_t cols) { return int((cols / 4 + 7) / 8 * 8 + 1); }
 
-__device__ inline uint32_t f16x2_of_e4m3x2(uint32_t codes) {
-  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(codes), __NV_E4M3);
-  return uint32_t(h.x) | uint32_t(h.y) << 16;
-}
-
-__device__ inline uint32_t bits(__half2 v) { return *reinterpret_cast<const uint32_t*>(&v); }
-
 // Word i of the lane's 32 bytes of a row.
 __device__ __forceinline__ uint32_t lane_word(const uint4 (&v)[2], int i) { return vector_word(v[i / 4], i % 4); }
 
@@ -77,18 +71,6 @@ __device__ __forceinline__ void a_fragment(uint32_t (&a)[4], const uint4 (&top)[
   a[0] = f16x2_of_e4m3x2(t & 0xffffu), a[1] = f16x2_of_e4m3x2(b & 0xffffu);
   a[2] = f16x2_of_e4m3x2(t >> 16), a[3] = f16x2_of_e4m3x2(b >> 16);
 }
-
-// The exponent s of the power of two 2^s that x's rows are multiplied by, from the bits of their
-// largest magnitude m: m 2^s in [2^14, 2^15) for normal m (2^s itself stays a normal float).
-__device__ inline int scale_exponent(unsigned max_bits) {
-  const float m = __uint_as_float(max_bits);
-  if (!(m > 0.0f) || !isfinite(m)) return 0;        // zeros, or values that stay inf or NaN whatever the scale
-  const int e = max(int(max_bits >> 23), 1) - 126;  // m < 2^e
-  return min(15 - e, 126);
-}
-
-// 2^s for s in [-126, 127].
-__device__ inline float power_of_two(int s) { return __int_as_float((s + 127) << 23); }
 
 // The pass's tokens, src(t) for t < n, each `cols` floats, scaled and split into xs (stage_stride
 // groups a row); max_bits[t] keeps each token's largest magnitude. Every thread of the block calls it.
@@ -118,11 +100,9 @@ __device__ void stage_tokens(Source src, int n, int64_t cols, uint4* xs, unsigne
     for (int q = threadIdx.x; q < groups; q += blockDim.x) {
       const float4 v = reinterpret_cast<const float4*>(xs)[t * rs + q];
       const float x[4] = {v.x * scale, v.y * scale, v.z * scale, v.w * scale};
-      const __half2 h01 = __floats2half2_rn(x[0], x[1]), h23 = __floats2half2_rn(x[2], x[3]);
-      const float2 f01 = __half22float2(h01), f23 = __half22float2(h23);
-      const __half2 l01 = __floats2half2_rn(x[0] - f01.x, x[1] - f01.y),
-                    l23 = __floats2half2_rn(x[2] - f23.x, x[3] - f23.y);
-      xs[t * rs + q] = make_uint4(bits(h01), bits(h23), bits(l01), bits(l23));
+      uint4 parts;
+      split_f16(x[0], x[1], parts.x, parts.z), split_f16(x[2], x[3], parts.y, parts.w);
+      xs[t * rs + q] = parts;
     }
   }
   __syncthreads();

@@ -1,0 +1,284 @@
+// Grouped products for groups of a few rows: a decode batch's experts, each given a few of its
+// tokens (Moonlight at batch 32: 3 on average of 64 experts, top 6; at batch 256, 24).
+//
+// grouped_gemm.cu puts both operands through shared memory: each 64-column slice of a 128-row weight
+// tile is widened, stored and read back with ldmatrix by every warp of the block. With 16 or 32 rows
+// of x that traffic, not DRAM, bounded the product (Nsight Compute, H200, batch 256: L1/shared pipe
+// 88% busy, DRAM 15%). Here a lane loads its weights from memory straight into mma.sync's B fragments
+// (tokens are mma's M, weight rows its N), and only x is staged in shared memory.
+//
+// Operands. BF16 weights as stored against x in two BF16 parts, as grouped_gemm.cu. FP8 weights on
+// FP16 tensor cores (fp16_parts.cuh): the codes widened exactly, x in two FP16 parts at a power of two
+// a token and stage; a stage of 128 columns lies in one scale block of the block's 128 rows (the
+// weight's blocks are multiples of 128 both ways: grouped_few_ok), so its sums are multiplied once by
+// that scale and by the tokens' inverse powers of two. That is float32 accuracy against the FP8
+// weight, where widening each code, scaling and rounding it to BF16 took three conversions a pair.
+//
+// Fragments. Lane (g, t) of a warp's n-tile reads weight row g's 16 columns [16t, 16t + 16) of each
+// 64-column slice: 16 FP8 bytes or 32 BF16 ones, the row's four lanes a 64-byte run. A sum over k
+// does not care which column is called which, so step j of a slice (four k16 steps) takes the lane's
+// columns 16t + 4j .. 16t + 4j + 3 as mma's logical columns (2t, 2t+1, 2t+8, 2t+9), in A and B alike.
+#include <cuda_bf16.h>
+
+#include "dsv3/backend/cuda/cuda_check.h"
+#include "dsv3/backend/cuda/fp16_parts.cuh"
+#include "dsv3/backend/cuda/grouped_few.h"
+#include "dsv3/backend/cuda/grouped_tile.cuh"
+#include "dsv3/backend/cuda/mma.cuh"
+#include "dsv3/backend/cuda/weight_element.cuh"
+
+namespace dsv3::cuda {
+namespace {
+
+constexpr int kWarps = 4, kThreads = 32 * kWarps;
+constexpr int kNi = 4;                               // n-tiles of 8 weight rows a warp
+constexpr int kBN = kWarps * kNi * 8;                // weight rows (columns of y) a block
+constexpr int kSliceCols = 64;                       // a slice: 16 columns a lane, four lanes a row
+constexpr int kAhead = 2;                            // slices of weights a lane has asked for ahead
+constexpr int kStageCols = kAhead * kSliceCols;      // x's columns staged at a time: 128, a scale block
+// Staged rows are kStageCols + 4 16-bit values apart, 2 banks past a multiple of 32: the 8-byte
+// fragment reads of a half-warp (rows g = 0..3, columns 16t) fall in distinct banks.
+constexpr int kLd = kStageCols + 4;
+
+// x's parts of a stage: FP16 against FP8 weights (unscale: each row's inverse power of two), BF16
+// against BF16 ones (unscale unused).
+// Blocks an SM that ptxas is held to: 32-row FP8 tiles in 168 registers, three blocks an SM, where
+// they took 210 and got two (H200, Moonlight FP8 decode batch 256: 7597 -> 7800 tok/s); BF16 ones
+// spilled so. 16-row tiles fit four in 124.
+template <DType D, int BM>
+constexpr int kMinBlocks = D == DType::F8_E4M3 && BM == 32 ? 3 : 0;
+
+template <DType D, int BM>
+struct alignas(16) Stage {
+  uint16_t high[BM][kLd], low[BM][kLd];
+  float unscale[BM];
+};
+
+// A lane's weights of one slice: its 16 columns of each n-tile's row.
+template <DType D>
+struct SliceWeights {
+  static constexpr int kVectors = D == DType::F8_E4M3 ? 1 : 2;
+  uint4 w[kNi][kVectors];
+};
+
+template <DType D>
+__device__ void ask(SliceWeights<D>& out, const uint8_t* const (&rows)[kNi], int s) {
+  constexpr int kBytes = D == DType::F8_E4M3 ? 1 : 2;
+#pragma unroll
+  for (int i = 0; i < kNi; ++i)
+#pragma unroll
+    for (int v = 0; v < SliceWeights<D>::kVectors; ++v)
+      out.w[i][v] = load_weight_vector(rows[i] + int64_t(s) * kSliceCols * kBytes + 16 * v);
+}
+
+// B fragment (b0, b1) of step j from the lane's weights of n-tile i: its columns 4j .. 4j + 3.
+template <DType D>
+__device__ __forceinline__ void b_fragment(const SliceWeights<D>& sw, int i, int j, uint32_t& b0, uint32_t& b1) {
+  if constexpr (D == DType::F8_E4M3) {
+    const uint32_t codes = vector_word(sw.w[i][0], j);
+    b0 = f16x2_of_e4m3x2(codes & 0xffffu), b1 = f16x2_of_e4m3x2(codes >> 16);
+  } else {
+    b0 = vector_word(sw.w[i][j / 2], 2 * j % 4), b1 = vector_word(sw.w[i][j / 2], 2 * j % 4 + 1);
+  }
+}
+
+template <DType D>
+__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (D == DType::F8_E4M3)
+    mma_f16(d, a, b0, b1);
+  else
+    mma_bf16(d, a, b0, b1);
+}
+
+__device__ inline void split_bf16(float x0, float x1, uint32_t& high, uint32_t& low) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+  const float2 f = __bfloat1622float2(h);
+  const __nv_bfloat162 l = __floats2bfloat162_rn(x0 - f.x, x1 - f.y);
+  high = *reinterpret_cast<const uint32_t*>(&h), low = *reinterpret_cast<const uint32_t*>(&l);
+}
+
+// x's stage of columns [c0, c0 + kStageCols) for the tile's rows (rows[r]: row r of x, null past
+// the group), as floats in flight: a thread kValues float4 of them, value i of row
+// (threadIdx.x + i kThreads) / 32 at float4 threadIdx.x % 32, so that a warp holds whole rows.
+template <DType D, int BM>
+struct StageLoader {
+  static constexpr int kGroups = kStageCols / 4, kValues = BM * kGroups / kThreads;
+  static_assert(kGroups == 32, "a warp's float4 are one row of the stage");
+  float4 v[kValues];
+
+  __device__ void load(const float* const* rows, int64_t c0, int64_t K) {
+#pragma unroll
+    for (int i = 0; i < kValues; ++i) {
+      const float* row = rows[(threadIdx.x + i * kThreads) / kGroups];
+      const int64_t c = c0 + 4 * (threadIdx.x % kGroups);
+      v[i] = row && c < K ? *reinterpret_cast<const float4*>(row + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+  }
+
+  __device__ void store(Stage<D, BM>& stage) const {
+#pragma unroll
+    for (int i = 0; i < kValues; ++i) {
+      const int r = (threadIdx.x + i * kThreads) / kGroups, c = 4 * (threadIdx.x % kGroups);
+      float scale = 1.0f;
+      if constexpr (D == DType::F8_E4M3) {  // the row's power of two, from its largest magnitude
+        float m = fmaxf(fmaxf(fabsf(v[i].x), fabsf(v[i].y)), fmaxf(fabsf(v[i].z), fabsf(v[i].w)));
+        for (int offset = 16; offset > 0; offset /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
+        const int e = scale_exponent(__float_as_uint(m));
+        scale = power_of_two(e);
+        if (threadIdx.x % 32 == 0) stage.unscale[r] = power_of_two(-e);
+      }
+      const float x[4] = {v[i].x * scale, v[i].y * scale, v[i].z * scale, v[i].w * scale};
+      uint2 high, low;
+      if constexpr (D == DType::F8_E4M3)
+        split_f16(x[0], x[1], high.x, low.x), split_f16(x[2], x[3], high.y, low.y);
+      else
+        split_bf16(x[0], x[1], high.x, low.x), split_bf16(x[2], x[3], high.y, low.y);
+      *reinterpret_cast<uint2*>(&stage.high[r][c]) = high;
+      *reinterpret_cast<uint2*>(&stage.low[r][c]) = low;
+    }
+  }
+};
+
+// grid (column tiles of kBN, row tiles of BM the groups could need). Warp w computes the tile's BM
+// rows of y at columns [32 w, 32 w + 32).
+template <DType D, int BM>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<D, BM>) grouped_few_kernel(GroupedWeights weights, const int32_t* offsets,
+                                                                         int n_groups, DeviceMatrix x,
+                                                                         const int32_t* x_rows, DeviceMatrix y) {
+  constexpr int kMi = BM / 16;
+  constexpr bool kFp8 = D == DType::F8_E4M3;
+  extern __shared__ uint4 shared_memory[];
+  auto* stages = reinterpret_cast<Stage<D, BM>*>(shared_memory);  // two: one multiplied while the next is stored
+  __shared__ const float* x_src[BM];
+  const TileRows rows = find_tile<BM>(offsets, n_groups, y.rows, int(blockIdx.y));
+  if (rows.group < 0) return;
+  const DeviceWeight w = weights.table ? weights.table[int64_t(rows.group) * weights.stride + weights.index] : weights.one;
+  const int64_t K = w.cols, N = w.rows, n0 = int64_t(blockIdx.x) * kBN;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+
+  const uint8_t* w_rows[kNi];
+#pragma unroll
+  for (int i = 0; i < kNi; ++i) {
+    const int64_t n = min(n0 + warp * 32 + i * 8 + g, N - 1);  // rows past N read the last, not stored
+    w_rows[i] = static_cast<const uint8_t*>(w.data) + (n * K + 16 * t) * (kFp8 ? 1 : 2);
+  }
+  // FP8: the scales of the block's rows, a stage each (the block's rows and a stage's columns lie
+  // in one scale block).
+  const float* scales = kFp8 ? w.scale_inv + n0 / w.block_out * ((K + w.block_in - 1) / w.block_in) : nullptr;
+  const int n_slices = int(K / kSliceCols);
+  SliceWeights<D> ahead[kAhead];
+#pragma unroll
+  for (int u = 0; u < kAhead; ++u)
+    if (u < n_slices) ask(ahead[u], w_rows, u);
+
+  if (threadIdx.x < BM) {
+    const int64_t slot = rows.begin + threadIdx.x;
+    x_src[threadIdx.x] = slot < rows.end ? x.data + int64_t(x_rows ? x_rows[slot] : slot) * x.stride : nullptr;
+  }
+  __syncthreads();
+  StageLoader<D, BM> loader;
+  loader.load(x_src, 0, K);
+  loader.store(stages[0]);
+  __syncthreads();
+
+  float acc[kMi][kNi][4] = {};
+  const int n_stages = (n_slices + kAhead - 1) / kAhead;
+  for (int st = 0; st < n_stages; ++st) {
+    if (st + 1 < n_stages) loader.load(x_src, int64_t(st + 1) * kStageCols, K);
+    const Stage<D, BM>& stage = stages[st % 2];
+    const float w_scale = kFp8 ? scales[int64_t(st) * kStageCols / w.block_in] : 1.0f;
+    float sums[kMi][kNi][4] = {};  // the stage's, before its scales
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) {
+      const int s = st * kAhead + u;
+      if (s >= n_slices) break;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int c = u * kSliceCols + 16 * t + 4 * j;
+        uint32_t high[kMi][4], low[kMi][4];
+#pragma unroll
+        for (int mi = 0; mi < kMi; ++mi) {
+          const uint2 h0 = *reinterpret_cast<const uint2*>(&stage.high[mi * 16 + g][c]);
+          const uint2 h1 = *reinterpret_cast<const uint2*>(&stage.high[mi * 16 + g + 8][c]);
+          const uint2 l0 = *reinterpret_cast<const uint2*>(&stage.low[mi * 16 + g][c]);
+          const uint2 l1 = *reinterpret_cast<const uint2*>(&stage.low[mi * 16 + g + 8][c]);
+          high[mi][0] = h0.x, high[mi][1] = h1.x, high[mi][2] = h0.y, high[mi][3] = h1.y;
+          low[mi][0] = l0.x, low[mi][1] = l1.x, low[mi][2] = l0.y, low[mi][3] = l1.y;
+        }
+#pragma unroll
+        for (int i = 0; i < kNi; ++i) {
+          uint32_t b0, b1;
+          b_fragment(ahead[u], i, j, b0, b1);
+#pragma unroll
+          for (int mi = 0; mi < kMi; ++mi) mma<D>(sums[mi][i], high[mi], b0, b1), mma<D>(sums[mi][i], low[mi], b0, b1);
+        }
+      }
+      if (s + kAhead < n_slices) ask(ahead[u], w_rows, s + kAhead);
+    }
+#pragma unroll
+    for (int mi = 0; mi < kMi; ++mi) {
+      const float top = kFp8 ? w_scale * stage.unscale[mi * 16 + g] : 1.0f;
+      const float bottom = kFp8 ? w_scale * stage.unscale[mi * 16 + g + 8] : 1.0f;
+#pragma unroll
+      for (int i = 0; i < kNi; ++i) {
+        acc[mi][i][0] = fmaf(top, sums[mi][i][0], acc[mi][i][0]), acc[mi][i][1] = fmaf(top, sums[mi][i][1], acc[mi][i][1]);
+        acc[mi][i][2] = fmaf(bottom, sums[mi][i][2], acc[mi][i][2]);
+        acc[mi][i][3] = fmaf(bottom, sums[mi][i][3], acc[mi][i][3]);
+      }
+    }
+    if (st + 1 < n_stages) loader.store(stages[(st + 1) % 2]);
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int mi = 0; mi < kMi; ++mi)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row = rows.begin + mi * 16 + g + half * 8;
+      if (row >= rows.end) continue;
+      float* out = y.data + row * y.stride;
+#pragma unroll
+      for (int i = 0; i < kNi; ++i) {
+        const int64_t col = n0 + warp * 32 + i * 8 + 2 * t;
+        if (col < N) out[col] = acc[mi][i][2 * half];
+        if (col + 1 < N) out[col + 1] = acc[mi][i][2 * half + 1];
+      }
+    }
+}
+
+template <DType D, int BM>
+void launch(const DeviceWeight& shape, cudaStream_t stream, const GroupedWeights& weights, const int32_t* offsets,
+            int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y) {
+  constexpr size_t kSharedBytes = 2 * sizeof(Stage<D, BM>);
+  const dim3 grid(unsigned((shape.rows + kBN - 1) / kBN), unsigned(grouped_row_tiles(y.rows, n_groups, BM)));
+  grouped_few_kernel<D, BM><<<grid, kThreads, kSharedBytes, stream>>>(weights, offsets, n_groups, x, x_rows, y);
+}
+
+template <int BM>
+void launch_rows(const DeviceWeight& shape, cudaStream_t stream, const GroupedWeights& weights,
+                 const int32_t* offsets, int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y) {
+  if (shape.dtype == DType::F8_E4M3)
+    launch<DType::F8_E4M3, BM>(shape, stream, weights, offsets, n_groups, x, x_rows, y);
+  else
+    launch<DType::BF16, BM>(shape, stream, weights, offsets, n_groups, x, x_rows, y);
+}
+
+int64_t mean_rows(int64_t rows, int n_groups) { return (rows + n_groups - 1) / n_groups; }
+
+}  // namespace
+
+bool grouped_few_ok(const DeviceWeight& shape, int64_t rows, int n_groups) {
+  const bool blocks_ok = shape.dtype != DType::F8_E4M3 || (shape.block_in % kStageCols == 0 && shape.block_out % kBN == 0);
+  return blocks_ok && mean_rows(rows, n_groups) <= 32;
+}
+
+void launch_grouped_few(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets, int n_groups,
+                        DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, cudaStream_t stream) {
+  // Tiles of 16 rows where a group has 16 or fewer on average, else of 32.
+  if (mean_rows(y.rows, n_groups) <= 16)
+    launch_rows<16>(shape, stream, weights, offsets, n_groups, x, x_rows, y);
+  else
+    launch_rows<32>(shape, stream, weights, offsets, n_groups, x, x_rows, y);
+}
+
+}  // namespace dsv3::cuda

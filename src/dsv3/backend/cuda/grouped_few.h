@@ -1,0 +1,16 @@
+// Grouped products for groups of a few rows each (grouped_few.cu): what grouped_gemm.cu's
+// launch_grouped_linear hands on when an expert gets a few of a decode batch's tokens.
+#pragma once
+
+#include "dsv3/backend/cuda/kernels.h"
+
+namespace dsv3::cuda {
+
+// Whether `rows` rows in n_groups groups are few a group (32 or fewer on average) and weights shaped as
+// `shape` suit the kernel (BF16, or FP8 whose scale blocks are multiples of 128 both ways).
+bool grouped_few_ok(const DeviceWeight& shape, int64_t rows, int n_groups);
+// As launch_grouped_linear (kernels.h), for weights and rows it takes.
+void launch_grouped_few(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets, int n_groups,
+                        DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, cudaStream_t stream);
+
+}  // namespace dsv3::cuda
