@@ -333,8 +333,8 @@ TEST_F(CudaOps, LinearAddRmsnormMatchesTheCpu) {
 }
 
 TEST_F(CudaOps, GroupedTensorCoreLinearMatchesTheCpu) {
-  // Rows in whole and partial 64-row tiles, and few enough for the 16- and 32-row ones of
-  // grouped_few.cu (1, 17); columns in whole and partial 128-column tiles.
+  // Rows in whole and partial 64-row tiles, and few enough for grouped_few.cu's 16-row tiles (1,
+  // and 17 in two); columns in whole and partial 128-column tiles.
   for (const auto& [out_features, in_features] : std::vector<std::pair<int64_t, int64_t>>{{384, 512}, {200, 1408}, {1536, 2048}})
     for (const int64_t rows : {1, 17, 64, 304})
       for (const DType dtype : {DType::BF16, DType::F8_E4M3}) {

@@ -1,5 +1,6 @@
 // Grouped products for groups of a few rows: a decode batch's experts, each given a few of its
-// tokens (Moonlight at batch 32: 3 on average of 64 experts, top 6; at batch 256, 24).
+// tokens (Moonlight at batch 32: 3 on average of 64 experts, top 6; at batch 256, 24), in tiles of
+// 16 tokens.
 //
 // grouped_gemm.cu puts both operands through shared memory: each 64-column slice of a 128-row weight
 // tile is widened, stored and read back with ldmatrix by every warp of the block. With 16 or 32 rows
@@ -30,6 +31,10 @@
 namespace dsv3::cuda {
 namespace {
 
+// A tile's rows of y (tokens), up to 32 a group on average (grouped_few_ok): 16-row tiles ran
+// Moonlight FP8 decode at batch 256 (24 rows an expert on average) at 8255 tok/s, 32-row ones (three
+// blocks an SM, 168 registers) at 7713 (H200, side by side).
+constexpr int kBM = 16, kMi = kBM / 16;
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
 constexpr int kNi = 4;                               // n-tiles of 8 weight rows a warp
 constexpr int kBN = kWarps * kNi * 8;                // weight rows (columns of y) a block
@@ -42,16 +47,10 @@ constexpr int kLd = kStageCols + 4;
 
 // x's parts of a stage: FP16 against FP8 weights (unscale: each row's inverse power of two), BF16
 // against BF16 ones (unscale unused).
-// Blocks an SM that ptxas is held to: 32-row FP8 tiles in 168 registers, three blocks an SM, where
-// they took 210 and got two (H200, Moonlight FP8 decode batch 256: 7597 -> 7800 tok/s); BF16 ones
-// spilled so. 16-row tiles fit four in 124.
-template <DType D, int BM>
-constexpr int kMinBlocks = D == DType::F8_E4M3 && BM == 32 ? 3 : 0;
-
-template <DType D, int BM>
+template <DType D>
 struct alignas(16) Stage {
-  uint16_t high[BM][kLd], low[BM][kLd];
-  float unscale[BM];
+  uint16_t high[kBM][kLd], low[kBM][kLd];
+  float unscale[kBM];
 };
 
 // A lane's weights of one slice: its 16 columns of each n-tile's row.
@@ -100,9 +99,9 @@ __device__ inline void split_bf16(float x0, float x1, uint32_t& high, uint32_t& 
 // x's stage of columns [c0, c0 + kStageCols) for the tile's rows (rows[r]: row r of x, null past
 // the group), as floats in flight: a thread kValues float4 of them, value i of row
 // (threadIdx.x + i kThreads) / 32 at float4 threadIdx.x % 32, so that a warp holds whole rows.
-template <DType D, int BM>
+template <DType D>
 struct StageLoader {
-  static constexpr int kGroups = kStageCols / 4, kValues = BM * kGroups / kThreads;
+  static constexpr int kGroups = kStageCols / 4, kValues = kBM * kGroups / kThreads;
   static_assert(kGroups == 32, "a warp's float4 are one row of the stage");
   float4 v[kValues];
 
@@ -115,7 +114,7 @@ struct StageLoader {
     }
   }
 
-  __device__ void store(Stage<D, BM>& stage) const {
+  __device__ void store(Stage<D>& stage) const {
 #pragma unroll
     for (int i = 0; i < kValues; ++i) {
       const int r = (threadIdx.x + i * kThreads) / kGroups, c = 4 * (threadIdx.x % kGroups);
@@ -139,18 +138,17 @@ struct StageLoader {
   }
 };
 
-// grid (column tiles of kBN, row tiles of BM the groups could need). Warp w computes the tile's BM
+// grid (column tiles of kBN, row tiles of kBM the groups could need). Warp w computes the tile's
 // rows of y at columns [32 w, 32 w + 32).
-template <DType D, int BM>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<D, BM>) grouped_few_kernel(GroupedWeights weights, const int32_t* offsets,
-                                                                         int n_groups, DeviceMatrix x,
-                                                                         const int32_t* x_rows, DeviceMatrix y) {
-  constexpr int kMi = BM / 16;
+template <DType D>
+__global__ void __launch_bounds__(kThreads) grouped_few_kernel(GroupedWeights weights, const int32_t* offsets,
+                                                               int n_groups, DeviceMatrix x, const int32_t* x_rows,
+                                                               DeviceMatrix y) {
   constexpr bool kFp8 = D == DType::F8_E4M3;
   extern __shared__ uint4 shared_memory[];
-  auto* stages = reinterpret_cast<Stage<D, BM>*>(shared_memory);  // two: one multiplied while the next is stored
-  __shared__ const float* x_src[BM];
-  const TileRows rows = find_tile<BM>(offsets, n_groups, y.rows, int(blockIdx.y));
+  auto* stages = reinterpret_cast<Stage<D>*>(shared_memory);  // two: one multiplied while the next is stored
+  __shared__ const float* x_src[kBM];
+  const TileRows rows = find_tile<kBM>(offsets, n_groups, y.rows, int(blockIdx.y));
   if (rows.group < 0) return;
   const DeviceWeight w = weights.table ? weights.table[int64_t(rows.group) * weights.stride + weights.index] : weights.one;
   const int64_t K = w.cols, N = w.rows, n0 = int64_t(blockIdx.x) * kBN;
@@ -171,12 +169,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<D, BM>) grouped_few_kerne
   for (int u = 0; u < kAhead; ++u)
     if (u < n_slices) ask(ahead[u], w_rows, u);
 
-  if (threadIdx.x < BM) {
+  if (threadIdx.x < kBM) {
     const int64_t slot = rows.begin + threadIdx.x;
     x_src[threadIdx.x] = slot < rows.end ? x.data + int64_t(x_rows ? x_rows[slot] : slot) * x.stride : nullptr;
   }
   __syncthreads();
-  StageLoader<D, BM> loader;
+  StageLoader<D> loader;
   loader.load(x_src, 0, K);
   loader.store(stages[0]);
   __syncthreads();
@@ -185,7 +183,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<D, BM>) grouped_few_kerne
   const int n_stages = (n_slices + kAhead - 1) / kAhead;
   for (int st = 0; st < n_stages; ++st) {
     if (st + 1 < n_stages) loader.load(x_src, int64_t(st + 1) * kStageCols, K);
-    const Stage<D, BM>& stage = stages[st % 2];
+    const Stage<D>& stage = stages[st % 2];
     const float w_scale = kFp8 ? scales[int64_t(st) * kStageCols / w.block_in] : 1.0f;
     float sums[kMi][kNi][4] = {};  // the stage's, before its scales
 #pragma unroll
@@ -246,39 +244,26 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<D, BM>) grouped_few_kerne
     }
 }
 
-template <DType D, int BM>
+template <DType D>
 void launch(const DeviceWeight& shape, cudaStream_t stream, const GroupedWeights& weights, const int32_t* offsets,
             int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y) {
-  constexpr size_t kSharedBytes = 2 * sizeof(Stage<D, BM>);
-  const dim3 grid(unsigned((shape.rows + kBN - 1) / kBN), unsigned(grouped_row_tiles(y.rows, n_groups, BM)));
-  grouped_few_kernel<D, BM><<<grid, kThreads, kSharedBytes, stream>>>(weights, offsets, n_groups, x, x_rows, y);
+  const dim3 grid(unsigned((shape.rows + kBN - 1) / kBN), unsigned(grouped_row_tiles(y.rows, n_groups, kBM)));
+  grouped_few_kernel<D><<<grid, kThreads, 2 * sizeof(Stage<D>), stream>>>(weights, offsets, n_groups, x, x_rows, y);
 }
-
-template <int BM>
-void launch_rows(const DeviceWeight& shape, cudaStream_t stream, const GroupedWeights& weights,
-                 const int32_t* offsets, int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y) {
-  if (shape.dtype == DType::F8_E4M3)
-    launch<DType::F8_E4M3, BM>(shape, stream, weights, offsets, n_groups, x, x_rows, y);
-  else
-    launch<DType::BF16, BM>(shape, stream, weights, offsets, n_groups, x, x_rows, y);
-}
-
-int64_t mean_rows(int64_t rows, int n_groups) { return (rows + n_groups - 1) / n_groups; }
 
 }  // namespace
 
 bool grouped_few_ok(const DeviceWeight& shape, int64_t rows, int n_groups) {
   const bool blocks_ok = shape.dtype != DType::F8_E4M3 || (shape.block_in % kStageCols == 0 && shape.block_out % kBN == 0);
-  return blocks_ok && mean_rows(rows, n_groups) <= 32;
+  return blocks_ok && (rows + n_groups - 1) / n_groups <= 2 * kBM;
 }
 
 void launch_grouped_few(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets, int n_groups,
                         DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, cudaStream_t stream) {
-  // Tiles of 16 rows where a group has 16 or fewer on average, else of 32.
-  if (mean_rows(y.rows, n_groups) <= 16)
-    launch_rows<16>(shape, stream, weights, offsets, n_groups, x, x_rows, y);
+  if (shape.dtype == DType::F8_E4M3)
+    launch<DType::F8_E4M3>(shape, stream, weights, offsets, n_groups, x, x_rows, y);
   else
-    launch_rows<32>(shape, stream, weights, offsets, n_groups, x, x_rows, y);
+    launch<DType::BF16>(shape, stream, weights, offsets, n_groups, x, x_rows, y);
 }
 
 }  // namespace dsv3::cuda
