@@ -21,7 +21,6 @@
 // columns 16t + 4j .. 16t + 4j + 3 as mma's logical columns (2t, 2t+1, 2t+8, 2t+9), in A and B alike.
 #include <cuda_bf16.h>
 
-#include "dsv3/backend/cuda/cuda_check.h"
 #include "dsv3/backend/cuda/fp16_parts.cuh"
 #include "dsv3/backend/cuda/grouped_few.h"
 #include "dsv3/backend/cuda/grouped_tile.cuh"
@@ -47,7 +46,6 @@ constexpr int kLd = kStageCols + 4;
 
 // x's parts of a stage: FP16 against FP8 weights (unscale: each row's inverse power of two), BF16
 // against BF16 ones (unscale unused).
-template <DType D>
 struct alignas(16) Stage {
   uint16_t high[kBM][kLd], low[kBM][kLd];
   float unscale[kBM];
@@ -114,7 +112,7 @@ struct StageLoader {
     }
   }
 
-  __device__ void store(Stage<D>& stage) const {
+  __device__ void store(Stage& stage) const {
 #pragma unroll
     for (int i = 0; i < kValues; ++i) {
       const int r = (threadIdx.x + i * kThreads) / kGroups, c = 4 * (threadIdx.x % kGroups);
@@ -146,7 +144,7 @@ __global__ void __launch_bounds__(kThreads) grouped_few_kernel(GroupedWeights we
                                                                DeviceMatrix y) {
   constexpr bool kFp8 = D == DType::F8_E4M3;
   extern __shared__ uint4 shared_memory[];
-  auto* stages = reinterpret_cast<Stage<D>*>(shared_memory);  // two: one multiplied while the next is stored
+  auto* stages = reinterpret_cast<Stage*>(shared_memory);  // two: one multiplied while the next is stored
   __shared__ const float* x_src[kBM];
   const TileRows rows = find_tile<kBM>(offsets, n_groups, y.rows, int(blockIdx.y));
   if (rows.group < 0) return;
@@ -183,7 +181,7 @@ __global__ void __launch_bounds__(kThreads) grouped_few_kernel(GroupedWeights we
   const int n_stages = (n_slices + kAhead - 1) / kAhead;
   for (int st = 0; st < n_stages; ++st) {
     if (st + 1 < n_stages) loader.load(x_src, int64_t(st + 1) * kStageCols, K);
-    const Stage<D>& stage = stages[st % 2];
+    const Stage& stage = stages[st % 2];
     const float w_scale = kFp8 ? scales[int64_t(st) * kStageCols / w.block_in] : 1.0f;
     float sums[kMi][kNi][4] = {};  // the stage's, before its scales
 #pragma unroll
@@ -248,7 +246,7 @@ template <DType D>
 void launch(const DeviceWeight& shape, cudaStream_t stream, const GroupedWeights& weights, const int32_t* offsets,
             int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y) {
   const dim3 grid(unsigned((shape.rows + kBN - 1) / kBN), unsigned(grouped_row_tiles(y.rows, n_groups, kBM)));
-  grouped_few_kernel<D><<<grid, kThreads, 2 * sizeof(Stage<D>), stream>>>(weights, offsets, n_groups, x, x_rows, y);
+  grouped_few_kernel<D><<<grid, kThreads, 2 * sizeof(Stage), stream>>>(weights, offsets, n_groups, x, x_rows, y);
 }
 
 }  // namespace
