@@ -36,7 +36,8 @@ namespace {
 constexpr int kBM = 16, kMi = kBM / 16;
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
 constexpr int kNi = 4;                               // n-tiles of 8 weight rows a warp
-constexpr int kBN = kWarps * kNi * 8;                // weight rows (columns of y) a block
+constexpr int kWarpCols = kNi * 8;                   // weight rows (columns of y) a warp
+constexpr int kBN = kWarps * kWarpCols;              // and a block
 constexpr int kSliceCols = 64;                       // a slice: 16 columns a lane, four lanes a row
 constexpr int kAhead = 2;                            // slices of weights a lane has asked for ahead
 constexpr int kStageCols = kAhead * kSliceCols;      // x's columns staged at a time: 128, a scale block
@@ -137,7 +138,7 @@ struct StageLoader {
 };
 
 // grid (column tiles of kBN, row tiles of kBM the groups could need). Warp w computes the tile's
-// rows of y at columns [32 w, 32 w + 32).
+// rows of y at columns [kWarpCols w, kWarpCols (w + 1)).
 template <DType D>
 __global__ void __launch_bounds__(kThreads) grouped_few_kernel(GroupedWeights weights, const int32_t* offsets,
                                                                int n_groups, DeviceMatrix x, const int32_t* x_rows,
@@ -155,7 +156,7 @@ __global__ void __launch_bounds__(kThreads) grouped_few_kernel(GroupedWeights we
   const uint8_t* w_rows[kNi];
 #pragma unroll
   for (int i = 0; i < kNi; ++i) {
-    const int64_t n = min(n0 + warp * 32 + i * 8 + g, N - 1);  // rows past N read the last, not stored
+    const int64_t n = min(n0 + warp * kWarpCols + i * 8 + g, N - 1);  // rows past N read the last, not stored
     w_rows[i] = static_cast<const uint8_t*>(w.data) + (n * K + 16 * t) * (kFp8 ? 1 : 2);
   }
   // FP8: the scales of the block's rows, a stage each (the block's rows and a stage's columns lie
@@ -235,7 +236,7 @@ __global__ void __launch_bounds__(kThreads) grouped_few_kernel(GroupedWeights we
       float* out = y.data + row * y.stride;
 #pragma unroll
       for (int i = 0; i < kNi; ++i) {
-        const int64_t col = n0 + warp * 32 + i * 8 + 2 * t;
+        const int64_t col = n0 + warp * kWarpCols + i * 8 + 2 * t;
         if (col < N) out[col] = acc[mi][i][2 * half];
         if (col + 1 < N) out[col + 1] = acc[mi][i][2 * half + 1];
       }
