@@ -88,13 +88,6 @@ __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint3
     mma_bf16(d, a, b0, b1);
 }
 
-__device__ inline void split_bf16(float x0, float x1, uint32_t& high, uint32_t& low) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
-  const float2 f = __bfloat1622float2(h);
-  const __nv_bfloat162 l = __floats2bfloat162_rn(x0 - f.x, x1 - f.y);
-  high = *reinterpret_cast<const uint32_t*>(&h), low = *reinterpret_cast<const uint32_t*>(&l);
-}
-
 // x's stage of columns [c0, c0 + kStageCols) for the tile's rows (rows[r]: row r of x, null past
 // the group), as floats in flight: a thread kValues float4 of them, value i of row
 // (threadIdx.x + i kThreads) / 32 at float4 threadIdx.x % 32, so that a warp holds whole rows.

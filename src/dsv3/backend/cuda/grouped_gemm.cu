@@ -9,7 +9,6 @@
 // into float32 sums, so the product is as accurate as float32 activations against a BF16 weight.
 #include <cuda_bf16.h>
 
-
 #include "dsv3/backend/cuda/cuda_check.h"
 #include "dsv3/backend/cuda/grouped_few.h"
 #include "dsv3/backend/cuda/grouped_tile.cuh"
@@ -69,15 +68,11 @@ struct TileLoader {
     for (int i = 0; i < kAFloats / 8; ++i) {
       const float4 p = a[2 * i], q = a[2 * i + 1];
       const float x[8] = {p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w};
-      __nv_bfloat162 high[4], low[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        high[j] = __floats2bfloat162_rn(x[2 * j], x[2 * j + 1]);
-        const float2 back = __bfloat1622float2(high[j]);
-        low[j] = __floats2bfloat162_rn(x[2 * j] - back.x, x[2 * j + 1] - back.y);
-      }
-      *reinterpret_cast<uint4*>(&t.a_high[a_row][a_col + 8 * i]) = *reinterpret_cast<const uint4*>(high);
-      *reinterpret_cast<uint4*>(&t.a_low[a_row][a_col + 8 * i]) = *reinterpret_cast<const uint4*>(low);
+      uint4 high, low;
+      split_bf16(x[0], x[1], high.x, low.x), split_bf16(x[2], x[3], high.y, low.y);
+      split_bf16(x[4], x[5], high.z, low.z), split_bf16(x[6], x[7], high.w, low.w);
+      *reinterpret_cast<uint4*>(&t.a_high[a_row][a_col + 8 * i]) = high;
+      *reinterpret_cast<uint4*>(&t.a_low[a_row][a_col + 8 * i]) = low;
     }
 #pragma unroll
     for (int v = 0; v < kVectors; ++v) {

@@ -4,6 +4,8 @@
 // B's (2t..2t+1, g) and (2t+8..2t+9, g), and D's (g, 2t..2t+1) and (g + 8, 2t..2t+1).
 #pragma once
 
+#include <cuda_bf16.h>
+
 #include <cstdint>
 
 namespace dsv3::cuda {
@@ -24,6 +26,15 @@ __device__ inline void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b
       "{%0, %1, %2, %3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// (x0, x1) as BF16 operands in two parts, x = high + low to 16 bits of mantissa: both multiplied
+// into float32 sums, a product as accurate as float32 activations against a BF16 operand.
+__device__ inline void split_bf16(float x0, float x1, uint32_t& high, uint32_t& low) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+  const float2 f = __bfloat1622float2(h);
+  const __nv_bfloat162 l = __floats2bfloat162_rn(x0 - f.x, x1 - f.y);
+  high = *reinterpret_cast<const uint32_t*>(&h), low = *reinterpret_cast<const uint32_t*>(&l);
 }
 
 }  // namespace dsv3::cuda
