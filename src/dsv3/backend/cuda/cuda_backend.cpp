@@ -229,7 +229,9 @@ void CudaBackend::linear_with(LinearPath path, const Act& x, const LinearWeight&
   if (path == LinearPath::Grouped) {
     const cuda::DeviceWeight shape = cuda::weight(w);
     DSV3_ASSERT(cuda::grouped_linear_ok(shape, matrix(x)), "grouped product for weight ", w.weight.name);
-    cuda::launch_grouped_linear({nullptr, 0, 0, shape}, shape, nullptr, 1, matrix(x), nullptr, matrix(out), stream_);
+    const Buffer parts = scratch(cuda::grouped_linear_scratch_bytes(shape, matrix(x), x.rows, 1));
+    cuda::launch_grouped_linear({nullptr, 0, 0, shape}, shape, nullptr, 1, matrix(x), nullptr, matrix(out),
+                                parts.data(), stream_);
     DSV3_CUDA_CHECK_LAUNCH();
     return;
   }

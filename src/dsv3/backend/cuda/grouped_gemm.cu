@@ -2,7 +2,8 @@
 // expert's weight multiplied into its own rows, without the host learning how many rows each has.
 //
 // A block computes a kBM x kBN tile of y. Its rows are found from the group offsets on the device
-// (grouped_tile.cuh); groups of a few rows each (decode batches) take grouped_few.cu. Operands go
+// (grouped_tile.cuh); groups of a few rows each (decode batches) take grouped_few.cu, and weights
+// that grouped_wgmma.cu takes (every DeepSeek model's experts) go there. Operands go
 // through shared memory in BF16 for mma.sync m16n8k16: the weight exactly (BF16 as stored; FP8
 // codes widened and multiplied by their block's scale, then rounded once, as the dequantising path
 // does), x as a high and a low BF16 part (x = high + low to 16 bits of mantissa), both multiplied
@@ -12,6 +13,7 @@
 #include "dsv3/backend/cuda/cuda_check.h"
 #include "dsv3/backend/cuda/grouped_few.h"
 #include "dsv3/backend/cuda/grouped_tile.cuh"
+#include "dsv3/backend/cuda/grouped_wgmma.h"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/mma.cuh"
 #include "dsv3/backend/cuda/weight_element.cuh"
@@ -188,11 +190,23 @@ bool grouped_linear_ok(const DeviceWeight& shape, DeviceMatrix x) {
   return dtype_ok && shape.cols % kBK == 0 && aligned16(shape.data) && aligned16(x.data) && x.stride % 4 == 0;
 }
 
+// Groups of a few rows take grouped_few.cu, of many grouped_wgmma.cu where the weights suit it; this
+// file's kernel takes the rest.
+size_t grouped_linear_scratch_bytes(const DeviceWeight& shape, DeviceMatrix x, int64_t rows, int n_groups) {
+  if (grouped_few_ok(shape, rows, n_groups) || !grouped_wgmma_ok(shape)) return 0;
+  return grouped_wgmma_scratch_bytes(x);
+}
+
 void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
-                           int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, cudaStream_t stream) {
+                           int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, void* scratch,
+                           cudaStream_t stream) {
   if (y.rows == 0 || shape.rows == 0) return;
   if (grouped_few_ok(shape, y.rows, n_groups)) {
     launch_grouped_few(weights, shape, offsets, n_groups, x, x_rows, y, stream);
+    return;
+  }
+  if (grouped_wgmma_ok(shape)) {
+    launch_grouped_wgmma(weights, shape, offsets, n_groups, x, x_rows, y, scratch, stream);
     return;
   }
   const dim3 grid(unsigned((shape.rows + kBN - 1) / kBN), unsigned(grouped_row_tiles(y.rows, n_groups, kBM)));

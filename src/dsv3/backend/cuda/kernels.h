@@ -112,9 +112,13 @@ struct GroupedWeights {
 // Whether weights shaped as `shape` (all groups alike) and rows of x can take the grouped product:
 // BF16 or FP8 weights, K a multiple of 64, 16-byte aligned rows.
 bool grouped_linear_ok(const DeviceWeight& shape, DeviceMatrix x);
+// The scratch launch_grouped_linear takes for x, when y has `rows` rows in n_groups groups: x's rows
+// in 16-bit parts for the warpgroup kernel (grouped_wgmma.cu), none for the others.
+size_t grouped_linear_scratch_bytes(const DeviceWeight& shape, DeviceMatrix x, int64_t rows, int n_groups);
 // The grid is sized from y.rows and n_groups, without reading the offsets.
 void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
-                           int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, cudaStream_t stream);
+                           int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, void* scratch,
+                           cudaStream_t stream);
 
 }  // namespace dsv3::cuda
 

@@ -1,0 +1,320 @@
+// Grouped products for groups of many rows on Hopper's warpgroup tensor cores (wgmma.cuh): the
+// experts of a prefill batch (Moonlight at 1K tokens: 96 rows an expert on average, 64 experts, top 6).
+//
+// Counting first (Moonlight, 1K tokens, a MoE layer): gate, up and down over the routed pairs are
+// 106 GFLOP of model arithmetic, twice that on the tensor cores (x in two parts), and 553 MB of FP8
+// expert weights read once. grouped_gemm.cu's mma.sync kernel, both operands through shared memory,
+// ran them at 79 TFLOP/s (1.34 ms a layer on an H100), bound by its shared-memory pipe.
+//
+// Roles. y^T = W x^T: the weight's rows are wgmma's M (64 a warpgroup, kBM = 128 a block: one FP8
+// scale block), a tile's kBN rows of x its N. A, the weight, comes from registers: each lane loads its
+// own fragment bytes from memory, 32 bytes of a row a stage, FP8 codes widened to FP16 exactly (one
+// conversion a pair), BF16 as stored. B, x, comes from shared memory in the 128-byte swizzle,
+// copied there with cp.async three stages ahead. No weight byte goes through shared memory.
+//
+// x's parts. A first pass (parts_kernel) writes every row of x once as two 16-bit parts, x = high +
+// low: FP16 against FP8 weights, after a power of two a row that brings its largest magnitude into
+// [2^14, 2^15) (fp16_parts.cuh; 22 bits of mantissa over FP16's 29 binades below that), BF16 against
+// BF16 weights. Both parts are multiplied into float32 sums: float32 accuracy against the weight as
+// stored.
+//
+// K order. A sum over k does not care which column is called which. Lane (g, t) holds A's logical
+// columns 2t, 2t+1, 2t+8, 2t+9 of each k16 step (mma.cuh); step s of a 128-column stage takes the
+// lane's physical columns 32t + 4s .. 32t + 4s + 3 as those four, so that the lane reads its stage of
+// a row as one 32-byte run. parts_kernel writes x's columns in that logical order (logical_column).
+//
+// FP8 scales. A 128-column stage of the block's 128 rows lies in one scale block: each stage's
+// products go into fresh sums, multiplied once by that scale and added to the totals, as DeepSeek's
+// own FP8 GEMM promotes its sums every 128 columns.
+#include <cuda_bf16.h>
+
+#include "dsv3/backend/cuda/cuda_check.h"
+#include "dsv3/backend/cuda/fp16_parts.cuh"
+#include "dsv3/backend/cuda/grouped_tile.cuh"
+#include "dsv3/backend/cuda/grouped_wgmma.h"
+#include "dsv3/backend/cuda/mma.cuh"
+#include "dsv3/backend/cuda/weight_element.cuh"
+#include "dsv3/backend/cuda/wgmma.cuh"
+
+namespace dsv3::cuda {
+namespace {
+
+constexpr int kWarpgroups = 2, kThreads = 128 * kWarpgroups;
+constexpr int kBM = 64 * kWarpgroups;  // weight rows (columns of y) a block
+constexpr int kBN = 128;               // rows of x (of y) a tile: wgmma's N
+constexpr int kStageCols = 128;        // k a stage: one FP8 scale block
+constexpr int kSteps = kStageCols / 16;
+constexpr int kRing = 3;  // stages of x in shared memory: one multiplied, two being copied
+// A stage's part in shared memory: two 64-column swizzle atoms, kBN rows of 128 bytes each.
+constexpr int kAtomBytes = kBN * 128, kPartBytes = 2 * kAtomBytes, kStageBytes = 2 * kPartBytes;
+constexpr size_t kSharedBytes = size_t(kRing) * kStageBytes + 1024;  // and room to align to 1024
+
+// Where physical column p of a stage goes in the logical order (the file's header).
+__device__ inline int logical_column(int p) {
+  const int t = p / 32, s = p % 32 / 4, j = p % 4;
+  return 16 * s + 2 * t + (j < 2 ? j : 8 + j - 2);
+}
+
+// One warp a row: x's row r as parts high and low [rows, K] in the logical order, and the inverse
+// of its power of two in unscale[r] (FP16 parts; BF16 ones are unscaled).
+template <bool kFp16>
+__global__ void __launch_bounds__(128) parts_kernel(DeviceMatrix x, uint16_t* high, uint16_t* low, float* unscale) {
+  const int64_t r = int64_t(blockIdx.x) * 4 + threadIdx.x / 32;
+  if (r >= x.rows) return;
+  const int lane = threadIdx.x % 32;
+  const float* row = x.data + r * x.stride;
+  float scale = 1.0f;
+  if constexpr (kFp16) {
+    float m = 0.0f;
+    for (int64_t c = 4 * lane; c < x.cols; c += 128) {
+      const float4 v = *reinterpret_cast<const float4*>(row + c);
+      m = fmaxf(m, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+    }
+    for (int offset = 16; offset > 0; offset /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
+    const int e = scale_exponent(__float_as_uint(m));
+    scale = power_of_two(e);
+    if (lane == 0) unscale[r] = power_of_two(-e);
+  }
+  // Lane l's four columns 4l..4l+3 of a stage: two logical pairs, 8 columns apart.
+  const int first = logical_column(4 * lane);
+  for (int64_t c0 = 0; c0 < x.cols; c0 += kStageCols) {
+    const float4 v = *reinterpret_cast<const float4*>(row + c0 + 4 * lane);
+    uint32_t h0, l0, h1, l1;
+    if constexpr (kFp16)
+      split_f16(v.x * scale, v.y * scale, h0, l0), split_f16(v.z * scale, v.w * scale, h1, l1);
+    else
+      split_bf16(v.x, v.y, h0, l0), split_bf16(v.z, v.w, h1, l1);
+    const int64_t at = r * x.cols + c0 + first;
+    *reinterpret_cast<uint32_t*>(high + at) = h0, *reinterpret_cast<uint32_t*>(high + at + 8) = h1;
+    *reinterpret_cast<uint32_t*>(low + at) = l0, *reinterpret_cast<uint32_t*>(low + at + 8) = l1;
+  }
+}
+
+__device__ inline void copy_16_bytes(uint32_t shared_address, const void* global, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(shared_address), "l"(global),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ inline void copies_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int kPending>
+__device__ inline void copies_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+}
+
+// A lane's weights of one stage: 32 columns of rows g and g + 8 of its warp's 16.
+template <DType D>
+struct StageWeights {
+  static constexpr int kBytes = D == DType::F8_E4M3 ? 1 : 2;
+  static constexpr int kVectors = 32 * kBytes / 16;  // a row's
+  uint4 v[2][kVectors];
+
+  __device__ void load(const uint8_t* const (&rows)[2], int stage) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int i = 0; i < kVectors; ++i) v[h][i] = load_weight_vector(rows[h] + (int64_t(stage) * kStageCols) * kBytes + 16 * i);
+  }
+
+  // The stage's rows asked of L2 ahead of load(), which will find them there.
+  __device__ void prefetch(const uint8_t* const (&rows)[2], int stage) const {
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(rows[h] + (int64_t(stage) * kStageCols) * kBytes));
+  }
+
+  // A's fragment of step s: columns 4s .. 4s + 3 of the lane's 32, as logical (2t, 2t+1) and (2t+8, 2t+9).
+  __device__ __forceinline__ void fragment(int s, uint32_t (&a)[4]) const {
+    if constexpr (D == DType::F8_E4M3) {
+      const uint32_t top = vector_word(v[0][s / 4], s % 4), bottom = vector_word(v[1][s / 4], s % 4);
+      a[0] = f16x2_of_e4m3x2(top & 0xffffu), a[1] = f16x2_of_e4m3x2(bottom & 0xffffu);
+      a[2] = f16x2_of_e4m3x2(top >> 16), a[3] = f16x2_of_e4m3x2(bottom >> 16);
+    } else {
+      a[0] = vector_word(v[0][s / 2], 2 * s % 4), a[1] = vector_word(v[1][s / 2], 2 * s % 4);
+      a[2] = vector_word(v[0][s / 2], 2 * s % 4 + 1), a[3] = vector_word(v[1][s / 2], 2 * s % 4 + 1);
+    }
+  }
+};
+
+template <DType D>
+__device__ __forceinline__ void product(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int accumulate) {
+  if constexpr (D == DType::F8_E4M3)
+    wgmma_m64n128k16_f16(d, a, b, accumulate);
+  else
+    wgmma_m64n128k16_bf16(d, a, b, accumulate);
+}
+
+// d (+)= the stage's products, both parts of x: the lane's A fragments a, x's stage in shared memory
+// (high part, then low, each two swizzle atoms). Returns once the tensor cores are done with both.
+template <DType D>
+__device__ __forceinline__ void multiply_stage(float (&d)[64], uint32_t (&a)[kSteps][4], const uint8_t* stage,
+                                               bool overwrite) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) hold(d[i]);
+  wgmma_fence();
+#pragma unroll
+  for (int s = 0; s < kSteps; ++s) {
+    const uint8_t* atom = stage + s / 4 * kAtomBytes;
+    const uint32_t k_offset = 32 * (s % 4);
+    product<D>(d, a[s], swizzled_operand(atom, k_offset), overwrite && s == 0 ? 0 : 1);
+    product<D>(d, a[s], swizzled_operand(atom + kPartBytes, k_offset), 1);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+#pragma unroll
+  for (int i = 0; i < 64; ++i) hold(d[i]);
+#pragma unroll
+  for (int s = 0; s < kSteps; ++s)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) hold(a[s][i]);
+}
+
+// grid (column tiles of kBM, row tiles of kBN the groups could need). Warpgroup wg computes columns
+// [n0 + 64 wg, n0 + 64 wg + 64) of the tile's rows of y.
+template <DType D>
+__global__ void __launch_bounds__(kThreads, 1)
+    grouped_wgmma_kernel(GroupedWeights weights, const int32_t* offsets, int n_groups, GroupedParts x,
+                         const int32_t* x_rows, DeviceMatrix y) {
+  constexpr bool kFp8 = D == DType::F8_E4M3;
+  extern __shared__ uint8_t shared_raw[];
+  uint8_t* ring = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(shared_raw) + 1023) / 1024 * 1024);
+  __shared__ int64_t row_start[kBN];  // where row r of the tile starts in x's parts, -1 past the group
+  __shared__ float row_unscale[kBN];
+  const TileRows rows = find_tile<kBN>(offsets, n_groups, y.rows, int(blockIdx.y));
+  if (rows.group < 0) return;
+  const DeviceWeight w = weights.table ? weights.table[int64_t(rows.group) * weights.stride + weights.index] : weights.one;
+  const int64_t K = w.cols, N = w.rows, n0 = int64_t(blockIdx.x) * kBM;
+  const int tid = threadIdx.x, lane = tid % 32, wg = tid / 128, warp = tid / 32 % 4, g = lane / 4, t = lane % 4;
+
+  if (tid < kBN) {
+    const int64_t slot = rows.begin + tid;
+    const int64_t r = slot < rows.end ? int64_t(x_rows ? x_rows[slot] : slot) : -1;
+    row_start[tid] = r < 0 ? -1 : r * K;
+    row_unscale[tid] = kFp8 && r >= 0 ? x.unscale[r] : 1.0f;
+  }
+  __syncthreads();
+
+  // The copies of a stage: 2 parts x kBN rows x 16 pieces of 16 bytes, piece p of row r to its
+  // swizzled place. A thread copies one piece, of rows tid / 16 + 16 i, which share r % 8.
+  const int piece = tid % 16, first_row = tid / 16;
+  const uint32_t piece_offset =
+      piece / 8 * kAtomBytes + first_row * 128 + ((piece % 8) ^ (first_row % 8)) * 16;
+  auto copy_stage = [&](int stage) {
+    const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(ring + (stage % kRing) * kStageBytes)) + piece_offset;
+    const int64_t column = int64_t(stage) * kStageCols + 8 * piece;
+#pragma unroll
+    for (int i = 0; i < kBN / 16; ++i) {
+      const int64_t start = row_start[first_row + 16 * i];
+      const int64_t at = (start < 0 ? 0 : start) + column;
+      copy_16_bytes(base + i * 16 * 128, x.high + at, start >= 0);
+      copy_16_bytes(base + kPartBytes + i * 16 * 128, x.low + at, start >= 0);
+    }
+  };
+
+  const uint8_t* w_rows[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t n = min(n0 + 64 * wg + 16 * warp + g + 8 * h, N - 1);  // rows past N read the last, not stored
+    w_rows[h] = static_cast<const uint8_t*>(w.data) + (n * K + 32 * t) * StageWeights<D>::kBytes;
+  }
+  const float* scales = kFp8 ? w.scale_inv + n0 / w.block_out * ((K + w.block_in - 1) / w.block_in) : nullptr;
+
+  const int n_stages = int(K / kStageCols);
+#pragma unroll
+  for (int s = 0; s < kRing - 1; ++s) {
+    if (s < n_stages) copy_stage(s);
+    copies_commit();
+  }
+  // A lane's weights of the stage being multiplied; the next stage's are asked for once its fragments
+  // are made (the registers they free), and the one after that from L2.
+  StageWeights<D> weights_now;
+  weights_now.load(w_rows, 0);
+  if (n_stages > 1) weights_now.prefetch(w_rows, 1);
+  float w_scale = kFp8 ? scales[0] : 1.0f;
+
+  float acc[64] = {}, sums[64];
+  for (int st = 0; st < n_stages; ++st) {
+    copies_wait<kRing - 2>();  // this thread's copies of stage st are done
+    fence_async_shared();
+    __syncthreads();  // everyone's are, and every product of stage st - 1 is done with its slot
+    if (st + kRing - 1 < n_stages) copy_stage(st + kRing - 1);
+    copies_commit();
+
+    uint32_t a[kSteps][4];
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) weights_now.fragment(s, a[s]);
+    float next_scale = w_scale;
+    if (st + 1 < n_stages) {
+      weights_now.load(w_rows, st + 1);
+      if (st + 2 < n_stages) weights_now.prefetch(w_rows, st + 2);
+      if constexpr (kFp8) next_scale = scales[int64_t(st + 1) * kStageCols / w.block_in];
+    }
+    const uint8_t* stage = ring + (st % kRing) * kStageBytes;
+    if constexpr (kFp8) {
+      multiply_stage<D>(sums, a, stage, true);
+#pragma unroll
+      for (int i = 0; i < 64; ++i) acc[i] = fmaf(w_scale, sums[i], acc[i]);
+    } else {
+      multiply_stage<D>(acc, a, stage, false);
+    }
+    w_scale = next_scale;
+  }
+
+  // D[feature][row] to y[row][feature], each row brought back by its inverse power of two.
+#pragma unroll
+  for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int r = 8 * j + 2 * t + c;
+      const int64_t row = rows.begin + r;
+      if (row >= rows.end) continue;
+      float* out = y.data + row * y.stride;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t col = n0 + 64 * wg + 16 * warp + g + 8 * h;
+        if (col < N) out[col] = acc[4 * j + 2 * h + c] * row_unscale[r];
+      }
+    }
+}
+
+template <DType D>
+void launch(const DeviceWeight& shape, cudaStream_t stream, const GroupedWeights& weights, const int32_t* offsets,
+            int n_groups, GroupedParts parts, const int32_t* x_rows, DeviceMatrix y) {
+  static const bool configured = [] {
+    DSV3_CUDA_CHECK(cudaFuncSetAttribute(grouped_wgmma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         int(kSharedBytes)));
+    return true;
+  }();
+  (void)configured;
+  const dim3 grid(unsigned((shape.rows + kBM - 1) / kBM), unsigned(grouped_row_tiles(y.rows, n_groups, kBN)));
+  grouped_wgmma_kernel<D><<<grid, kThreads, kSharedBytes, stream>>>(weights, offsets, n_groups, parts, x_rows, y);
+}
+
+}  // namespace
+
+bool grouped_wgmma_ok(const DeviceWeight& shape) {
+  if (shape.cols % kStageCols != 0) return false;
+  if (shape.dtype == DType::BF16) return true;
+  return shape.dtype == DType::F8_E4M3 && shape.block_in % kStageCols == 0 && shape.block_out % kBM == 0;
+}
+
+size_t grouped_wgmma_scratch_bytes(DeviceMatrix x) {
+  return size_t(x.rows) * (4 * size_t(x.cols) + 4) + 16;
+}
+
+void launch_grouped_wgmma(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
+                          int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, void* scratch,
+                          cudaStream_t stream) {
+  const bool fp16 = shape.dtype == DType::F8_E4M3;
+  auto* high = static_cast<uint16_t*>(scratch);
+  GroupedParts parts{high, high + x.rows * x.cols, reinterpret_cast<float*>(high + 2 * x.rows * x.cols)};
+  const unsigned part_blocks = unsigned((x.rows + 3) / 4);
+  if (fp16) {
+    parts_kernel<true><<<part_blocks, 128, 0, stream>>>(x, parts.high, parts.low, parts.unscale);
+    launch<DType::F8_E4M3>(shape, stream, weights, offsets, n_groups, parts, x_rows, y);
+  } else {
+    parts_kernel<false><<<part_blocks, 128, 0, stream>>>(x, parts.high, parts.low, parts.unscale);
+    launch<DType::BF16>(shape, stream, weights, offsets, n_groups, parts, x_rows, y);
+  }
+}
+
+}  // namespace dsv3::cuda
