@@ -144,15 +144,20 @@ void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<co
   const cuda::DeviceMatrix hidden_rows{static_cast<float*>(h.data()), n_pairs, width, hidden_stride};
   const cuda::DeviceMatrix y_rows{static_cast<float*>(y.data()), n_pairs, hidden, hidden};
   if (grouped) {
-    Buffer up = scratch(size_t(n_pairs * hidden_stride) * 4);
-    const cuda::DeviceMatrix up_rows{static_cast<float*>(up.data()), n_pairs, width, hidden_stride};
     Buffer parts = scratch(std::max(cuda::grouped_linear_scratch_bytes(gate_shape, matrix(x), n_pairs, n_experts),
                                     cuda::grouped_linear_scratch_bytes(down_shape, hidden_rows, n_pairs, n_experts)));
-    cuda::launch_grouped_linear({table, 3, 0, {}}, gate_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
-                                hidden_rows, parts.data(), stream_);
-    cuda::launch_grouped_linear({table, 3, 1, {}}, gate_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
-                                up_rows, parts.data(), stream_);
-    cuda::launch_silu_mul(hidden_rows, up_rows, hidden_rows, stream_);
+    if (cuda::grouped_gate_up_ok(gate_shape, n_pairs, n_experts)) {
+      cuda::launch_grouped_gate_up({table, 3, 0, {}}, gate_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
+                                   hidden_rows, parts.data(), stream_);
+    } else {
+      Buffer up = scratch(size_t(n_pairs * hidden_stride) * 4);
+      const cuda::DeviceMatrix up_rows{static_cast<float*>(up.data()), n_pairs, width, hidden_stride};
+      cuda::launch_grouped_linear({table, 3, 0, {}}, gate_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
+                                  hidden_rows, parts.data(), stream_);
+      cuda::launch_grouped_linear({table, 3, 1, {}}, gate_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
+                                  up_rows, parts.data(), stream_);
+      cuda::launch_silu_mul(hidden_rows, up_rows, hidden_rows, stream_);
+    }
     cuda::launch_grouped_linear({table, 3, 2, {}}, down_shape, plan.offsets, n_experts, hidden_rows, nullptr, y_rows,
                                 parts.data(), stream_);
     DSV3_CUDA_CHECK_LAUNCH();

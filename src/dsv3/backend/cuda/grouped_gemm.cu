@@ -197,6 +197,17 @@ size_t grouped_linear_scratch_bytes(const DeviceWeight& shape, DeviceMatrix x, i
   return grouped_wgmma_scratch_bytes(x);
 }
 
+bool grouped_gate_up_ok(const DeviceWeight& shape, int64_t rows, int n_groups) {
+  return !grouped_few_ok(shape, rows, n_groups) && grouped_wgmma_ok(shape);
+}
+
+void launch_grouped_gate_up(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
+                            int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix hidden, void* scratch,
+                            cudaStream_t stream) {
+  if (hidden.rows > 0 && shape.rows > 0)
+    launch_grouped_wgmma(weights, shape, offsets, n_groups, x, x_rows, hidden, true, scratch, stream);
+}
+
 void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
                            int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, void* scratch,
                            cudaStream_t stream) {
@@ -206,7 +217,7 @@ void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& sh
     return;
   }
   if (grouped_wgmma_ok(shape)) {
-    launch_grouped_wgmma(weights, shape, offsets, n_groups, x, x_rows, y, scratch, stream);
+    launch_grouped_wgmma(weights, shape, offsets, n_groups, x, x_rows, y, false, scratch, stream);
     return;
   }
   const dim3 grid(unsigned((shape.rows + kBN - 1) / kBN), unsigned(grouped_row_tiles(y.rows, n_groups, kBM)));

@@ -143,6 +143,13 @@ __device__ __forceinline__ void product(float (&d)[64], const uint32_t (&a)[4], 
     wgmma_m64n128k16_bf16(d, a, b, accumulate);
 }
 
+// y[row][col] = v for row r of the tile, where the group and y have them.
+__device__ __forceinline__ void store_row_column(DeviceMatrix y, const TileRows& rows, int r, int64_t col, int64_t N,
+                                                 float v) {
+  const int64_t row = rows.begin + r;
+  if (row < rows.end && col < N) y.data[row * y.stride + col] = v;
+}
+
 // d (+)= the stage's products, both parts of x: the lane's A fragments a, x's stage in shared memory
 // (high part, then low, each two swizzle atoms). Returns once the tensor cores are done with both.
 template <DType D>
@@ -168,9 +175,11 @@ __device__ __forceinline__ void multiply_stage(float (&d)[64], uint32_t (&a)[kSt
     for (int i = 0; i < 4; ++i) hold(a[s][i]);
 }
 
-// grid (column tiles of kBM, row tiles of kBN the groups could need). Warpgroup wg computes columns
-// [n0 + 64 wg, n0 + 64 wg + 64) of the tile's rows of y.
-template <DType D>
+// grid (column tiles, row tiles of kBN the groups could need). A product's column tiles are kBM
+// wide, warpgroup wg computing columns [n0 + 64 wg, n0 + 64 wg + 64) of the tile's rows of y. A
+// gate_up launch's are 64 wide: warpgroup 0 multiplies by the group's gate weight (`index` in the
+// table) and 1 by its up weight (the next), and y = silu(gate) * up.
+template <DType D, bool kGateUp>
 __global__ void __launch_bounds__(kThreads, 1)
     grouped_wgmma_kernel(GroupedWeights weights, const int32_t* offsets, int n_groups, GroupedParts x,
                          const int32_t* x_rows, DeviceMatrix y) {
@@ -181,9 +190,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ float row_unscale[kBN];
   const TileRows rows = find_tile<kBN>(offsets, n_groups, y.rows, int(blockIdx.y));
   if (rows.group < 0) return;
-  const DeviceWeight w = weights.table ? weights.table[int64_t(rows.group) * weights.stride + weights.index] : weights.one;
-  const int64_t K = w.cols, N = w.rows, n0 = int64_t(blockIdx.x) * kBM;
   const int tid = threadIdx.x, lane = tid % 32, wg = tid / 128, warp = tid / 32 % 4, g = lane / 4, t = lane % 4;
+  const int index = weights.index + (kGateUp ? wg : 0);
+  const DeviceWeight w = weights.table ? weights.table[int64_t(rows.group) * weights.stride + index] : weights.one;
+  const int64_t K = w.cols, N = w.rows, n0 = int64_t(blockIdx.x) * (kGateUp ? 64 : kBM);
+  const int64_t wg_n0 = n0 + (kGateUp ? 0 : 64 * wg);  // the warpgroup's first column
 
   if (tid < kBN) {
     const int64_t slot = rows.begin + tid;
@@ -213,7 +224,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint8_t* w_rows[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int64_t n = min(n0 + 64 * wg + 16 * warp + g + 8 * h, N - 1);  // rows past N read the last, not stored
+    const int64_t n = min(wg_n0 + 16 * warp + g + 8 * h, N - 1);  // rows past N read the last, not stored
     w_rows[h] = static_cast<const uint8_t*>(w.data) + (n * K + 32 * t) * StageWeights<D>::kBytes;
   }
   const float* scales = kFp8 ? w.scale_inv + n0 / w.block_out * ((K + w.block_in - 1) / w.block_in) : nullptr;
@@ -259,34 +270,56 @@ __global__ void __launch_bounds__(kThreads, 1)
     w_scale = next_scale;
   }
 
-  // D[feature][row] to y[row][feature], each row brought back by its inverse power of two.
+  // D[feature][row] to y[row][feature], each row brought back by its inverse power of two; for
+  // gate_up, the up warpgroup's through shared memory (the ring, free once both are done) to the gate's.
+  float* up = reinterpret_cast<float*>(ring);
+  constexpr int kUpLd = kBN + 1;  // up[feature * kUpLd + row]: a warp's stores in distinct banks but for pairs
+  if constexpr (kGateUp) __syncthreads();
 #pragma unroll
   for (int j = 0; j < kBN / 8; ++j)
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
       const int r = 8 * j + 2 * t + c;
-      const int64_t row = rows.begin + r;
-      if (row >= rows.end) continue;
-      float* out = y.data + row * y.stride;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int64_t col = n0 + 64 * wg + 16 * warp + g + 8 * h;
-        if (col < N) out[col] = acc[4 * j + 2 * h + c] * row_unscale[r];
+        const int f = 16 * warp + g + 8 * h;
+        const float v = acc[4 * j + 2 * h + c] * row_unscale[r];
+        if (kGateUp && wg == 1)
+          up[f * kUpLd + r] = v;
+        else if (!kGateUp)
+          store_row_column(y, rows, r, wg_n0 + f, N, v);
       }
     }
+  if constexpr (kGateUp) {
+    __syncthreads();
+    if (wg == 1) return;
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int r = 8 * j + 2 * t + c;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int f = 16 * warp + g + 8 * h;
+          const float gate = acc[4 * j + 2 * h + c] * row_unscale[r];
+          store_row_column(y, rows, r, wg_n0 + f, N, gate / (1.0f + expf(-gate)) * up[f * kUpLd + r]);
+        }
+      }
+  }
 }
 
-template <DType D>
+template <DType D, bool kGateUp>
 void launch(const DeviceWeight& shape, cudaStream_t stream, const GroupedWeights& weights, const int32_t* offsets,
             int n_groups, GroupedParts parts, const int32_t* x_rows, DeviceMatrix y) {
   static const bool configured = [] {
-    DSV3_CUDA_CHECK(cudaFuncSetAttribute(grouped_wgmma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         int(kSharedBytes)));
+    DSV3_CUDA_CHECK(cudaFuncSetAttribute(grouped_wgmma_kernel<D, kGateUp>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes)));
     return true;
   }();
   (void)configured;
-  const dim3 grid(unsigned((shape.rows + kBM - 1) / kBM), unsigned(grouped_row_tiles(y.rows, n_groups, kBN)));
-  grouped_wgmma_kernel<D><<<grid, kThreads, kSharedBytes, stream>>>(weights, offsets, n_groups, parts, x_rows, y);
+  const int64_t tile_cols = kGateUp ? 64 : kBM;
+  const dim3 grid(unsigned((shape.rows + tile_cols - 1) / tile_cols), unsigned(grouped_row_tiles(y.rows, n_groups, kBN)));
+  grouped_wgmma_kernel<D, kGateUp><<<grid, kThreads, kSharedBytes, stream>>>(weights, offsets, n_groups, parts, x_rows, y);
 }
 
 }  // namespace
@@ -302,18 +335,19 @@ size_t grouped_wgmma_scratch_bytes(DeviceMatrix x) {
 }
 
 void launch_grouped_wgmma(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
-                          int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, void* scratch,
-                          cudaStream_t stream) {
-  const bool fp16 = shape.dtype == DType::F8_E4M3;
+                          int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, bool gate_up,
+                          void* scratch, cudaStream_t stream) {
   auto* high = static_cast<uint16_t*>(scratch);
   GroupedParts parts{high, high + x.rows * x.cols, reinterpret_cast<float*>(high + 2 * x.rows * x.cols)};
   const unsigned part_blocks = unsigned((x.rows + 3) / 4);
-  if (fp16) {
+  if (shape.dtype == DType::F8_E4M3) {
     parts_kernel<true><<<part_blocks, 128, 0, stream>>>(x, parts.high, parts.low, parts.unscale);
-    launch<DType::F8_E4M3>(shape, stream, weights, offsets, n_groups, parts, x_rows, y);
+    (gate_up ? launch<DType::F8_E4M3, true> : launch<DType::F8_E4M3, false>)(shape, stream, weights, offsets,
+                                                                               n_groups, parts, x_rows, y);
   } else {
     parts_kernel<false><<<part_blocks, 128, 0, stream>>>(x, parts.high, parts.low, parts.unscale);
-    launch<DType::BF16>(shape, stream, weights, offsets, n_groups, parts, x_rows, y);
+    (gate_up ? launch<DType::BF16, true> : launch<DType::BF16, false>)(shape, stream, weights, offsets, n_groups,
+                                                                        parts, x_rows, y);
   }
 }
 

@@ -21,9 +21,9 @@ struct GroupedParts {
 bool grouped_wgmma_ok(const DeviceWeight& shape);
 // The scratch launch_grouped_wgmma takes for x's parts.
 size_t grouped_wgmma_scratch_bytes(DeviceMatrix x);
-// As launch_grouped_linear (kernels.h), for weights it takes.
+// As launch_grouped_linear (kernels.h), for weights it takes; with gate_up, as launch_grouped_gate_up.
 void launch_grouped_wgmma(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
-                          int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, void* scratch,
-                          cudaStream_t stream);
+                          int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, bool gate_up,
+                          void* scratch, cudaStream_t stream);
 
 }  // namespace dsv3::cuda
