@@ -151,19 +151,18 @@ __device__ __forceinline__ void store_row_column(DeviceMatrix y, const TileRows&
 }
 
 // d (+)= the stage's products, both parts of x: the lane's A fragments a, x's stage in shared memory
-// (high part, then low, each two swizzle atoms). Returns once the tensor cores are done with both.
+// (its descriptor: the high part, then the low, each two swizzle atoms). Returns once the tensor cores are done with both.
 template <DType D>
-__device__ __forceinline__ void multiply_stage(float (&d)[64], uint32_t (&a)[kSteps][4], const uint8_t* stage,
+__device__ __forceinline__ void multiply_stage(float (&d)[64], uint32_t (&a)[kSteps][4], uint64_t stage,
                                                bool overwrite) {
 #pragma unroll
   for (int i = 0; i < 64; ++i) hold(d[i]);
   wgmma_fence();
 #pragma unroll
   for (int s = 0; s < kSteps; ++s) {
-    const uint8_t* atom = stage + s / 4 * kAtomBytes;
-    const uint32_t k_offset = 32 * (s % 4);
-    product<D>(d, a[s], swizzled_operand(atom, k_offset), overwrite && s == 0 ? 0 : 1);
-    product<D>(d, a[s], swizzled_operand(atom + kPartBytes, k_offset), 1);
+    const uint32_t at = s / 4 * kAtomBytes + 32 * (s % 4);
+    product<D>(d, a[s], operand_at(stage, at), overwrite && s == 0 ? 0 : 1);
+    product<D>(d, a[s], operand_at(stage, kPartBytes + at), 1);
   }
   wgmma_commit();
   wgmma_wait<0>();
@@ -205,19 +204,30 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncthreads();
 
   // The copies of a stage: 2 parts x kBN rows x 16 pieces of 16 bytes, piece p of row r to its
-  // swizzled place. A thread copies one piece, of rows tid / 16 + 16 i, which share r % 8.
+  // swizzled place. A thread copies one piece of rows tid / 16 + 16 i, which share r % 8; rows past
+  // the group copy nothing (a zero-filled piece) from row 0.
+  constexpr int kCopyRows = kBN / 16;
   const int piece = tid % 16, first_row = tid / 16;
-  const uint32_t piece_offset =
-      piece / 8 * kAtomBytes + first_row * 128 + ((piece % 8) ^ (first_row % 8)) * 16;
-  auto copy_stage = [&](int stage) {
-    const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(ring + (stage % kRing) * kStageBytes)) + piece_offset;
-    const int64_t column = int64_t(stage) * kStageCols + 8 * piece;
+  const uint32_t ring_address = static_cast<uint32_t>(__cvta_generic_to_shared(ring)) + piece / 8 * kAtomBytes +
+                                first_row * 128 + ((piece % 8) ^ (first_row % 8)) * 16;
+  const uint16_t* copy_rows[kCopyRows];
+  uint32_t copy_bytes = 0;  // bit i: row i of the thread's has its group's data
 #pragma unroll
-    for (int i = 0; i < kBN / 16; ++i) {
-      const int64_t start = row_start[first_row + 16 * i];
-      const int64_t at = (start < 0 ? 0 : start) + column;
-      copy_16_bytes(base + i * 16 * 128, x.high + at, start >= 0);
-      copy_16_bytes(base + kPartBytes + i * 16 * 128, x.low + at, start >= 0);
+  for (int i = 0; i < kCopyRows; ++i) {
+    const int64_t start = row_start[first_row + 16 * i];
+    copy_rows[i] = x.high + (start < 0 ? 0 : start) + 8 * piece;
+    copy_bytes |= start < 0 ? 0u : 1u << i;
+  }
+  const int64_t low_offset = x.low - x.high;
+  auto copy_stage = [&](int stage) {
+    const uint32_t base = ring_address + (stage % kRing) * kStageBytes;
+    const int64_t column = int64_t(stage) * kStageCols;
+#pragma unroll
+    for (int i = 0; i < kCopyRows; ++i) {
+      const uint16_t* src = copy_rows[i] + column;
+      const bool valid = copy_bytes >> i & 1;
+      copy_16_bytes(base + i * 16 * 128, src, valid);
+      copy_16_bytes(base + kPartBytes + i * 16 * 128, src + low_offset, valid);
     }
   };
 
@@ -242,6 +252,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (n_stages > 1) weights_now.prefetch(w_rows, 1);
   float w_scale = kFp8 ? scales[0] : 1.0f;
 
+  const uint64_t ring_operand = swizzled_operand(ring);
   float acc[64] = {}, sums[64];
   for (int st = 0; st < n_stages; ++st) {
     copies_wait<kRing - 2>();  // this thread's copies of stage st are done
@@ -259,7 +270,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (st + 2 < n_stages) weights_now.prefetch(w_rows, st + 2);
       if constexpr (kFp8) next_scale = scales[int64_t(st + 1) * kStageCols / w.block_in];
     }
-    const uint8_t* stage = ring + (st % kRing) * kStageBytes;
+    const uint64_t stage = operand_at(ring_operand, (st % kRing) * kStageBytes);
     if constexpr (kFp8) {
       multiply_stage<D>(sums, a, stage, true);
 #pragma unroll

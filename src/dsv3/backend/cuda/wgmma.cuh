@@ -13,14 +13,19 @@ namespace dsv3::cuda {
 
 // The descriptor of a K-major operand in shared memory in the 128-byte swizzle: rows of 64 16-bit
 // values (128 bytes), 8-row groups 1024 bytes apart, the 16-byte pieces of row r stored at piece
-// index ^ (r % 8). `tile` is 1024-byte aligned; `byte_offset` moves along k inside the 128 bytes
-// (32 a k16 step), which the hardware swizzles as it does the tile's own addresses.
-__device__ inline uint64_t swizzled_operand(const void* tile, uint32_t byte_offset) {
-  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(tile)) + byte_offset;
+// index ^ (r % 8). `tile` is 1024-byte aligned.
+__device__ inline uint64_t swizzled_operand(const void* tile) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(tile));
   constexpr uint64_t kLeadingBytes = 16, kStrideBytes = 1024, kSwizzle128 = 1;
   return uint64_t(address & 0x3ffff) >> 4 | (kLeadingBytes >> 4) << 16 | (kStrideBytes >> 4) << 32 |
          kSwizzle128 << 62;
 }
+
+// The descriptor of the operand `bytes` further on in shared memory: another 1024-aligned tile, or
+// a k16 step along the 128 bytes of a tile's rows (32 bytes a step), which the hardware swizzles as it
+// does the tile's own addresses. The address field (bits 0-13, in 16-byte units) takes the sum
+// without a carry while the operand stays in the 256 KB shared memory window.
+__device__ __forceinline__ uint64_t operand_at(uint64_t descriptor, uint32_t bytes) { return descriptor + (bytes >> 4); }
 
 // Registers and shared memory written by ordinary instructions, before the products that read them.
 __device__ inline void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
