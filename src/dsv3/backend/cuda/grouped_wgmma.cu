@@ -46,8 +46,11 @@ constexpr int kStageCols = 128;        // k a stage: one FP8 scale block
 constexpr int kSteps = kStageCols / 16;
 constexpr int kRing = 3;  // stages of x in shared memory: one multiplied, two being copied
 // A stage's part in shared memory: two 64-column swizzle atoms, kBN rows of 128 bytes each.
-constexpr int kAtomBytes = kBN * 128, kPartBytes = 2 * kAtomBytes, kStageBytes = 2 * kPartBytes;
-constexpr size_t kSharedBytes = size_t(kRing) * kStageBytes + 1024;  // and room to align to 1024
+// x's parts: one (FP16) against FP8 weights, two (BF16) against BF16 ones (the file's header).
+__host__ __device__ constexpr int parts_of(DType d) { return d == DType::F8_E4M3 ? 1 : 2; }
+constexpr int kAtomBytes = kBN * 128, kPartBytes = 2 * kAtomBytes;
+__host__ __device__ constexpr int stage_bytes(DType d) { return parts_of(d) * kPartBytes; }
+constexpr size_t shared_bytes(DType d) { return size_t(kRing) * stage_bytes(d) + 1024; }  // and room to align to 1024
 
 // Where physical column p of a stage goes in the logical order (the file's header).
 __device__ inline int logical_column(int p) {
@@ -55,8 +58,8 @@ __device__ inline int logical_column(int p) {
   return 16 * s + 2 * t + (j < 2 ? j : 8 + j - 2);
 }
 
-// One warp a row: x's row r as parts high and low [rows, K] in the logical order, and the inverse
-// of its power of two in unscale[r] (FP16 parts; BF16 ones are unscaled).
+// One warp a row: x's row r in the logical order, as FP16 (high [rows, K]) at a power of two whose
+// inverse goes to unscale[r], or as two BF16 parts (high and low [rows, K], unscaled).
 template <bool kFp16>
 __global__ void __launch_bounds__(128) parts_kernel(DeviceMatrix x, uint16_t* high, uint16_t* low, float* unscale) {
   const int64_t r = int64_t(blockIdx.x) * 4 + threadIdx.x / 32;
@@ -79,14 +82,16 @@ __global__ void __launch_bounds__(128) parts_kernel(DeviceMatrix x, uint16_t* hi
   const int first = logical_column(4 * lane);
   for (int64_t c0 = 0; c0 < x.cols; c0 += kStageCols) {
     const float4 v = *reinterpret_cast<const float4*>(row + c0 + 4 * lane);
-    uint32_t h0, l0, h1, l1;
-    if constexpr (kFp16)
-      split_f16(v.x * scale, v.y * scale, h0, l0), split_f16(v.z * scale, v.w * scale, h1, l1);
-    else
-      split_bf16(v.x, v.y, h0, l0), split_bf16(v.z, v.w, h1, l1);
     const int64_t at = r * x.cols + c0 + first;
-    *reinterpret_cast<uint32_t*>(high + at) = h0, *reinterpret_cast<uint32_t*>(high + at + 8) = h1;
-    *reinterpret_cast<uint32_t*>(low + at) = l0, *reinterpret_cast<uint32_t*>(low + at + 8) = l1;
+    if constexpr (kFp16) {
+      *reinterpret_cast<__half2*>(high + at) = __floats2half2_rn(v.x * scale, v.y * scale);
+      *reinterpret_cast<__half2*>(high + at + 8) = __floats2half2_rn(v.z * scale, v.w * scale);
+    } else {
+      uint32_t h0, l0, h1, l1;
+      split_bf16(v.x, v.y, h0, l0), split_bf16(v.z, v.w, h1, l1);
+      *reinterpret_cast<uint32_t*>(high + at) = h0, *reinterpret_cast<uint32_t*>(high + at + 8) = h1;
+      *reinterpret_cast<uint32_t*>(low + at) = l0, *reinterpret_cast<uint32_t*>(low + at + 8) = l1;
+    }
   }
 }
 
@@ -150,8 +155,8 @@ __device__ __forceinline__ void store_row_column(DeviceMatrix y, const TileRows&
   if (row < rows.end && col < N) y.data[row * y.stride + col] = v;
 }
 
-// d (+)= the stage's products, both parts of x: the lane's A fragments a, x's stage in shared memory
-// (its descriptor: the high part, then the low, each two swizzle atoms). Returns once the tensor cores are done with both.
+// d (+)= the stage's products, of each part of x: the lane's A fragments a, x's stage in shared memory
+// (its descriptor: the high part, then any low one, each two swizzle atoms). Returns once the tensor cores are done with both.
 template <DType D>
 __device__ __forceinline__ void multiply_stage(float (&d)[64], uint32_t (&a)[kSteps][4], uint64_t stage,
                                                bool overwrite) {
@@ -162,7 +167,7 @@ __device__ __forceinline__ void multiply_stage(float (&d)[64], uint32_t (&a)[kSt
   for (int s = 0; s < kSteps; ++s) {
     const uint32_t at = s / 4 * kAtomBytes + 32 * (s % 4);
     product<D>(d, a[s], operand_at(stage, at), overwrite && s == 0 ? 0 : 1);
-    product<D>(d, a[s], operand_at(stage, kPartBytes + at), 1);
+    if constexpr (parts_of(D) == 2) product<D>(d, a[s], operand_at(stage, kPartBytes + at), 1);
   }
   wgmma_commit();
   wgmma_wait<0>();
@@ -220,14 +225,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   const int64_t low_offset = x.low - x.high;
   auto copy_stage = [&](int stage) {
-    const uint32_t base = ring_address + (stage % kRing) * kStageBytes;
+    const uint32_t base = ring_address + (stage % kRing) * stage_bytes(D);
     const int64_t column = int64_t(stage) * kStageCols;
 #pragma unroll
     for (int i = 0; i < kCopyRows; ++i) {
       const uint16_t* src = copy_rows[i] + column;
       const bool valid = copy_bytes >> i & 1;
       copy_16_bytes(base + i * 16 * 128, src, valid);
-      copy_16_bytes(base + kPartBytes + i * 16 * 128, src + low_offset, valid);
+      if constexpr (parts_of(D) == 2) copy_16_bytes(base + kPartBytes + i * 16 * 128, src + low_offset, valid);
     }
   };
 
@@ -270,7 +275,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (st + 2 < n_stages) weights_now.prefetch(w_rows, st + 2);
       if constexpr (kFp8) next_scale = scales[int64_t(st + 1) * kStageCols / w.block_in];
     }
-    const uint64_t stage = operand_at(ring_operand, (st % kRing) * kStageBytes);
+    const uint64_t stage = operand_at(ring_operand, (st % kRing) * stage_bytes(D));
     if constexpr (kFp8) {
       multiply_stage<D>(sums, a, stage, true);
 #pragma unroll
@@ -324,13 +329,14 @@ void launch(const DeviceWeight& shape, cudaStream_t stream, const GroupedWeights
             int n_groups, GroupedParts parts, const int32_t* x_rows, DeviceMatrix y) {
   static const bool configured = [] {
     DSV3_CUDA_CHECK(cudaFuncSetAttribute(grouped_wgmma_kernel<D, kGateUp>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSharedBytes)));
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared_bytes(D))));
     return true;
   }();
   (void)configured;
   const int64_t tile_cols = kGateUp ? 64 : kBM;
   const dim3 grid(unsigned((shape.rows + tile_cols - 1) / tile_cols), unsigned(grouped_row_tiles(y.rows, n_groups, kBN)));
-  grouped_wgmma_kernel<D, kGateUp><<<grid, kThreads, kSharedBytes, stream>>>(weights, offsets, n_groups, parts, x_rows, y);
+  grouped_wgmma_kernel<D, kGateUp><<<grid, kThreads, shared_bytes(D), stream>>>(weights, offsets, n_groups, parts,
+                                                                                x_rows, y);
 }
 
 }  // namespace
