@@ -2,7 +2,8 @@
 // choice is sensitive to rounding, and transformers routes in float32). The (token, expert) pairs are
 // sorted by expert on the device; the experts' products then run without the host knowing which
 // experts were chosen: weight streaming for decode-sized batches (FP8 on tensor cores, moe_mma.cu;
-// other weights on CUDA cores, moe.cu), grouped tensor-core products for larger ones (grouped_gemm.cu).
+// other weights on CUDA cores, moe.cu), grouped tensor-core products for larger ones (grouped_gemm.cu:
+// grouped_few.cu's 16-row tiles for groups of a few rows, grouped_wgmma.cu's warpgroup tiles for prefill).
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -14,7 +15,7 @@ namespace dsv3 {
 namespace {
 
 // Tokens up to which the experts stream their weights (moe.cu, a pass over an expert's weight for
-// every 8 of its tokens); beyond, the grouped tensor-core product (grouped_gemm.cu) takes them.
+// every 8 of its tokens); beyond, the grouped tensor-core products (grouped_gemm.cu) take them.
 // Measured with bench --ops on Moonlight's 64 experts (H100): streaming 0.32 ms at 16 tokens against
 // 0.39 grouped, 0.60 against 0.55 at 32, 2.3 against 0.58 at 128.
 constexpr int64_t kStreamingTokens = 16;

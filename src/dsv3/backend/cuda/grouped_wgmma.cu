@@ -2,21 +2,24 @@
 // experts of a prefill batch (Moonlight at 1K tokens: 96 rows an expert on average, 64 experts, top 6).
 //
 // Counting first (Moonlight, 1K tokens, a MoE layer): gate, up and down over the routed pairs are
-// 106 GFLOP of model arithmetic, twice that on the tensor cores (x in two parts), and 553 MB of FP8
-// expert weights read once. grouped_gemm.cu's mma.sync kernel, both operands through shared memory,
-// ran them at 79 TFLOP/s (1.34 ms a layer on an H100), bound by its shared-memory pipe.
+// 106 GFLOP and 553 MB of FP8 expert weights read once: 0.13 ms at the H100's measured 808 TFLOP/s,
+// 0.18 ms at its 3.1 TB/s. grouped_gemm.cu's mma.sync kernel, both operands through shared memory,
+// x in two BF16 parts, ran them in 1.35 ms (79 TFLOP/s), bound by its shared-memory pipe.
 //
 // Roles. y^T = W x^T: the weight's rows are wgmma's M (64 a warpgroup, kBM = 128 a block: one FP8
 // scale block), a tile's kBN rows of x its N. A, the weight, comes from registers: each lane loads its
 // own fragment bytes from memory, 32 bytes of a row a stage, FP8 codes widened to FP16 exactly (one
 // conversion a pair), BF16 as stored. B, x, comes from shared memory in the 128-byte swizzle,
-// copied there with cp.async three stages ahead. No weight byte goes through shared memory.
+// copied there with cp.async two stages ahead. No weight byte goes through shared memory. A gate_up
+// launch (an FFN's first half) multiplies the gate and the up weight in its two warpgroups and
+// writes silu(gate) * up.
 //
-// x's parts. A first pass (parts_kernel) writes every row of x once as two 16-bit parts, x = high +
-// low: FP16 against FP8 weights, after a power of two a row that brings its largest magnitude into
-// [2^14, 2^15) (fp16_parts.cuh; 22 bits of mantissa over FP16's 29 binades below that), BF16 against
-// BF16 weights. Both parts are multiplied into float32 sums: float32 accuracy against the weight as
-// stored.
+// x's parts. A first pass (parts_kernel) writes every row of x once, in the order below. Against FP8
+// weights, as one FP16 part after a power of two a row that brings its largest magnitude into
+// [2^14, 2^15) (fp16_parts.cuh): 11 bits of mantissa over FP16's 29 binades below that, so that a
+// row's outliers cost its small values nothing; 2^-12 an element on average, 8 times finer than BF16
+// activations, against the FP8 weight exactly. Against BF16 weights, as two BF16 parts, x = high +
+// low, both multiplied into the float32 sums: float32 accuracy, as the other products of BF16 weights.
 //
 // K order. A sum over k does not care which column is called which. Lane (g, t) holds A's logical
 // columns 2t, 2t+1, 2t+8, 2t+9 of each k16 step (mma.cuh); step s of a 128-column stage takes the
@@ -26,6 +29,14 @@
 // FP8 scales. A 128-column stage of the block's 128 rows lies in one scale block: each stage's
 // products go into fresh sums, multiplied once by that scale and added to the totals, as DeepSeek's
 // own FP8 GEMM promotes its sums every 128 columns.
+//
+// Versions (H100, Moonlight FP8, `dsv3 bench --ops`, the experts of 1024 / 8192 tokens, side by side
+// with the mma.sync kernel's 1.35 / 8.45 ms; bench/RESULTS.md): x in two FP16 parts, separate gate and
+// up launches 0.806 / 4.87 ms; gate_up in one launch 0.779 / 4.78; a stage's operand descriptors and
+// copy sources worked out once, not each stage 0.739 / 4.56; x in one FP16 part 0.529 / 3.24. Tried
+// and dropped: the next stage's fragments made while a stage's products run (no faster), the weights
+// two stages ahead in registers (6% slower). Nsight Compute (two parts): the tensor pipe 39-45% busy,
+// one block of 8 warps an SM (registers, shared memory), warps mostly waiting at the stage's barrier.
 #include <cuda_bf16.h>
 
 #include "dsv3/backend/cuda/cuda_check.h"

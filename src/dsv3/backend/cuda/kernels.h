@@ -103,7 +103,9 @@ void launch_quantize_fp8(DeviceMatrix x, uint8_t* codes, float* scales, int64_t 
 // Grouped products on tensor cores (grouped_gemm.cu): the rows of y in groups, group g's rows
 // [offsets[g], offsets[g + 1]) (one group of y.rows rows when offsets is null), row r of y =
 // W_g x[x_rows ? x_rows[r] : r]. Group g's weight is table[g * stride + index], a device array, or
-// `one` when table is null. Products of float32 accuracy in x against the weight in BF16.
+// `one` when table is null. Products of float32 accuracy in x against the weight as stored, but in
+// grouped_wgmma.cu's tiles of FP8 weights, where x is rounded to FP16 at a power of two a row (2^-12
+// an element on average).
 struct GroupedWeights {
   const DeviceWeight* table = nullptr;
   int stride = 0, index = 0;
