@@ -299,39 +299,29 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // D[feature][row] to y[row][feature], each row brought back by its inverse power of two; for
   // gate_up, the up warpgroup's through shared memory (the ring, free once both are done) to the gate's.
-  float* up = reinterpret_cast<float*>(ring);
-  constexpr int kUpLd = kBN + 1;  // up[feature * kUpLd + row]: a warp's stores in distinct banks but for pairs
-  if constexpr (kGateUp) __syncthreads();
-#pragma unroll
-  for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      const int r = 8 * j + 2 * t + c;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int f = 16 * warp + g + 8 * h;
-        const float v = acc[4 * j + 2 * h + c] * row_unscale[r];
-        if (kGateUp && wg == 1)
-          up[f * kUpLd + r] = v;
-        else if (!kGateUp)
-          store_row_column(y, rows, r, wg_n0 + f, N, v);
-      }
-    }
-  if constexpr (kGateUp) {
-    __syncthreads();
-    if (wg == 1) return;
+  auto for_each_result = [&](auto&& put) {
 #pragma unroll
     for (int j = 0; j < kBN / 8; ++j)
 #pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int r = 8 * j + 2 * t + c;
+      for (int c = 0; c < 2; ++c)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const int f = 16 * warp + g + 8 * h;
-          const float gate = acc[4 * j + 2 * h + c] * row_unscale[r];
-          store_row_column(y, rows, r, wg_n0 + f, N, gate / (1.0f + expf(-gate)) * up[f * kUpLd + r]);
+          const int r = 8 * j + 2 * t + c, f = 16 * warp + g + 8 * h;  // the tile's row, the warpgroup's column
+          put(r, f, acc[4 * j + 2 * h + c] * row_unscale[r]);
         }
-      }
+  };
+  if constexpr (!kGateUp) {
+    for_each_result([&](int r, int f, float v) { store_row_column(y, rows, r, wg_n0 + f, N, v); });
+  } else {
+    float* up = reinterpret_cast<float*>(ring);
+    constexpr int kUpLd = kBN + 1;  // up[feature * kUpLd + row]: a warp's stores in distinct banks but for pairs
+    __syncthreads();
+    if (wg == 1) for_each_result([&](int r, int f, float v) { up[f * kUpLd + r] = v; });
+    __syncthreads();
+    if (wg == 0)
+      for_each_result([&](int r, int f, float gate) {
+        store_row_column(y, rows, r, wg_n0 + f, N, gate / (1.0f + expf(-gate)) * up[f * kUpLd + r]);
+      });
   }
 }
 
