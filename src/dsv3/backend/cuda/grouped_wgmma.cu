@@ -56,9 +56,9 @@ constexpr int kBN = 128;               // rows of x (of y) a tile: wgmma's N
 constexpr int kStageCols = 128;        // k a stage: one FP8 scale block
 constexpr int kSteps = kStageCols / 16;
 constexpr int kRing = 3;  // stages of x in shared memory: one multiplied, two being copied
-// A stage's part in shared memory: two 64-column swizzle atoms, kBN rows of 128 bytes each.
 // x's parts: one (FP16) against FP8 weights, two (BF16) against BF16 ones (the file's header).
 __host__ __device__ constexpr int parts_of(DType d) { return d == DType::F8_E4M3 ? 1 : 2; }
+// A stage's part in shared memory: two 64-column swizzle atoms, kBN rows of 128 bytes each.
 constexpr int kAtomBytes = kBN * 128, kPartBytes = 2 * kAtomBytes;
 __host__ __device__ constexpr int stage_bytes(DType d) { return parts_of(d) * kPartBytes; }
 constexpr size_t shared_bytes(DType d) { return size_t(kRing) * stage_bytes(d) + 1024; }  // and room to align to 1024
@@ -128,7 +128,8 @@ struct StageWeights {
 #pragma unroll
     for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int i = 0; i < kVectors; ++i) v[h][i] = load_weight_vector(rows[h] + (int64_t(stage) * kStageCols) * kBytes + 16 * i);
+      for (int i = 0; i < kVectors; ++i)
+        v[h][i] = load_weight_vector(rows[h] + int64_t(stage) * kStageCols * kBytes + 16 * i);
   }
 
   // The stage's rows asked of L2 ahead of load(), which will find them there.
@@ -167,7 +168,8 @@ __device__ __forceinline__ void store_row_column(DeviceMatrix y, const TileRows&
 }
 
 // d (+)= the stage's products, of each part of x: the lane's A fragments a, x's stage in shared memory
-// (its descriptor: the high part, then any low one, each two swizzle atoms). Returns once the tensor cores are done with both.
+// (its descriptor: the high part, then any low one, each two swizzle atoms). Returns once the tensor
+// cores are done with them.
 template <DType D>
 __device__ __forceinline__ void multiply_stage(float (&d)[64], uint32_t (&a)[kSteps][4], uint64_t stage,
                                                bool overwrite) {
@@ -219,7 +221,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
-  // The copies of a stage: 2 parts x kBN rows x 16 pieces of 16 bytes, piece p of row r to its
+  // The copies of a stage: each part's kBN rows x 16 pieces of 16 bytes, piece p of row r to its
   // swizzled place. A thread copies one piece of rows tid / 16 + 16 i, which share r % 8; rows past
   // the group copy nothing (a zero-filled piece) from row 0.
   constexpr int kCopyRows = kBN / 16;
@@ -227,12 +229,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t ring_address = static_cast<uint32_t>(__cvta_generic_to_shared(ring)) + piece / 8 * kAtomBytes +
                                 first_row * 128 + ((piece % 8) ^ (first_row % 8)) * 16;
   const uint16_t* copy_rows[kCopyRows];
-  uint32_t copy_bytes = 0;  // bit i: row i of the thread's has its group's data
+  uint32_t rows_in_group = 0;  // bit i: the thread's row i is one of the group's
 #pragma unroll
   for (int i = 0; i < kCopyRows; ++i) {
     const int64_t start = row_start[first_row + 16 * i];
     copy_rows[i] = x.high + (start < 0 ? 0 : start) + 8 * piece;
-    copy_bytes |= start < 0 ? 0u : 1u << i;
+    rows_in_group |= start < 0 ? 0u : 1u << i;
   }
   const int64_t low_offset = x.low - x.high;
   auto copy_stage = [&](int stage) {
@@ -241,7 +243,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int i = 0; i < kCopyRows; ++i) {
       const uint16_t* src = copy_rows[i] + column;
-      const bool valid = copy_bytes >> i & 1;
+      const bool valid = rows_in_group >> i & 1;
       copy_16_bytes(base + i * 16 * 128, src, valid);
       if constexpr (parts_of(D) == 2) copy_16_bytes(base + kPartBytes + i * 16 * 128, src + low_offset, valid);
     }
@@ -335,7 +337,8 @@ void launch(const DeviceWeight& shape, cudaStream_t stream, const GroupedWeights
   }();
   (void)configured;
   const int64_t tile_cols = kGateUp ? 64 : kBM;
-  const dim3 grid(unsigned((shape.rows + tile_cols - 1) / tile_cols), unsigned(grouped_row_tiles(y.rows, n_groups, kBN)));
+  const dim3 grid(unsigned((shape.rows + tile_cols - 1) / tile_cols),
+                  unsigned(grouped_row_tiles(y.rows, n_groups, kBN)));
   grouped_wgmma_kernel<D, kGateUp><<<grid, kThreads, shared_bytes(D), stream>>>(weights, offsets, n_groups, parts,
                                                                                 x_rows, y);
 }

@@ -8,8 +8,8 @@
 
 namespace dsv3::cuda {
 
-// x's rows as the kernel reads them: two 16-bit parts [rows, K] in its column order, and each row's
-// inverse power of two (FP16 parts).
+// x's rows as the kernel reads them, in its column order: FP16 [rows, K] in `high` with each row's
+// inverse power of two in `unscale` (against FP8 weights), or two BF16 parts [rows, K] (against BF16).
 struct GroupedParts {
   uint16_t* high = nullptr;
   uint16_t* low = nullptr;
@@ -19,7 +19,7 @@ struct GroupedParts {
 // Whether weights shaped as `shape` suit the kernel: K a multiple of 128; BF16, or FP8 whose scale
 // blocks are 128 columns (or a multiple) wide and a multiple of 128 rows tall.
 bool grouped_wgmma_ok(const DeviceWeight& shape);
-// The scratch launch_grouped_wgmma takes for x's parts.
+// The scratch launch_grouped_wgmma takes for x's parts: room for two, whatever the weights.
 size_t grouped_wgmma_scratch_bytes(DeviceMatrix x);
 // As launch_grouped_linear (kernels.h), for weights it takes; with gate_up, as launch_grouped_gate_up.
 void launch_grouped_wgmma(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,

@@ -25,7 +25,9 @@ __device__ inline uint64_t swizzled_operand(const void* tile) {
 // a k16 step along the 128 bytes of a tile's rows (32 bytes a step), which the hardware swizzles as it
 // does the tile's own addresses. The address field (bits 0-13, in 16-byte units) takes the sum
 // without a carry while the operand stays in the 256 KB shared memory window.
-__device__ __forceinline__ uint64_t operand_at(uint64_t descriptor, uint32_t bytes) { return descriptor + (bytes >> 4); }
+__device__ __forceinline__ uint64_t operand_at(uint64_t descriptor, uint32_t bytes) {
+  return descriptor + (bytes >> 4);
+}
 
 // Registers and shared memory written by ordinary instructions, before the products that read them.
 __device__ inline void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
