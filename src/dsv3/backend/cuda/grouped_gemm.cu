@@ -194,7 +194,7 @@ bool grouped_linear_ok(const DeviceWeight& shape, DeviceMatrix x) {
 // file's kernel takes the rest.
 size_t grouped_linear_scratch_bytes(const DeviceWeight& shape, DeviceMatrix x, int64_t rows, int n_groups) {
   if (grouped_few_ok(shape, rows, n_groups) || !grouped_wgmma_ok(shape)) return 0;
-  return grouped_wgmma_scratch_bytes(x);
+  return grouped_wgmma_scratch_bytes(shape, x);
 }
 
 bool grouped_gate_up_ok(const DeviceWeight& shape, int64_t rows, int n_groups) {

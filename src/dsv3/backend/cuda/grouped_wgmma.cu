@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     copy_rows[i] = x.high + (start < 0 ? 0 : start) + 8 * piece;
     rows_in_group |= start < 0 ? 0u : 1u << i;
   }
-  const int64_t low_offset = x.low - x.high;
+  const int64_t low_offset = parts_of(D) == 2 ? x.low - x.high : 0;
   auto copy_stage = [&](int stage) {
     const uint32_t base = ring_address + (stage % kRing) * stage_bytes(D);
     const int64_t column = int64_t(stage) * kStageCols;
@@ -343,6 +343,14 @@ void launch(const DeviceWeight& shape, cudaStream_t stream, const GroupedWeights
                                                                                 x_rows, y);
 }
 
+// x's parts in scratch: high, then any low part, then FP16's unscale (4-byte aligned: K is a
+// multiple of 128).
+GroupedParts parts_in(void* scratch, DType weights, DeviceMatrix x) {
+  auto* high = static_cast<uint16_t*>(scratch);
+  const int64_t part = x.rows * x.cols, n_parts = parts_of(weights);
+  return {high, n_parts == 2 ? high + part : nullptr, reinterpret_cast<float*>(high + n_parts * part)};
+}
+
 }  // namespace
 
 bool grouped_wgmma_ok(const DeviceWeight& shape) {
@@ -351,15 +359,14 @@ bool grouped_wgmma_ok(const DeviceWeight& shape) {
   return shape.dtype == DType::F8_E4M3 && shape.block_in % kStageCols == 0 && shape.block_out % kBM == 0;
 }
 
-size_t grouped_wgmma_scratch_bytes(DeviceMatrix x) {
-  return size_t(x.rows) * (4 * size_t(x.cols) + 4) + 16;
+size_t grouped_wgmma_scratch_bytes(const DeviceWeight& shape, DeviceMatrix x) {
+  return size_t(x.rows) * (size_t(parts_of(shape.dtype)) * 2 * size_t(x.cols) + 4);
 }
 
 void launch_grouped_wgmma(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
                           int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, bool gate_up,
                           void* scratch, cudaStream_t stream) {
-  auto* high = static_cast<uint16_t*>(scratch);
-  GroupedParts parts{high, high + x.rows * x.cols, reinterpret_cast<float*>(high + 2 * x.rows * x.cols)};
+  const GroupedParts parts = parts_in(scratch, shape.dtype, x);
   const unsigned part_blocks = unsigned((x.rows + 3) / 4);
   if (shape.dtype == DType::F8_E4M3) {
     parts_kernel<true><<<part_blocks, 128, 0, stream>>>(x, parts.high, parts.low, parts.unscale);

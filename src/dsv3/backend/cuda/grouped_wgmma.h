@@ -19,8 +19,8 @@ struct GroupedParts {
 // Whether weights shaped as `shape` suit the kernel: K a multiple of 128; BF16, or FP8 whose scale
 // blocks are 128 columns (or a multiple) wide and a multiple of 128 rows tall.
 bool grouped_wgmma_ok(const DeviceWeight& shape);
-// The scratch launch_grouped_wgmma takes for x's parts: room for two, whatever the weights.
-size_t grouped_wgmma_scratch_bytes(DeviceMatrix x);
+// The scratch launch_grouped_wgmma takes for x's parts against weights shaped as `shape`.
+size_t grouped_wgmma_scratch_bytes(const DeviceWeight& shape, DeviceMatrix x);
 // As launch_grouped_linear (kernels.h), for weights it takes; with gate_up, as launch_grouped_gate_up.
 void launch_grouped_wgmma(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
                           int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, bool gate_up,
