@@ -39,6 +39,7 @@
 // one block of 8 warps an SM (registers, shared memory), warps mostly waiting at the stage's barrier.
 #include <cuda_bf16.h>
 
+#include "dsv3/backend/cuda/copy_async.cuh"
 #include "dsv3/backend/cuda/cuda_check.h"
 #include "dsv3/backend/cuda/fp16_parts.cuh"
 #include "dsv3/backend/cuda/grouped_tile.cuh"
@@ -104,17 +105,6 @@ __global__ void __launch_bounds__(128) parts_kernel(DeviceMatrix x, uint16_t* hi
       *reinterpret_cast<uint32_t*>(low + at) = l0, *reinterpret_cast<uint32_t*>(low + at + 8) = l1;
     }
   }
-}
-
-__device__ inline void copy_16_bytes(uint32_t shared_address, const void* global, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(shared_address), "l"(global),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-__device__ inline void copies_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int kPending>
-__device__ inline void copies_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
 }
 
 // A lane's weights of one stage: 32 columns of rows g and g + 8 of its warp's 16.
@@ -244,8 +234,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < kCopyRows; ++i) {
       const uint16_t* src = copy_rows[i] + column;
       const bool valid = rows_in_group >> i & 1;
-      copy_16_bytes(base + i * 16 * 128, src, valid);
-      if constexpr (parts_of(D) == 2) copy_16_bytes(base + kPartBytes + i * 16 * 128, src + low_offset, valid);
+      copy_async16(base + i * 16 * 128, src, valid);
+      if constexpr (parts_of(D) == 2) copy_async16(base + kPartBytes + i * 16 * 128, src + low_offset, valid);
     }
   };
 
@@ -261,7 +251,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
   for (int s = 0; s < kRing - 1; ++s) {
     if (s < n_stages) copy_stage(s);
-    copies_commit();
+    copy_async_commit();
   }
   // A lane's weights of the stage being multiplied; the next stage's are asked for once its fragments
   // are made (the registers they free), and the one after that from L2.
@@ -273,11 +263,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint64_t ring_operand = swizzled_operand(ring);
   float acc[64] = {}, sums[64];
   for (int st = 0; st < n_stages; ++st) {
-    copies_wait<kRing - 2>();  // this thread's copies of stage st are done
+    copy_async_wait<kRing - 2>();  // this thread's copies of stage st are done
     fence_async_shared();
     __syncthreads();  // everyone's are, and every product of stage st - 1 is done with its slot
     if (st + kRing - 1 < n_stages) copy_stage(st + kRing - 1);
-    copies_commit();
+    copy_async_commit();
 
     uint32_t a[kSteps][4];
 #pragma unroll

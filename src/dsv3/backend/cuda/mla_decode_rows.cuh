@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "dsv3/backend/cuda/copy_async.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 
 namespace dsv3::cuda {
@@ -23,15 +24,6 @@ __host__ __device__ inline int tile_row_stride(int width) {
   const int w = (width + 3) / 4 * 4;
   return w + ((4 - w % 32) + 32) % 32;
 }
-
-// 16 bytes global -> shared without passing through registers; zeros where !real (src unread).
-__device__ inline void copy_async16(float* dst, const float* src, bool real) {
-  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(address), "l"(src), "r"(real ? 16 : 0));
-}
-__device__ inline void copy_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int kPending>
-__device__ inline void copy_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(kPending)); }
 
 // The kTile cache rows from position t0 into `tile` (rows `stride` floats apart), 16-byte copies in
 // one copy group; rows from n_rows on as zeros. Warp w takes rows w, w + kWarps, ...: it looks up
