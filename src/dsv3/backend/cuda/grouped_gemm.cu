@@ -192,13 +192,18 @@ bool grouped_linear_ok(const DeviceWeight& shape, DeviceMatrix x) {
 
 // Groups of a few rows take grouped_few.cu, of many grouped_wgmma.cu where the weights suit it; this
 // file's kernel takes the rest.
+namespace {
+bool takes_warpgroup_tiles(const DeviceWeight& shape, int64_t rows, int n_groups) {
+  return !grouped_few_ok(shape, rows, n_groups) && grouped_wgmma_ok(shape);
+}
+}  // namespace
+
 size_t grouped_linear_scratch_bytes(const DeviceWeight& shape, DeviceMatrix x, int64_t rows, int n_groups) {
-  if (grouped_few_ok(shape, rows, n_groups) || !grouped_wgmma_ok(shape)) return 0;
-  return grouped_wgmma_scratch_bytes(shape, x);
+  return takes_warpgroup_tiles(shape, rows, n_groups) ? grouped_wgmma_scratch_bytes(shape, x) : 0;
 }
 
 bool grouped_gate_up_ok(const DeviceWeight& shape, int64_t rows, int n_groups) {
-  return !grouped_few_ok(shape, rows, n_groups) && grouped_wgmma_ok(shape);
+  return takes_warpgroup_tiles(shape, rows, n_groups);
 }
 
 void launch_grouped_gate_up(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
@@ -216,7 +221,7 @@ void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& sh
     launch_grouped_few(weights, shape, offsets, n_groups, x, x_rows, y, stream);
     return;
   }
-  if (grouped_wgmma_ok(shape)) {
+  if (takes_warpgroup_tiles(shape, y.rows, n_groups)) {
     launch_grouped_wgmma(weights, shape, offsets, n_groups, x, x_rows, y, false, scratch, stream);
     return;
   }
