@@ -3,7 +3,7 @@
 transformers computes for them: the reference the CPU engine is tested against in CI.
 
 Run on the GPU machine (torch, transformers >= 5, safetensors):
-    python3 tools/reference/make_fixtures.py OUT_DIR
+    python3 tools/reference/make_fixtures.py OUT_DIR [CASE ...]
 Each case becomes OUT_DIR/<case>/ with config.json, safetensors (sharded with an index, or single),
 expected.json and logits.bin (float32 [n_ids, vocab], row-major, every position).
 
@@ -91,6 +91,19 @@ CASES = {
                                            topk_group=1, num_nextn_predict_layers=0, rope_theta=50000.0,
                                            rms_norm_eps=1e-5, routed_scaling_factor=2.446),
                           fp8=False, shards=1, prompt_len=12),
+    # Prompts long enough that every expert gets tens of rows, with hidden and expert widths in whole
+    # 128-column blocks: the CUDA backend's prefill takes its warpgroup expert products (groups of more
+    # than 32 rows on average), which the short prompts above never reach. FP8 (x as one FP16 part
+    # against exact FP8 weights) and BF16 (x in two BF16 parts).
+    "v3_fp8_long": dict(config=v3_config(hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
+                                         q_lora_rank=128, kv_lora_rank=128, n_routed_experts=8, n_group=2,
+                                         topk_group=1, num_experts_per_tok=2, num_hidden_layers=2,
+                                         quantization_config={"activation_scheme": "dynamic", "fmt": "e4m3",
+                                                              "quant_method": "fp8", "weight_block_size": [128, 128]}),
+                        fp8=True, shards=1, prompt_len=320),
+    "v2_long": dict(config=v2_config(hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
+                                     n_routed_experts=8, num_experts_per_tok=2, num_hidden_layers=2),
+                    fp8=False, shards=1, prompt_len=320),
 }
 
 
@@ -294,9 +307,13 @@ def make_case(name, spec, root):
 
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/models"
+    names = sys.argv[2:] or list(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        sys.exit(f"unknown case(s): {', '.join(unknown)}; the cases: {', '.join(CASES)}")
     torch.manual_seed(0)
-    for name, spec in CASES.items():
-        make_case(name, spec, root)
+    for name in names:
+        make_case(name, CASES[name], root)
 
 
 if __name__ == "__main__":
