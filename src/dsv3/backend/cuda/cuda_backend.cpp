@@ -279,6 +279,21 @@ void CudaBackend::linear_gemm(const Act& x, const LinearWeight& w, const Act& ou
   gemm_->bf16(static_cast<const uint16_t*>(x_low.data()), w_bf16, M, N, K, y, out.stride, true);
 }
 
+const float* CudaBackend::float_weight(const LinearWeight& w) {
+  auto it = float_weights_.find(w.weight.data);
+  if (it == float_weights_.end()) {
+    Buffer copy = cuda::device_alloc(size_t(w.out_features() * w.in_features()) * 4, w.weight.name.c_str());
+    cuda::launch_weight_to_f32(cuda::weight(w), static_cast<float*>(copy.data()), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    // Kernels may read weights before their wait_for_inputs() (chained_launch.cuh: only weights no
+    // kernel of the stream is still writing), so the copy is finished here, once, outside any step
+    // graph (a key's first step runs directly).
+    synchronize();
+    it = float_weights_.emplace(w.weight.data, std::move(copy)).first;
+  }
+  return static_cast<const float*>(it->second.data());
+}
+
 void CudaBackend::add(const Act& x, const Act& y) {
   cuda::launch_add(matrix(x), matrix(y), stream_);
   DSV3_CUDA_CHECK_LAUNCH();

@@ -149,9 +149,10 @@ class CudaBackend final : public Backend {
   std::map<std::pair<const void*, const void*>, Buffer> expert_tables_;  // by (first expert, shared FFN)
   cuda::StepGraphs graphs_;
   bool capturing_ = false;  // the stream is recording a step graph
-  // kv_b_proj as MLA decode reads it (cuda::decode_kv_b_as_stored): as stored, or a float32 copy
-  // made once.
+  // kv_b_proj as MLA decode reads it (cuda::decode_kv_b_as_stored): as stored, or a float32 copy.
   cuda::DeviceWeight decode_kv_b(const LinearWeight& w, const cuda::MlaDims& dims);
+  // A float32 copy of w, made once (at a key's first step, never inside a step graph).
+  const float* float_weight(const LinearWeight& w);
   std::unordered_map<const void*, Buffer> float_weights_;
 };
 

@@ -92,18 +92,7 @@ void CudaBackend::mla_prefill(const MlaShape& shape, const Act& q, const LinearW
 cuda::DeviceWeight CudaBackend::decode_kv_b(const LinearWeight& w, const cuda::MlaDims& dims) {
   const cuda::DeviceWeight stored = cuda::weight(w);
   if (cuda::decode_kv_b_as_stored(stored, dims)) return stored;
-  auto it = float_weights_.find(w.weight.data);
-  if (it == float_weights_.end()) {
-    Buffer copy = cuda::device_alloc(size_t(w.out_features() * w.in_features()) * 4, w.weight.name.c_str());
-    cuda::launch_weight_to_f32(cuda::weight(w), static_cast<float*>(copy.data()), stream_);
-    DSV3_CUDA_CHECK_LAUNCH();
-    // The absorb and unabsorb kernels read this weight before their wait_for_inputs()
-    // (chained_launch.cuh: only weights no kernel of the stream is still writing), so it is finished
-    // here, once, outside any step graph (a key's first step runs directly).
-    synchronize();
-    it = float_weights_.emplace(w.weight.data, std::move(copy)).first;
-  }
-  return {it->second.data(), DType::F32, stored.rows, stored.cols, nullptr};
+  return {float_weight(w), DType::F32, stored.rows, stored.cols, nullptr};
 }
 
 // The batch's items are laid out as cuda::MlaItem (DecodeBatch's three values an item).

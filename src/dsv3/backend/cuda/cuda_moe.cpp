@@ -1,7 +1,7 @@
-// DeepSeekMoE on the GPU. The router runs in float32 through the weight-streaming kernel (expert
-// choice is sensitive to rounding, and transformers routes in float32). The (token, expert) pairs are
-// sorted by expert on the device; the experts' products then run without the host knowing which
-// experts were chosen: weight streaming for decode-sized batches (FP8 on tensor cores, moe_mma.cu;
+// DeepSeekMoE on the GPU. The router runs in float32 (expert choice is sensitive to rounding, and
+// transformers routes in float32): the weight-streaming kernel for few rows, a float32 product for
+// many. The (token, expert) pairs are sorted by expert on the device; the experts' products then run
+// without the host knowing which experts were chosen: weight streaming for decode-sized batches (FP8 on tensor cores, moe_mma.cu;
 // other weights on CUDA cores, moe.cu), grouped tensor-core products for larger ones (grouped_gemm.cu:
 // grouped_few.cu's 16-row tiles for groups of a few rows, grouped_wgmma.cu's warpgroup tiles for prefill).
 #include <algorithm>
@@ -20,6 +20,10 @@ namespace {
 // 0.39 grouped, 0.60 against 0.55 at 32, 2.3 against 0.58 at 128.
 constexpr int64_t kStreamingTokens = 16;
 constexpr int64_t kMaxExperts = 1024;
+// Rows up to which the router's gate streams its weight (linear_small); beyond, one cuBLASLt float32
+// product against a float32 copy of it (the streaming kernel took 68 us a layer at 1024 rows on
+// Moonlight, a 64 x 2048 weight, on an H100).
+constexpr int64_t kStreamedRouterRows = 16;
 
 }  // namespace
 
@@ -52,9 +56,13 @@ Routing CudaBackend::moe_route(const Act& x, const LinearWeight& gate, const Act
     DSV3_CUDA_CHECK_LAUNCH();
     return routing;
   }
-  const cuda::DeviceMatrix logits_m{logits_data, n, n_experts, n_experts};
-  cuda::launch_linear_small(cuda::weight(gate), matrix(x), logits_m, stream_);
-  DSV3_CUDA_CHECK_LAUNCH();
+  if (n > kStreamedRouterRows) {
+    gemm_->f32(static_cast<const float*>(x.data), x.stride, float_weight(gate), n, n_experts, x.cols, logits_data,
+               n_experts);
+  } else {
+    cuda::launch_linear_small(cuda::weight(gate), matrix(x), {logits_data, n, n_experts, n_experts}, stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+  }
   if (cuda::moe_route_plan_fits(n, int(n_experts), int(p.top_k))) {
     // Decode-sized: the plan moe_experts needs is made in the same launch.
     routing.plan = scratch(cuda::moe_plan_bytes(n, int(p.top_k), int(n_experts)));

@@ -40,19 +40,19 @@ bool GemmRunner::find_algorithm(Plan& p) {
   return p.ok;
 }
 
-GemmRunner::Plan& GemmRunner::plan(Kind kind, int64_t M, int64_t N, int64_t K, int64_t ldy) {
-  auto [it, inserted] = plans_.try_emplace({kind, M, N, K, ldy});
+GemmRunner::Plan& GemmRunner::plan(Kind kind, int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldy) {
+  auto [it, inserted] = plans_.try_emplace({kind, M, N, K, ldx, ldy});
   Plan& p = it->second;
   if (!inserted) return p;
-  const cudaDataType_t in_type = kind == Kind::Bf16 ? CUDA_R_16BF : CUDA_R_8F_E4M3;
+  const cudaDataType_t in_type = kind == Kind::Bf16 ? CUDA_R_16BF : kind == Kind::F32 ? CUDA_R_32F : CUDA_R_8F_E4M3;
   DSV3_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t transpose = CUBLAS_OP_T, plain = CUBLAS_OP_N;
   DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)));
   DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof(plain)));
-  if (kind == Kind::Bf16) {
+  if (kind == Kind::Bf16 || kind == Kind::F32) {
     // A = w (K x N, transposed), B = x (K x M): y^T [N, M] column-major is y row-major.
     DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_type, uint64_t(K), uint64_t(N), K));
-    DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, uint64_t(K), uint64_t(M), K));
+    DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, uint64_t(K), uint64_t(M), ldx));
     DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32F, uint64_t(N), uint64_t(M), ldy));
     find_algorithm(p);
     return p;
@@ -74,21 +74,30 @@ GemmRunner::Plan& GemmRunner::plan(Kind kind, int64_t M, int64_t N, int64_t K, i
 
 void GemmRunner::bf16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N, int64_t K, float* y, int64_t ldy,
                       bool accumulate) {
-  Plan& p = plan(Kind::Bf16, M, N, K, ldy);
+  Plan& p = plan(Kind::Bf16, M, N, K, K, ldy);
   if (!p.ok) fail("cuBLASLt has no BF16 algorithm for a ", M, "x", N, "x", K, " product");
   const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   DSV3_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &one, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo, workspace_,
                                    workspace_bytes_, stream_));
 }
 
+void GemmRunner::f32(const float* x, int64_t ldx, const float* w, int64_t M, int64_t N, int64_t K, float* y,
+                     int64_t ldy) {
+  Plan& p = plan(Kind::F32, M, N, K, ldx, ldy);
+  if (!p.ok) fail("cuBLASLt has no float32 algorithm for a ", M, "x", N, "x", K, " product");
+  const float one = 1.0f, zero = 0.0f;
+  DSV3_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &one, w, p.a, x, p.b, &zero, y, p.d, y, p.d, &p.algo, workspace_,
+                                   workspace_bytes_, stream_));
+}
+
 bool GemmRunner::fp8_supported(int64_t M, int64_t N, int64_t K) {
   // FP8 tensor-core products need K and N in multiples of 16 bytes.
-  return K % 16 == 0 && N % 16 == 0 && M % 16 == 0 && plan(Kind::Fp8BlockScaled, M, N, K, M).ok;
+  return K % 16 == 0 && N % 16 == 0 && M % 16 == 0 && plan(Kind::Fp8BlockScaled, M, N, K, K, M).ok;
 }
 
 void GemmRunner::fp8_block_scaled(const uint8_t* x, const float* x_scales, const uint8_t* w, const float* w_scales,
                                   int64_t M, int64_t N, int64_t K, void* d, bool* d_is_bf16) {
-  Plan& p = plan(Kind::Fp8BlockScaled, M, N, K, M);
+  Plan& p = plan(Kind::Fp8BlockScaled, M, N, K, K, M);
   DSV3_ASSERT(p.ok);
   DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &x_scales, sizeof(x_scales)));
   DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &w_scales, sizeof(w_scales)));

@@ -22,6 +22,10 @@ class GemmRunner {
   void bf16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N, int64_t K, float* y, int64_t ldy,
             bool accumulate);
 
+  // y [M, N] (rows ldy floats apart) = x [M, K] (rows ldx floats apart) . w [N, K]^T, all float32 and
+  // summed in float32 (no TF32): the router's logits of many rows (CudaBackend::moe_route).
+  void f32(const float* x, int64_t ldx, const float* w, int64_t M, int64_t N, int64_t K, float* y, int64_t ldy);
+
   // DeepSeek's FP8 recipe on cuBLASLt's block-scaled modes: x codes [M, K] with one float scale a row
   // and 128 columns (x_scales[k_block * M + m], CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F), w codes
   // [N, K] with scale_inv [ceil(N/128), ceil(K/128)] (CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F).
@@ -35,9 +39,9 @@ class GemmRunner {
   cublasHandle_t blas() const { return blas_; }
 
  private:
-  enum class Kind { Bf16, Fp8BlockScaled };
-  // A plan for one (kind, M, N, K, ldy): descriptors and the algorithm cuBLASLt chose; `ok` false
-  // when it found none.
+  enum class Kind { Bf16, F32, Fp8BlockScaled };
+  // A plan for one (kind, M, N, K, ldx, ldy): descriptors and the algorithm cuBLASLt chose; `ok`
+  // false when it found none.
   struct Plan {
     bool ok = false;
     cublasLtMatmulDesc_t desc = nullptr;
@@ -46,14 +50,14 @@ class GemmRunner {
     cudaDataType_t d_type = CUDA_R_32F;
   };
   bool find_algorithm(Plan& p);
-  Plan& plan(Kind kind, int64_t M, int64_t N, int64_t K, int64_t ldy);
+  Plan& plan(Kind kind, int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldy);
 
   cudaStream_t stream_;
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 64u << 20;
-  std::map<std::tuple<Kind, int64_t, int64_t, int64_t, int64_t>, Plan> plans_;
+  std::map<std::tuple<Kind, int64_t, int64_t, int64_t, int64_t, int64_t>, Plan> plans_;
 };
 
 }  // namespace dsv3::cuda
