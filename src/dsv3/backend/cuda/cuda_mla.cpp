@@ -58,6 +58,13 @@ void CudaBackend::mla_prefill(const MlaShape& shape, const Act& q, const LinearW
   DSV3_CUDA_CHECK_LAUNCH();
   ActBuffer kv = alloc(context, H * d.kv_width());
   linear(latent.view.cols_slice(0, d.d_c), kv_b_proj, kv.view);
+  if (cuda::mla_prefill_flash_ok(d)) {
+    const Buffer operands = scratch(cuda::mla_prefill_flash_scratch_bytes(d, context));
+    cuda::launch_mla_prefill_flash(d, matrix(q), matrix(kv.view), matrix(latent.view), start, operands.data(),
+                                   matrix(out), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    return;
+  }
 
   Buffer q_packed = scratch(size_t(n * H * d.qk()) * 4);
   Buffer k = scratch(size_t(context * H * d.qk()) * 4), v = scratch(size_t(context * H * d.v_dim) * 4);

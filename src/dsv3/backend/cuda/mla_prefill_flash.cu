@@ -1,0 +1,261 @@
+// MLA prefill attention without its score matrix (FlashAttention-2, Dao 2023, sections 3.1-3.2):
+// each block takes 128 query rows of one head and walks the causally visible keys 64 at a time,
+// keeping a running max m, sum l and output O per row in registers, so that no [rows, keys] scores
+// or probabilities go through memory. The cuBLAS path (cuda_mla.cpp) wrote and read those four
+// times: at a 32K-token prompt some 137 GB a layer.
+//
+// Products on FP16 tensor cores (mma.sync m16n8k16, float32 sums): q, k and v rounded once to FP16
+// (11 significant bits, against the TF32 products' 11 of the cuBLAS path), the probabilities too.
+// A warp holds 16 query rows: S = Q K^T comes out in mma's C layout, which is the A layout of the
+// next product's operand once two 8-key tiles are paired, so P V needs no shuffle.
+#include <cuda_fp16.h>
+
+#include <cfloat>
+
+#include "dsv3/backend/cuda/copy_async.cuh"
+#include "dsv3/backend/cuda/kernels.h"
+
+namespace dsv3::cuda {
+namespace {
+
+constexpr int kWarps = 8, kWarpRows = 16, kBlockRows = kWarps * kWarpRows, kTileKeys = 64;
+constexpr int kMaxQkSteps = kMaxPrefillQk / 16, kMaxVTiles = kMaxPrefillV / 8;
+
+// Shared-memory rows of k and v are 8 halves longer than their width: a row of 4 mod 8 words, so
+// that the 8 rows a fragment load touches fall in distinct banks.
+__host__ __device__ inline int padded(int width) { return width + 8; }
+
+__device__ inline uint32_t half_pair(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+__device__ inline uint32_t halves_at(const __half* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+__device__ inline uint32_t halves_of(__half lo, __half hi) {
+  const __half2 h = __halves2half2(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// c += a b for one m16n8k16 tile (FP16 operands, float32 sums).
+__device__ inline void mma_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// One block a context row: k[h][j] = (k_nope of head h, the shared rotated k_pe), v[h][j], in FP16,
+// head-major so that a tile of a head's keys is one run of memory.
+__global__ void pack_kv_half_kernel(MlaDims dims, DeviceMatrix kv, DeviceMatrix latent, int64_t context, __half* k,
+                                    __half* v) {
+  const int64_t j = blockIdx.x;
+  const float* kv_row = kv.data + j * kv.stride;
+  const float* k_pe = latent.data + j * latent.stride + dims.d_c;
+  for (int i = threadIdx.x; i < dims.n_heads * dims.qk(); i += blockDim.x) {
+    const int h = i / dims.qk(), d = i % dims.qk();
+    k[(h * context + j) * dims.qk() + d] =
+        __float2half_rn(d < dims.nope ? kv_row[h * dims.kv_width() + d] : k_pe[d - dims.nope]);
+  }
+  for (int i = threadIdx.x; i < dims.n_heads * dims.v_dim; i += blockDim.x) {
+    const int h = i / dims.v_dim, d = i % dims.v_dim;
+    v[(h * context + j) * dims.v_dim + d] = __float2half_rn(kv_row[h * dims.kv_width() + dims.nope + d]);
+  }
+}
+
+// Copies keys [n_keys of `width` halves from `src`] into rows of padded(width) halves at `dst`,
+// zeros past n_keys, 16 bytes a cp.async (width is a multiple of 16); the caller commits and waits.
+__device__ inline void fill_tile_async(const __half* src, int n_keys, int width, __half* dst) {
+  const int per_row = width / 8;
+  const auto base = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  for (int e = threadIdx.x; e < kTileKeys * per_row; e += blockDim.x) {
+    const int key = e / per_row, col = e % per_row * 8;
+    const bool real = key < n_keys;
+    copy_async16(base + uint32_t(key * padded(width) + col) * sizeof(__half),
+                 src + (real ? int64_t(key) * width + col : 0), real);
+  }
+}
+
+// Halves of shared memory a buffer (k and v of one tile).
+__host__ __device__ inline int buffer_halves(MlaDims dims) {
+  return kTileKeys * (padded(dims.qk()) + padded(dims.v_dim));
+}
+
+// grid (ceil(n / kBlockRows), n_heads). Query row i (position start + i) sees keys 0..start + i.
+// The last rows, which see the most keys, go first. Two tile buffers: the next tile's copies are in
+// flight while this one is multiplied.
+__global__ void __launch_bounds__(kWarps * 32, 1)
+    flash_kernel(MlaDims dims, DeviceMatrix q, const __half* k, const __half* v, int64_t start, DeviceMatrix out) {
+  extern __shared__ __half tiles[];
+  const int qk = dims.qk(), v_dim = dims.v_dim, n_steps = qk / 16, n_vtiles = v_dim / 8;
+  // Buffer b: [kTileKeys][padded(qk)] of k, then [kTileKeys][padded(v_dim)] of v.
+  auto k_tile = [&](int b) { return tiles + b * buffer_halves(dims); };
+  auto v_tile = [&](int b) { return k_tile(b) + kTileKeys * padded(qk); };
+  const int h = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int64_t n = q.rows, context = start + n;
+  const int64_t first_row = int64_t(gridDim.x - 1 - blockIdx.x) * kBlockRows;
+  const int64_t warp_row = first_row + warp * kWarpRows;
+  const __half* k_head = k + int64_t(h) * context * qk;
+  const __half* v_head = v + int64_t(h) * context * v_dim;
+
+  // This warp's rows g and g + 8 of Q as A fragments (rows past n are zeros, never stored).
+  uint32_t qa[kMaxQkSteps][4];
+  {
+    const float* row_lo = q.data + min(warp_row + g, n - 1) * q.stride + h * qk;
+    const float* row_hi = q.data + min(warp_row + g + 8, n - 1) * q.stride + h * qk;
+    const bool lo_in = warp_row + g < n, hi_in = warp_row + g + 8 < n;
+#pragma unroll
+    for (int step = 0; step < kMaxQkSteps; ++step) {
+      if (step >= n_steps) break;
+      const int c = 16 * step + 2 * t;
+      qa[step][0] = lo_in ? half_pair(row_lo[c], row_lo[c + 1]) : 0u;
+      qa[step][1] = hi_in ? half_pair(row_hi[c], row_hi[c + 1]) : 0u;
+      qa[step][2] = lo_in ? half_pair(row_lo[c + 8], row_lo[c + 9]) : 0u;
+      qa[step][3] = hi_in ? half_pair(row_hi[c + 8], row_hi[c + 9]) : 0u;
+    }
+  }
+
+  // Scores in base 2: exp(x * scale) = exp2(x * scale * log2(e)).
+  const float scale = dims.softmax_scale * 1.4426950408889634f;
+  const int64_t position_lo = start + warp_row + g, position_hi = position_lo + 8;
+  float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;  // l: this lane's columns only
+  float o[kMaxVTiles][4] = {};
+
+  const int64_t last_position = start + min(first_row + kBlockRows, n) - 1;
+  const int64_t n_tiles = last_position / kTileKeys + 1;
+  auto fill = [&](int64_t tile, int b) {
+    const int64_t key0 = tile * kTileKeys;
+    const int n_keys = int(min(int64_t(kTileKeys), context - key0));
+    fill_tile_async(k_head + key0 * qk, n_keys, qk, k_tile(b));
+    fill_tile_async(v_head + key0 * v_dim, n_keys, v_dim, v_tile(b));
+  };
+  fill(0, 0);
+  copy_async_commit();
+  for (int64_t tile = 0; tile < n_tiles; ++tile) {
+    const int b = int(tile % 2);
+    if (tile + 1 < n_tiles) fill(tile + 1, b ^ 1);  // into the buffer whose tile was done before the barrier below
+    copy_async_commit();  // an empty group after the last tile: the wait below stays "all but one"
+    copy_async_wait<1>();
+    __syncthreads();  // every thread's copies of this tile have landed
+    const int64_t key0 = tile * kTileKeys;
+    const __half* k_s = k_tile(b);
+    const __half* v_s = v_tile(b);
+    // Every key of the tile past this warp's rows: nothing to add (the barriers stay shared).
+    if (key0 <= start + warp_row + kWarpRows - 1) {
+      float s[kTileKeys / 8][4] = {};
+#pragma unroll
+      for (int step = 0; step < kMaxQkSteps; ++step) {
+        if (step >= n_steps) break;
+#pragma unroll
+        for (int nt = 0; nt < kTileKeys / 8; ++nt) {
+          const __half* key_row = k_s + (8 * nt + g) * padded(qk) + 16 * step + 2 * t;
+          mma_f16(s[nt], qa[step], halves_at(key_row), halves_at(key_row + 8));
+        }
+      }
+
+      // Causal mask, the tile's row maxima (a row's 4 lanes are one quad), the rescale of what came before.
+      float tile_lo = -INFINITY, tile_hi = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < kTileKeys / 8; ++nt)
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          const int64_t key = key0 + 8 * nt + 2 * t + i;
+          s[nt][i] = key <= position_lo ? s[nt][i] * scale : -INFINITY;
+          s[nt][2 + i] = key <= position_hi ? s[nt][2 + i] * scale : -INFINITY;
+          tile_lo = fmaxf(tile_lo, s[nt][i]);
+          tile_hi = fmaxf(tile_hi, s[nt][2 + i]);
+        }
+#pragma unroll
+      for (int offset = 1; offset < 4; offset *= 2) {
+        tile_lo = fmaxf(tile_lo, __shfl_xor_sync(0xffffffffu, tile_lo, offset));
+        tile_hi = fmaxf(tile_hi, __shfl_xor_sync(0xffffffffu, tile_hi, offset));
+      }
+      const float new_lo = fmaxf(m_lo, tile_lo), new_hi = fmaxf(m_hi, tile_hi);
+      // A row that has seen no key yet keeps -inf: subtract 0 there, so that its terms stay 0, not NaN.
+      const float base_lo = new_lo == -INFINITY ? 0.0f : new_lo, base_hi = new_hi == -INFINITY ? 0.0f : new_hi;
+      const float keep_lo = exp2f(m_lo - base_lo), keep_hi = exp2f(m_hi - base_hi);
+      m_lo = new_lo, m_hi = new_hi;
+      l_lo *= keep_lo, l_hi *= keep_hi;
+#pragma unroll
+      for (int vt = 0; vt < kMaxVTiles; ++vt) {
+        o[vt][0] *= keep_lo, o[vt][1] *= keep_lo;
+        o[vt][2] *= keep_hi, o[vt][3] *= keep_hi;
+      }
+
+      // P = exp2(S - m), summed into l and multiplied by V, 16 keys (two 8-key tiles of S) a step.
+#pragma unroll
+      for (int kk = 0; kk < kTileKeys / 16; ++kk) {
+        float p[2][4];
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          p[half][0] = exp2f(s[2 * kk + half][0] - base_lo), p[half][1] = exp2f(s[2 * kk + half][1] - base_lo);
+          p[half][2] = exp2f(s[2 * kk + half][2] - base_hi), p[half][3] = exp2f(s[2 * kk + half][3] - base_hi);
+          l_lo += p[half][0] + p[half][1], l_hi += p[half][2] + p[half][3];
+        }
+        const uint32_t pa[4] = {half_pair(p[0][0], p[0][1]), half_pair(p[0][2], p[0][3]), half_pair(p[1][0], p[1][1]),
+                                half_pair(p[1][2], p[1][3])};
+        const __half* key_lo = v_s + (16 * kk + 2 * t) * padded(v_dim);  // keys 2t, 2t + 1 of the step
+        const __half* key_hi = key_lo + 8 * padded(v_dim);                // keys 2t + 8, 2t + 9
+#pragma unroll
+        for (int vt = 0; vt < kMaxVTiles; ++vt) {
+          if (vt >= n_vtiles) break;
+          const int col = 8 * vt + g;
+          mma_f16(o[vt], pa, halves_of(key_lo[col], key_lo[padded(v_dim) + col]),
+                  halves_of(key_hi[col], key_hi[padded(v_dim) + col]));
+        }
+      }
+    }
+    __syncthreads();  // this buffer's reads are done before the next round's copies go into it
+  }
+
+#pragma unroll
+  for (int offset = 1; offset < 4; offset *= 2) {
+    l_lo += __shfl_xor_sync(0xffffffffu, l_lo, offset);
+    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, offset);
+  }
+  const int64_t row_lo = warp_row + g, row_hi = row_lo + 8;
+#pragma unroll
+  for (int vt = 0; vt < kMaxVTiles; ++vt) {
+    if (vt >= n_vtiles) break;
+    const int col = h * v_dim + 8 * vt + 2 * t;
+    if (row_lo < n) {
+      out.data[row_lo * out.stride + col] = o[vt][0] / l_lo;
+      out.data[row_lo * out.stride + col + 1] = o[vt][1] / l_lo;
+    }
+    if (row_hi < n) {
+      out.data[row_hi * out.stride + col] = o[vt][2] / l_hi;
+      out.data[row_hi * out.stride + col + 1] = o[vt][3] / l_hi;
+    }
+  }
+}
+
+}  // namespace
+
+bool mla_prefill_flash_ok(MlaDims dims) {
+  return dims.qk() % 16 == 0 && dims.qk() <= kMaxPrefillQk && dims.v_dim % 16 == 0 && dims.v_dim <= kMaxPrefillV;
+}
+
+size_t mla_prefill_flash_scratch_bytes(MlaDims dims, int64_t context) {
+  return size_t(context) * dims.n_heads * (dims.qk() + dims.v_dim) * sizeof(__half);
+}
+
+void launch_mla_prefill_flash(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, DeviceMatrix latent, int64_t start,
+                              void* scratch, DeviceMatrix out, cudaStream_t stream) {
+  const int64_t n = q.rows, context = start + n;
+  if (n == 0) return;
+  auto* k = static_cast<__half*>(scratch);
+  __half* v = k + context * dims.n_heads * dims.qk();
+  pack_kv_half_kernel<<<unsigned(context), 256, 0, stream>>>(dims, kv, latent, context, k, v);
+  const size_t smem = sizeof(__half) * 2 * buffer_halves(dims);
+  // The attribute is the kernel's: set once, for the widest operands allowed (a failure shows as the
+  // launch's error).
+  static const cudaError_t configured = cudaFuncSetAttribute(
+      flash_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      int(sizeof(__half) * 2 * kTileKeys * (padded(kMaxPrefillQk) + padded(kMaxPrefillV))));
+  (void)configured;
+  const dim3 grid(unsigned((n + kBlockRows - 1) / kBlockRows), unsigned(dims.n_heads));
+  flash_kernel<<<grid, kWarps * 32, smem, stream>>>(dims, q, k, v, start, out);
+}
+
+}  // namespace dsv3::cuda
