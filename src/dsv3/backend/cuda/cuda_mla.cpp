@@ -1,8 +1,9 @@
 // MLA on the GPU over the paged latent cache. Prefill expands the context through kv_b_proj and runs
-// causal attention as two cuBLAS batched products (one batch entry a head) around a softmax kernel,
-// a chunk of query rows at a time so that the scores stay within a memory budget. The products run
-// on TF32 tensor cores (float32 operands rounded to 10 bits of mantissa, float32 sums); BF16 operands
-// (7 bits) cost the fixtures 3e-2 of their tolerance. Decode stays in the latent space (mla_decode.cu).
+// causal attention in one pass over the keys (mla_prefill_flash.cu: FP16 operands, 10 bits of
+// mantissa, float32 sums); head widths that kernel does not take run as two cuBLAS batched products
+// (one batch entry a head) around a softmax kernel, a chunk of query rows at a time so that the
+// scores stay within a memory budget, on TF32 tensor cores (10 bits as well). BF16 operands (7 bits)
+// cost the fixtures 3e-2 of their tolerance. Decode stays in the latent space (mla_decode.cu).
 #include <algorithm>
 
 #include "dsv3/backend/cuda/cuda_backend.h"

@@ -1,5 +1,6 @@
-// MLA prefill in the expanded form (REFERENCE.md, MLA): operands packed head-major for cuBLAS's
-// batched float32 products over heads, and the causal softmax between the two products.
+// MLA prefill in the expanded form (REFERENCE.md, MLA), for head widths the one-pass kernel does not
+// take (mla_prefill_flash_ok): operands packed head-major for cuBLAS's batched float32 products over
+// heads, and the causal softmax between the two products.
 #include <cfloat>
 
 #include "dsv3/backend/cuda/kernels.h"
