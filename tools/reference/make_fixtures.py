@@ -61,6 +61,10 @@ def v2_config(**overrides):
     return c
 
 
+# The quantization_config of DeepSeek's published FP8 checkpoints.
+FP8_QUANTIZATION = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                    "weight_block_size": [FP8_BLOCK, FP8_BLOCK]}
+
 CASES = {
     # V3: q_lora, yarn, grouped sigmoid routing with a correction bias, dense + MoE layers, 3 shards, MTP.
     # Its correction biases sit below zero, so that some eligible experts have negative biased scores:
@@ -71,8 +75,7 @@ CASES = {
     "v3_fp8": dict(config=v3_config(hidden_size=192, intermediate_size=320, moe_intermediate_size=160,
                                      q_lora_rank=160, kv_lora_rank=160, n_routed_experts=8, n_group=2,
                                      topk_group=1, num_experts_per_tok=2, num_hidden_layers=2,
-                                     quantization_config={"activation_scheme": "dynamic", "fmt": "e4m3",
-                                                          "quant_method": "fp8", "weight_block_size": [128, 128]}),
+                                     quantization_config=FP8_QUANTIZATION),
                    fp8=True, shards=2, prompt_len=16),
     # V2-Lite: no q_lora, softmax greedy routing, yarn with mscale 0.707, one file; a long prompt.
     "v2_lite": dict(config=v2_config(), fp8=False, shards=1, prompt_len=40),
@@ -98,8 +101,7 @@ CASES = {
     "v3_fp8_long": dict(config=v3_config(hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
                                          q_lora_rank=128, kv_lora_rank=128, n_routed_experts=8, n_group=2,
                                          topk_group=1, num_experts_per_tok=2, num_hidden_layers=2,
-                                         quantization_config={"activation_scheme": "dynamic", "fmt": "e4m3",
-                                                              "quant_method": "fp8", "weight_block_size": [128, 128]}),
+                                         quantization_config=FP8_QUANTIZATION),
                         fp8=True, shards=1, prompt_len=320),
     "v2_long": dict(config=v2_config(hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
                                      n_routed_experts=8, num_experts_per_tok=2, num_hidden_layers=2),

@@ -14,6 +14,7 @@
 
 #include "dsv3/backend/cuda/copy_async.cuh"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/mma.cuh"
 
 namespace dsv3::cuda {
 namespace {
@@ -35,15 +36,6 @@ __device__ inline uint32_t halves_at(const __half* p) { return *reinterpret_cast
 __device__ inline uint32_t halves_of(__half lo, __half hi) {
   const __half2 h = __halves2half2(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-// c += a b for one m16n8k16 tile (FP16 operands, float32 sums).
-__device__ inline void mma_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // One block a context row: k[h][j] = (k_nope of head h, the shared rotated k_pe), v[h][j], in FP16,
