@@ -1,5 +1,6 @@
 // Asynchronous copies global -> shared memory without passing through registers (cp.async, sm_80+):
-// the MLA decode kernels' cache tiles (mla_decode_rows.cuh) and grouped_wgmma.cu's stages of x.
+// the MLA decode kernels' cache tiles (mla_decode_rows.cuh), grouped_wgmma.cu's stages of x and
+// mla_prefill_flash.cu's tiles of keys.
 #pragma once
 
 #include <cstdint>

@@ -10,8 +10,6 @@
 // next product's operand once two 8-key tiles are paired, so P V needs no shuffle.
 #include <cuda_fp16.h>
 
-#include <cfloat>
-
 #include "dsv3/backend/cuda/copy_async.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/mma.cuh"
