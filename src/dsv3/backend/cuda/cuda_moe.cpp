@@ -1,9 +1,10 @@
 // DeepSeekMoE on the GPU. The router runs in float32 (expert choice is sensitive to rounding, and
 // transformers routes in float32): the weight-streaming kernel for few rows, a float32 product for
 // many. The (token, expert) pairs are sorted by expert on the device; the experts' products then run
-// without the host knowing which experts were chosen: weight streaming for decode-sized batches (FP8 on tensor cores, moe_mma.cu;
-// other weights on CUDA cores, moe.cu), grouped tensor-core products for larger ones (grouped_gemm.cu:
-// grouped_few.cu's 16-row tiles for groups of a few rows, grouped_wgmma.cu's warpgroup tiles for prefill).
+// without the host knowing which experts were chosen: weight streaming for decode-sized batches (FP8
+// on tensor cores, moe_mma.cu; other weights on CUDA cores, moe.cu), grouped tensor-core products for
+// larger ones (grouped_gemm.cu: grouped_few.cu's 16-row tiles for groups of a few rows,
+// grouped_wgmma.cu's warpgroup tiles for prefill).
 #include <algorithm>
 #include <utility>
 #include <vector>
