@@ -261,22 +261,30 @@ void CudaBackend::linear_gemm(const Act& x, const LinearWeight& w, const Act& ou
     DSV3_CUDA_CHECK_LAUNCH();
     return;
   }
-  Buffer dequantised;
-  const uint16_t* w_bf16 = reinterpret_cast<const uint16_t*>(w.weight.data);
-  if (w.weight.dtype != DType::BF16) {
-    dequantised = scratch(size_t(N * K) * 2);
-    cuda::launch_weight_to_bf16(cuda::weight(w), static_cast<uint16_t*>(dequantised.data()), stream_);
+  if (w.weight.dtype == DType::BF16) {
+    // Activations as a high and a low BF16 part against the BF16 weight as stored: routing and the
+    // fixtures' 3e-2 need more than BF16-rounded activations give (6e-2 on one fixture).
+    Buffer x_high = scratch(size_t(M * K) * 2), x_low = scratch(size_t(M * K) * 2);
+    cuda::launch_to_bf16_pair(matrix(x), static_cast<uint16_t*>(x_high.data()), static_cast<uint16_t*>(x_low.data()),
+                              stream_);
     DSV3_CUDA_CHECK_LAUNCH();
-    w_bf16 = static_cast<const uint16_t*>(dequantised.data());
+    const auto* w_bf16 = reinterpret_cast<const uint16_t*>(w.weight.data);
+    gemm_->bf16(static_cast<const uint16_t*>(x_high.data()), w_bf16, M, N, K, y, out.stride, false);
+    gemm_->bf16(static_cast<const uint16_t*>(x_low.data()), w_bf16, M, N, K, y, out.stride, true);
+    return;
   }
-  // Activations as a high and a low BF16 part: routing and the fixtures' 3e-2 need more than
-  // BF16-rounded activations give (6e-2 on one fixture), the weight is exact in BF16.
-  Buffer x_high = scratch(size_t(M * K) * 2), x_low = scratch(size_t(M * K) * 2);
-  cuda::launch_to_bf16_pair(matrix(x), static_cast<uint16_t*>(x_high.data()), static_cast<uint16_t*>(x_low.data()),
-                            stream_);
+  // FP8 weights: their real values (codes times block scales) rounded once to FP16, against x in FP16
+  // at one power of two: 11 bits of mantissa each, 2^-12 an element on average, one product. (As BF16
+  // with x in two BF16 parts the weight kept 8 bits, and the products were two.) Scaled weights below
+  // FP16's normal range (2^-14) keep its absolute step of 2^-24, far below the weights that count.
+  Buffer w_f16 = scratch(size_t(N * K) * 2), x_f16 = scratch(size_t(M * K) * 2);
+  Buffer scale = scratch(sizeof(cuda::HalfScale));
+  auto* half_scale = static_cast<cuda::HalfScale*>(scale.data());
+  cuda::launch_weight_to_f16(cuda::weight(w), static_cast<uint16_t*>(w_f16.data()), stream_);
+  cuda::launch_to_f16_scaled(matrix(x), static_cast<uint16_t*>(x_f16.data()), half_scale, stream_);
   DSV3_CUDA_CHECK_LAUNCH();
-  gemm_->bf16(static_cast<const uint16_t*>(x_high.data()), w_bf16, M, N, K, y, out.stride, false);
-  gemm_->bf16(static_cast<const uint16_t*>(x_low.data()), w_bf16, M, N, K, y, out.stride, true);
+  gemm_->f16(static_cast<const uint16_t*>(x_f16.data()), static_cast<const uint16_t*>(w_f16.data()), M, N, K,
+             &half_scale->unscale, y, out.stride);
 }
 
 const float* CudaBackend::float_weight(const LinearWeight& w) {

@@ -88,9 +88,10 @@ class CudaBackend final : public Backend {
 
   // Products with their path forced, for the op tests and the bench: `Small` streams the weight
   // through our kernel, `Gemm` takes cuBLASLt (FP8 weights: the block-scaled FP8 product where
-  // cuBLASLt has one, else BF16 on the dequantised weight), `GemmBf16` always the latter, `Grouped`
-  // our tensor-core kernel (grouped_gemm.cu) as one group.
-  enum class LinearPath { Auto, Small, Gemm, GemmBf16, Grouped };
+  // cuBLASLt has one, else FP16 on the dequantised weight), `Gemm16` always its 16-bit product (BF16
+  // weights against x in two BF16 parts, FP8 ones as FP16 against x in FP16), `Grouped` our
+  // tensor-core kernel (grouped_gemm.cu) as one group.
+  enum class LinearPath { Auto, Small, Gemm, Gemm16, Grouped };
   void linear_with(LinearPath path, const Act& x, const LinearWeight& w, const Act& out);
 
  private:

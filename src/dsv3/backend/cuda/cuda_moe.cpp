@@ -93,6 +93,26 @@ const cuda::DeviceWeight* CudaBackend::expert_table(std::span<const ExpertWeight
   return static_cast<const cuda::DeviceWeight*>(it->second.data());
 }
 
+// hidden = silu(gate x) * (up x), then y = down hidden, for the groups' rows (x_rows: the row of x
+// each reads; null: in order), on grouped tensor-core products; ffn.index is the gate's place in
+// the table, up and down follow it.
+static void grouped_ffn(const cuda::GroupedWeights& ffn, const cuda::DeviceWeight& gate_shape,
+                        const cuda::DeviceWeight& down_shape, const int32_t* offsets, int n_groups,
+                        cuda::DeviceMatrix x, const int32_t* x_rows, cuda::DeviceMatrix hidden, cuda::DeviceMatrix y,
+                        void* parts, void* up_memory, cudaStream_t stream) {
+  auto at = [&](int i) { return cuda::GroupedWeights{ffn.table, ffn.stride, ffn.index + i, {}}; };
+  if (cuda::grouped_gate_up_ok(gate_shape, hidden.rows, n_groups)) {
+    cuda::launch_grouped_gate_up(at(0), gate_shape, offsets, n_groups, x, x_rows, hidden, parts, stream);
+  } else {
+    const cuda::DeviceMatrix up{static_cast<float*>(up_memory), hidden.rows, hidden.cols, hidden.stride};
+    cuda::launch_grouped_linear(at(0), gate_shape, offsets, n_groups, x, x_rows, hidden, parts, stream);
+    cuda::launch_grouped_linear(at(1), gate_shape, offsets, n_groups, x, x_rows, up, parts, stream);
+    cuda::launch_silu_mul(hidden, up, hidden, stream);
+  }
+  cuda::launch_grouped_linear(at(2), down_shape, offsets, n_groups, hidden, nullptr, y, parts, stream);
+  DSV3_CUDA_CHECK_LAUNCH();
+}
+
 void CudaBackend::shared_ffn_add(const Act& x, const ExpertWeights& shared, const Act& out) {
   const int64_t width = shared.gate_proj.out_features();
   ActBuffer gate = alloc(x.rows, width), up = alloc(x.rows, width), y = alloc(x.rows, x.cols);
@@ -134,6 +154,13 @@ void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<co
       shared->down_proj.weight.dtype == down_shape.dtype && shared->gate_proj.in_features() == hidden &&
       cuda::vector_rows_ok(cuda::weight(shared->gate_proj), x.data, x.stride) == vector_gate &&
       cuda::vector_rows_ok(cuda::weight(shared->down_proj), nullptr, hidden_stride) == vector_down;
+  // A prefill's shared FFN runs as one more group of the grouped products (every token in order),
+  // its output in y's shared slots, where the grouped products take its weights.
+  const cuda::DeviceWeight shared_gate = shared ? cuda::weight(shared->gate_proj) : cuda::DeviceWeight{};
+  const cuda::DeviceWeight shared_down = shared ? cuda::weight(shared->down_proj) : cuda::DeviceWeight{};
+  const bool group_shared = shared && grouped && cuda::grouped_linear_ok(shared_gate, matrix(x)) &&
+                            cuda::grouped_linear_ok(shared_down, {nullptr, n, shared_width, shared_width});
+  const bool shared_in_y = fuse_shared || group_shared;
   const int n_ffns = n_experts + 1;  // the plan's last entry is the shared FFN's (kernels.h, MoePlan)
   const int64_t n_slots = n_pairs + n;
 
@@ -149,28 +176,31 @@ void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<co
       cuda::moe_plan_view(routing.plan.data() ? routing.plan.data() : plan_memory.data(), n, int(top_k), n_experts);
 
   Buffer y = scratch(size_t(n_slots * hidden) * 4);
-  const cuda::DeviceWeight* table = expert_table(experts, fuse_shared ? shared : nullptr);
+  const cuda::DeviceWeight* table = expert_table(experts, shared_in_y ? shared : nullptr);
   Buffer h = scratch(size_t(n_slots * hidden_stride) * 4);
   const cuda::DeviceMatrix hidden_rows{static_cast<float*>(h.data()), n_pairs, width, hidden_stride};
   const cuda::DeviceMatrix y_rows{static_cast<float*>(y.data()), n_pairs, hidden, hidden};
   if (grouped) {
-    Buffer parts = scratch(std::max(cuda::grouped_linear_scratch_bytes(gate_shape, matrix(x), n_pairs, n_experts),
-                                    cuda::grouped_linear_scratch_bytes(down_shape, hidden_rows, n_pairs, n_experts)));
-    if (cuda::grouped_gate_up_ok(gate_shape, n_pairs, n_experts)) {
-      cuda::launch_grouped_gate_up({table, 3, 0, {}}, gate_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
-                                   hidden_rows, parts.data(), stream_);
-    } else {
-      Buffer up = scratch(size_t(n_pairs * hidden_stride) * 4);
-      const cuda::DeviceMatrix up_rows{static_cast<float*>(up.data()), n_pairs, width, hidden_stride};
-      cuda::launch_grouped_linear({table, 3, 0, {}}, gate_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
-                                  hidden_rows, parts.data(), stream_);
-      cuda::launch_grouped_linear({table, 3, 1, {}}, gate_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
-                                  up_rows, parts.data(), stream_);
-      cuda::launch_silu_mul(hidden_rows, up_rows, hidden_rows, stream_);
-    }
-    cuda::launch_grouped_linear({table, 3, 2, {}}, down_shape, plan.offsets, n_experts, hidden_rows, nullptr, y_rows,
-                                parts.data(), stream_);
-    DSV3_CUDA_CHECK_LAUNCH();
+    const int64_t shared_rows = group_shared ? n : 0;
+    Buffer shared_hidden = scratch(size_t(shared_rows * shared_width) * 4);
+    const cuda::DeviceMatrix shared_hidden_rows{static_cast<float*>(shared_hidden.data()), shared_rows, shared_width,
+                                                shared_width};
+    size_t parts_bytes = std::max(cuda::grouped_linear_scratch_bytes(gate_shape, matrix(x), n_pairs, n_experts),
+                                  cuda::grouped_linear_scratch_bytes(down_shape, hidden_rows, n_pairs, n_experts));
+    if (group_shared)
+      parts_bytes = std::max({parts_bytes, cuda::grouped_linear_scratch_bytes(shared_gate, matrix(x), n, 1),
+                              cuda::grouped_linear_scratch_bytes(shared_down, shared_hidden_rows, n, 1)});
+    Buffer parts = scratch(parts_bytes);
+    // The up products' rows, where gate and up take two launches.
+    const int64_t routed_up = cuda::grouped_gate_up_ok(gate_shape, n_pairs, n_experts) ? 0 : n_pairs * hidden_stride;
+    const int64_t shared_up = !group_shared || cuda::grouped_gate_up_ok(shared_gate, n, 1) ? 0 : n * shared_width;
+    Buffer up = scratch(size_t(std::max(routed_up, shared_up)) * 4);
+    grouped_ffn({table, 3, 0, {}}, gate_shape, down_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
+                hidden_rows, y_rows, parts.data(), up.data(), stream_);
+    if (group_shared)
+      grouped_ffn({table + 3 * n_experts, 3, 0, {}}, shared_gate, shared_down, nullptr, 1, matrix(x), nullptr,
+                  shared_hidden_rows, {static_cast<float*>(y.data()) + n_pairs * hidden, n, hidden, hidden},
+                  parts.data(), up.data(), stream_);
   } else {
     const cuda::MoeFfns ffns{table,      n_ffns,     fuse_shared, gate_shape,
                              down_shape, std::max(width, fuse_shared ? shared_width : 0)};
@@ -193,8 +223,8 @@ void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<co
   }
   const auto* y_data = static_cast<const float*>(y.data());
   const auto* weights = static_cast<const float*>(routing.expert_weights.data());
-  const int64_t shared_first_slot = fuse_shared ? n_pairs : -1;
-  if (then && (fuse_shared || !shared) && cuda::last_block_norm_fits(n)) {
+  const int64_t shared_first_slot = shared_in_y ? n_pairs : -1;
+  if (then && (shared_in_y || !shared) && cuda::last_block_norm_fits(n)) {
     cuda::launch_moe_combine_add_rmsnorm(y_data, weights, plan, int(top_k), shared_first_slot, matrix(out),
                                          cuda::residual_norm(*then), blocks_done(), stream_);
     DSV3_CUDA_CHECK_LAUNCH();
@@ -202,7 +232,7 @@ void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<co
   }
   cuda::launch_moe_combine(y_data, weights, plan, int(top_k), shared_first_slot, matrix(out), stream_);
   DSV3_CUDA_CHECK_LAUNCH();
-  if (shared && !fuse_shared) shared_ffn_add(x, *shared, out);
+  if (shared && !shared_in_y) shared_ffn_add(x, *shared, out);
   if (then) add_rmsnorm(then->residual, out, then->weight, then->eps, then->normed);
 }
 

@@ -44,12 +44,20 @@ GemmRunner::Plan& GemmRunner::plan(Kind kind, int64_t M, int64_t N, int64_t K, i
   auto [it, inserted] = plans_.try_emplace({kind, M, N, K, ldx, ldy});
   Plan& p = it->second;
   if (!inserted) return p;
-  const cudaDataType_t in_type = kind == Kind::Bf16 ? CUDA_R_16BF : kind == Kind::F32 ? CUDA_R_32F : CUDA_R_8F_E4M3;
+  const cudaDataType_t in_type = kind == Kind::Bf16  ? CUDA_R_16BF
+                                 : kind == Kind::F16 ? CUDA_R_16F
+                                 : kind == Kind::F32 ? CUDA_R_32F
+                                                     : CUDA_R_8F_E4M3;
   DSV3_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t transpose = CUBLAS_OP_T, plain = CUBLAS_OP_N;
   DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)));
   DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof(plain)));
-  if (kind == Kind::Bf16 || kind == Kind::F32) {
+  if (kind == Kind::F16) {
+    const cublasLtPointerMode_t on_device = CUBLASLT_POINTER_MODE_DEVICE;
+    DSV3_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_POINTER_MODE, &on_device, sizeof(on_device)));
+  }
+  if (kind != Kind::Fp8BlockScaled) {
     // A = w (K x N, transposed), B = x (K x M): y^T [N, M] column-major is y row-major.
     DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_type, uint64_t(K), uint64_t(N), K));
     DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, uint64_t(K), uint64_t(M), ldx));
@@ -79,6 +87,14 @@ void GemmRunner::bf16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N
   const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   DSV3_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &one, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo, workspace_,
                                    workspace_bytes_, stream_));
+}
+
+void GemmRunner::f16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N, int64_t K, const float* alpha_beta,
+                     float* y, int64_t ldy) {
+  Plan& p = plan(Kind::F16, M, N, K, K, ldy);
+  if (!p.ok) fail("cuBLASLt has no FP16 algorithm for a ", M, "x", N, "x", K, " product");
+  DSV3_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, alpha_beta, w, p.a, x, p.b, alpha_beta + 1, y, p.d, y, p.d, &p.algo,
+                                   workspace_, workspace_bytes_, stream_));
 }
 
 void GemmRunner::f32(const float* x, int64_t ldx, const float* w, int64_t M, int64_t N, int64_t K, float* y,

@@ -22,6 +22,11 @@ class GemmRunner {
   void bf16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N, int64_t K, float* y, int64_t ldy,
             bool accumulate);
 
+  // y [M, N] (rows ldy floats apart) = alpha_beta[0] x [M, K] . w [N, K]^T, x and w contiguous FP16,
+  // summed in float32; alpha_beta (device memory, read when the product runs) holds alpha and a zero.
+  void f16(const uint16_t* x, const uint16_t* w, int64_t M, int64_t N, int64_t K, const float* alpha_beta, float* y,
+           int64_t ldy);
+
   // y [M, N] (rows ldy floats apart) = x [M, K] (rows ldx floats apart) . w [N, K]^T, all float32 and
   // summed in float32 (no TF32): the router's logits of many rows (CudaBackend::moe_route).
   void f32(const float* x, int64_t ldx, const float* w, int64_t M, int64_t N, int64_t K, float* y, int64_t ldy);
@@ -39,7 +44,7 @@ class GemmRunner {
   cublasHandle_t blas() const { return blas_; }
 
  private:
-  enum class Kind { Bf16, F32, Fp8BlockScaled };
+  enum class Kind { Bf16, F16, F32, Fp8BlockScaled };
   // A plan for one (kind, M, N, K, ldx, ldy): descriptors and the algorithm cuBLASLt chose; `ok`
   // false when it found none.
   struct Plan {

@@ -92,8 +92,16 @@ void launch_linear_small_pair(const DeviceWeight& w_a, DeviceMatrix y_a, const D
 // x as two BF16 matrices [rows, cols] contiguous: high = bf16(x), low = bf16(x - high); high + low
 // carries 16 bits of x's mantissa, so two BF16 products give float32-input accuracy.
 void launch_to_bf16_pair(DeviceMatrix x, uint16_t* high, uint16_t* low, cudaStream_t stream);
-// out [w.rows, w.cols] contiguous = bf16 of the real weight (FP8 block scales applied).
-void launch_weight_to_bf16(const DeviceWeight& w, uint16_t* out, cudaStream_t stream);
+// x in FP16 for a product on FP16 tensor cores: out [rows, cols] contiguous = fp16(x 2^s), one power
+// of two for the whole of x that brings its largest magnitude into [2^14, 2^15) (fp16_parts.cuh's
+// scale_exponent), and scale->unscale = 2^-s; scale is device memory the launch zeroes first.
+struct HalfScale {
+  unsigned max_bits;
+  float unscale, zero;  // the product's alpha and beta (CUBLASLT_POINTER_MODE_DEVICE)
+};
+void launch_to_f16_scaled(DeviceMatrix x, uint16_t* out, HalfScale* scale, cudaStream_t stream);
+// out [w.rows, w.cols] contiguous = fp16 of the real weight (FP8 block scales applied).
+void launch_weight_to_f16(const DeviceWeight& w, uint16_t* out, cudaStream_t stream);
 // out [w.rows, w.cols] contiguous = the real weight in float32.
 void launch_weight_to_f32(const DeviceWeight& w, float* out, cudaStream_t stream);
 // DeepSeek's activation quantisation: per row and 128-column group, scale = max|x| / 448 and
