@@ -586,10 +586,10 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
   }
 }
 
-// A prefill's experts on the grouped tensor-core products, the shared FFN as one more group of them
-// (every token in order, its output in the combine's shared slots): 10 rows an expert on average at
-// 40 tokens (grouped_few.cu; the shared FFN's 40 rows in the warpgroup tiles), 75 at 300
-// (grouped_wgmma.cu); with the residual add and norm after the FFN as well.
+// A prefill's experts on the grouped tensor-core products, an FP8 shared FFN as one more group of
+// them (every token in order, its output in the combine's shared slots; a BF16 one through
+// cuBLASLt): 10 rows an expert on average at 40 tokens (grouped_few.cu; the shared FFN's 40 rows in
+// the warpgroup tiles), 75 at 300 (grouped_wgmma.cu); with the residual add and norm after the FFN.
 TEST_F(CudaOps, PrefillExpertsWithTheSharedFfnMatchTheCpu) {
   const int64_t hidden = 512, width = 384, n_experts = 16;
   const RouterParams params{ScoringFunc::Softmax, TopkMethod::Greedy, 1, 1, 4, false, 1.0f};

@@ -29,13 +29,6 @@ struct alignas(16) TileBuffers {
   __nv_bfloat16 a_high[kBM][kLd], a_low[kBM][kLd], b[kBN][kLd];
 };
 
-__device__ inline void ldmatrix_x4(uint32_t (&r)[4], const __nv_bfloat16* p) {
-  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
 // Global memory to registers, then registers to shared memory, for one kBK slice of k. Each
 // thread loads kAFloats consecutive values of one row of x and kBElems of one weight row: the next
 // slice's loads are in flight while the current one is multiplied.

@@ -28,6 +28,23 @@ __device__ inline void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Four 8x8 matrices of 16-bit values from shared memory (PTX ISA, "ldmatrix"): lanes 8i .. 8i + 7
+// give the addresses of matrix i's 8 rows (16 bytes each, 16-byte aligned), and lane (g, t) gets
+// r[i] = matrix i's (g, 2t..2t+1); with .trans, its (2t..2t+1, g) (a B fragment from row-major k x n).
+__device__ inline void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+}
+
+__device__ inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+}
+
 // (x0, x1) as BF16 operands in two parts, x = high + low to 16 bits of mantissa: both multiplied
 // into float32 sums, a product as accurate as float32 activations against a BF16 operand.
 __device__ inline void split_bf16(float x0, float x1, uint32_t& high, uint32_t& low) {
