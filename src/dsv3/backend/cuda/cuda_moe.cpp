@@ -155,13 +155,16 @@ void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<co
       cuda::vector_rows_ok(cuda::weight(shared->gate_proj), x.data, x.stride) == vector_gate &&
       cuda::vector_rows_ok(cuda::weight(shared->down_proj), nullptr, hidden_stride) == vector_down;
   // A prefill's FP8 shared FFN runs as one more group of the grouped products (every token in
-  // order), its output in y's shared slots: the weights exact in the products, no FP16 copies of them
-  // (Moonlight prefill of 1K tokens on an H100: 1.028x against cuBLASLt's FP16 products; 8K level).
-  // BF16 ones stay with cuBLASLt, 1.016x faster than the grouped products at 1K.
+  // order), its output in y's shared slots, where its rows take the warpgroup tiles: the weights
+  // exact in the products, no FP16 copies of them (Moonlight prefill of 1K tokens on an H100: 1.028x
+  // against cuBLASLt's FP16 products; 8K level). In the few-row tiles (decode batches of up to 32)
+  // its 2816 rows made 44 blocks, and batch-32 decode 6% slower; BF16 ones stay with cuBLASLt, 1.016x
+  // faster than the grouped products at 1K.
   const cuda::DeviceWeight shared_gate = shared ? cuda::weight(shared->gate_proj) : cuda::DeviceWeight{};
   const cuda::DeviceWeight shared_down = shared ? cuda::weight(shared->down_proj) : cuda::DeviceWeight{};
   const bool group_shared = shared && grouped && shared_gate.dtype == DType::F8_E4M3 &&
                             shared_down.dtype == DType::F8_E4M3 && cuda::grouped_linear_ok(shared_gate, matrix(x)) &&
+                            cuda::grouped_gate_up_ok(shared_gate, n, 1) &&
                             cuda::grouped_linear_ok(shared_down, {nullptr, n, shared_width, shared_width});
   const bool shared_in_y = fuse_shared || group_shared;
   const int n_ffns = n_experts + 1;  // the plan's last entry is the shared FFN's (kernels.h, MoePlan)
