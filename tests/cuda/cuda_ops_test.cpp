@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <tuple>
 
 #include "dsv3/backend/cpu/cpu_backend.h"
 #include "dsv3/backend/cuda/cuda_backend.h"
@@ -103,6 +104,39 @@ class CudaOps : public ::testing::Test {
     w->device.weight = gpu->place(w->host.weight);
     if (dtype == DType::F8_E4M3) w->device.scale_inv = gpu->place(w->host.scale_inv);
     return w;
+  }
+
+  // A MoE layer's FFNs in `dtype`, held on the host and placed on the device: n_experts routed ones
+  // (gate and up [width, hidden], down [hidden, width]) and a shared one twice as wide, as
+  // DeepSeek-V2-Lite and Moonlight have it (two shared experts).
+  struct MoeLayer {
+    std::vector<std::unique_ptr<Weight>> owned;
+    std::vector<ExpertWeights> host_experts, device_experts;
+    ExpertWeights host_shared, device_shared;
+  };
+  MoeLayer moe_layer(DType dtype, int64_t hidden, int64_t width, int64_t n_experts) {
+    MoeLayer layer;
+    auto add_ffn = [&](int64_t ffn_width) {
+      for (const auto& [o, i] : std::vector<std::pair<int64_t, int64_t>>{{ffn_width, hidden}, {ffn_width, hidden}, {hidden, ffn_width}})
+        layer.owned.push_back(weight(dtype, o, i));
+      const size_t b = layer.owned.size() - 3;
+      return std::pair{ExpertWeights{layer.owned[b]->host, layer.owned[b + 1]->host, layer.owned[b + 2]->host},
+                       ExpertWeights{layer.owned[b]->device, layer.owned[b + 1]->device, layer.owned[b + 2]->device}};
+    };
+    for (int64_t e = 0; e < n_experts; ++e) {
+      auto [host, device] = add_ffn(width);
+      layer.host_experts.push_back(host), layer.device_experts.push_back(device);
+    }
+    std::tie(layer.host_shared, layer.device_shared) = add_ffn(2 * width);
+    return layer;
+  }
+
+  // The CPU's choice of experts on the device, so that both backends run the same pairs.
+  Routing on_device(const Routing& host) {
+    const size_t pairs = size_t(host.n_tokens * host.top_k);
+    return {gpu->to_device(std::span(static_cast<const int32_t*>(host.expert_ids.data()), pairs)),
+            gpu->to_device(std::span(static_cast<const float*>(host.expert_weights.data()), pairs)), host.n_tokens,
+            host.top_k, {}};
   }
 
   // MLA decode and prefill of `shape` over a cache of a few sequences, against the CPU.
@@ -498,21 +532,9 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
   };
   for (const DType dtype : {DType::BF16, DType::F8_E4M3}) {
     auto gate = weight(DType::BF16, n_experts, hidden);
-    std::vector<std::unique_ptr<Weight>> owned;
-    std::vector<ExpertWeights> host_experts, device_experts;
-    for (int64_t e = 0; e < n_experts; ++e) {
-      for (const auto& [o, i] : std::vector<std::pair<int64_t, int64_t>>{{width, hidden}, {width, hidden}, {hidden, width}})
-        owned.push_back(weight(dtype, o, i));
-      const size_t b = owned.size() - 3;
-      host_experts.push_back({owned[b]->host, owned[b + 1]->host, owned[b + 2]->host});
-      device_experts.push_back({owned[b]->device, owned[b + 1]->device, owned[b + 2]->device});
-    }
-    // Shared experts as DeepSeek-V2-Lite and Moonlight have them: two, one FFN twice as wide.
-    for (const auto& [o, i] : std::vector<std::pair<int64_t, int64_t>>{{2 * width, hidden}, {2 * width, hidden}, {hidden, 2 * width}})
-      owned.push_back(weight(dtype, o, i));
-    const size_t s = owned.size() - 3;
-    const ExpertWeights host_shared{owned[s]->host, owned[s + 1]->host, owned[s + 2]->host};
-    const ExpertWeights device_shared{owned[s]->device, owned[s + 1]->device, owned[s + 2]->device};
+    const MoeLayer layer = moe_layer(dtype, hidden, width, n_experts);
+    const auto &host_experts = layer.host_experts, &device_experts = layer.device_experts;
+    const ExpertWeights &host_shared = layer.host_shared, &device_shared = layer.device_shared;
     Pair bias = activations(1, n_experts, 0.05f);
     for (const RouterParams& params : routers)
       for (const int64_t n : {1, 3, 5, 16, 40, 300, 1500}) {
@@ -547,8 +569,7 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
         EXPECT_LE(relative_l2(sorted, host_sorted), 1e-5);
 
         // The experts on the CPU's choice, so that both run the same pairs.
-        Routing same{gpu->to_device(std::span<const int32_t>(host_ids, ids.size())),
-                     gpu->to_device(std::span<const float>(host_weights, ids.size())), n, params.top_k, {}};
+        const Routing same = on_device(host_routing);
         // Where the GPU chose exactly as the CPU did, its own routing (with the plan its router may
         // have made alongside) feeds the experts too.
         const bool same_choice = std::equal(ids.begin(), ids.end(), host_ids);
@@ -595,39 +616,23 @@ TEST_F(CudaOps, PrefillExpertsWithTheSharedFfnMatchTheCpu) {
   const RouterParams params{ScoringFunc::Softmax, TopkMethod::Greedy, 1, 1, 4, false, 1.0f};
   for (const DType dtype : {DType::BF16, DType::F8_E4M3}) {
     auto gate = weight(DType::BF16, n_experts, hidden);
-    std::vector<std::unique_ptr<Weight>> owned;
-    auto add_ffn = [&](int64_t ffn_width) {
-      for (const auto& [o, i] : std::vector<std::pair<int64_t, int64_t>>{{ffn_width, hidden}, {ffn_width, hidden}, {hidden, ffn_width}})
-        owned.push_back(weight(dtype, o, i));
-      const size_t b = owned.size() - 3;
-      return std::pair{ExpertWeights{owned[b]->host, owned[b + 1]->host, owned[b + 2]->host},
-                       ExpertWeights{owned[b]->device, owned[b + 1]->device, owned[b + 2]->device}};
-    };
-    std::vector<ExpertWeights> host_experts, device_experts;
-    for (int64_t e = 0; e < n_experts; ++e) {
-      auto [host, device] = add_ffn(width);
-      host_experts.push_back(host), device_experts.push_back(device);
-    }
-    const auto [host_shared, device_shared] = add_ffn(2 * width);
+    const MoeLayer layer = moe_layer(dtype, hidden, width, n_experts);
     // BF16 weights against x in two BF16 parts: float32 accuracy; FP8 weights exact against x in one
     // FP16 part in the warpgroup tiles (2^-12 an element on average).
     const double tolerance = dtype == DType::BF16 ? 1e-4 : 1e-3;
     for (const int64_t n : {40, 300}) {
       Pair x = activations(n, hidden);
       const Routing host_routing = cpu.moe_route(x.host.view, gate->host, nullptr, params);
-      const size_t pairs = size_t(n * params.top_k);
-      Routing same{gpu->to_device(std::span(static_cast<const int32_t*>(host_routing.expert_ids.data()), pairs)),
-                   gpu->to_device(std::span(static_cast<const float*>(host_routing.expert_weights.data()), pairs)), n,
-                   params.top_k, {}};
+      const Routing same = on_device(host_routing);
       Pair out = activations(n, hidden);
-      cpu.moe_experts(x.host.view, host_routing, host_experts, &host_shared, out.host.view);
-      gpu->moe_experts(x.device.view, same, device_experts, &device_shared, out.device.view);
+      cpu.moe_experts(x.host.view, host_routing, layer.host_experts, &layer.host_shared, out.host.view);
+      gpu->moe_experts(x.device.view, same, layer.device_experts, &layer.device_shared, out.device.view);
       EXPECT_LE(relative_l2(device_values(out.device.view), host_values(out.host.view)), tolerance)
           << dtype_name(dtype) << " tokens " << n;
       Pair residual = activations(n, hidden), normed = activations(n, hidden), norm = activations(1, hidden);
-      cpu.moe_experts_add_rmsnorm(x.host.view, host_routing, host_experts, &host_shared, out.host.view,
+      cpu.moe_experts_add_rmsnorm(x.host.view, host_routing, layer.host_experts, &layer.host_shared, out.host.view,
                                   {residual.host.view, norm.host.view, 1e-6f, normed.host.view});
-      gpu->moe_experts_add_rmsnorm(x.device.view, same, device_experts, &device_shared, out.device.view,
+      gpu->moe_experts_add_rmsnorm(x.device.view, same, layer.device_experts, &layer.device_shared, out.device.view,
                                    {residual.device.view, norm.device.view, 1e-6f, normed.device.view});
       for (const auto& [name, pair] : {std::pair{"output", &out}, {"residual", &residual}, {"normed", &normed}})
         EXPECT_LE(relative_l2(device_values(pair->device.view), host_values(pair->host.view)), tolerance)
@@ -643,20 +648,7 @@ TEST_F(CudaOps, MoeExpertsTakeActivationsOfAnyMagnitude) {
   const int64_t hidden = 256, width = 384, n_experts = 8;
   const RouterParams params{ScoringFunc::Softmax, TopkMethod::Greedy, 1, 1, 2, false, 1.0f};
   auto gate = weight(DType::BF16, n_experts, hidden);
-  std::vector<std::unique_ptr<Weight>> owned;
-  std::vector<ExpertWeights> host_experts, device_experts;
-  auto add_ffn = [&](int64_t ffn_width) {
-    for (const auto& [o, i] : std::vector<std::pair<int64_t, int64_t>>{{ffn_width, hidden}, {ffn_width, hidden}, {hidden, ffn_width}})
-      owned.push_back(weight(DType::F8_E4M3, o, i));
-    const size_t b = owned.size() - 3;
-    return std::pair{ExpertWeights{owned[b]->host, owned[b + 1]->host, owned[b + 2]->host},
-                     ExpertWeights{owned[b]->device, owned[b + 1]->device, owned[b + 2]->device}};
-  };
-  for (int64_t e = 0; e < n_experts; ++e) {
-    auto [host, device] = add_ffn(width);
-    host_experts.push_back(host), device_experts.push_back(device);
-  }
-  const auto [host_shared, device_shared] = add_ffn(2 * width);
+  const MoeLayer layer = moe_layer(DType::F8_E4M3, hidden, width, n_experts);
   for (const float magnitude : {0.0f, 1e-12f, 1.0f, 3e5f, 1e15f})
     for (const int64_t n : {1, 3}) {
       const std::vector<float> v =
@@ -664,13 +656,10 @@ TEST_F(CudaOps, MoeExpertsTakeActivationsOfAnyMagnitude) {
       Pair x{cpu.upload(v, n, hidden), gpu->upload(v, n, hidden)};
       const Routing host_routing = cpu.moe_route(x.host.view, gate->host, nullptr, params);
       // Both run the CPU's choice: the experts' products are what is checked here.
-      const size_t pairs = size_t(n * params.top_k);
-      Routing same{gpu->to_device(std::span(static_cast<const int32_t*>(host_routing.expert_ids.data()), pairs)),
-                   gpu->to_device(std::span(static_cast<const float*>(host_routing.expert_weights.data()), pairs)), n,
-                   params.top_k, {}};
+      const Routing same = on_device(host_routing);
       Pair out = activations(n, hidden);
-      cpu.moe_experts(x.host.view, host_routing, host_experts, &host_shared, out.host.view);
-      gpu->moe_experts(x.device.view, same, device_experts, &device_shared, out.device.view);
+      cpu.moe_experts(x.host.view, host_routing, layer.host_experts, &layer.host_shared, out.host.view);
+      gpu->moe_experts(x.device.view, same, layer.device_experts, &layer.device_shared, out.device.view);
       const std::vector<float> mine = device_values(out.device.view), theirs = host_values(out.host.view);
       ASSERT_TRUE(std::all_of(mine.begin(), mine.end(), [](float v) { return std::isfinite(v); })) << magnitude;
       if (magnitude == 0.0f)
