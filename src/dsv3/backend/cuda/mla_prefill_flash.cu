@@ -65,10 +65,11 @@ __device__ inline uint32_t half_pair(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-// Halves of shared memory a buffer (k and v of one tile).
+// Halves of shared memory a buffer (k and v of one tile), and the bytes of the kernel's two.
 __host__ __device__ inline int buffer_halves(MlaDims dims) {
   return kTileKeys * (padded(dims.qk()) + padded(dims.v_dim));
 }
+inline size_t shared_bytes(MlaDims dims) { return sizeof(__half) * 2 * size_t(buffer_halves(dims)); }
 
 // grid (ceil(n / kBlockRows), n_heads). Query row i (position start + i) sees keys 0..start + i.
 // The last rows, which see the most keys, go first. Two tile buffers: the next tile's copies are in
@@ -248,15 +249,16 @@ void launch_mla_prefill_flash(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, Dev
   auto* k = static_cast<__half*>(scratch);
   __half* v = k + context * dims.n_heads * dims.qk();
   pack_kv_half_kernel<<<unsigned(context), 256, 0, stream>>>(dims, kv, latent, context, k, v);
-  const size_t smem = sizeof(__half) * 2 * buffer_halves(dims);
   // The attribute is the kernel's: set once, for the widest operands allowed (a failure shows as the
   // launch's error).
-  static const cudaError_t configured = cudaFuncSetAttribute(
-      flash_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      int(sizeof(__half) * 2 * kTileKeys * (padded(kMaxPrefillQk) + padded(kMaxPrefillV))));
+  static const cudaError_t configured = [] {
+    MlaDims widest{};
+    widest.nope = kMaxPrefillQk, widest.v_dim = kMaxPrefillV;
+    return cudaFuncSetAttribute(flash_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared_bytes(widest)));
+  }();
   (void)configured;
   const dim3 grid(unsigned((n + kBlockRows - 1) / kBlockRows), unsigned(dims.n_heads));
-  flash_kernel<<<grid, kWarps * 32, smem, stream>>>(dims, q, k, v, start, out);
+  flash_kernel<<<grid, kWarps * 32, shared_bytes(dims), stream>>>(dims, q, k, v, start, out);
 }
 
 }  // namespace dsv3::cuda
