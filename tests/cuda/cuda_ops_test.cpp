@@ -516,7 +516,8 @@ void CudaOps::check_mla(const MlaShape& shape, const std::vector<int64_t>& lengt
       cpu.mla_prefill(shape, pq.host.view, kv_b->host, c.host, c.layout, 1, c.sequences[index], start, po.host.view);
       gpu->mla_prefill(shape, pq.device.view, kv_b->device, c.device, c.layout, 1, c.sequences[index], start,
                        po.device.view);
-      // kv_b_proj expands the context on BF16 tensor cores (the weight dequantised to BF16).
+      // kv_b_proj expands the context on 16-bit tensor cores (FP8 weights rounded to FP16, x in FP16
+      // at one power of two), and the attention's operands are FP16.
       EXPECT_LE(relative_l2(device_values(po.device.view), host_values(po.host.view)), 1e-2)
           << "prefill " << dtype_name(dtype) << " start " << start;
     }
