@@ -197,10 +197,10 @@ void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<co
       parts_bytes = std::max({parts_bytes, cuda::grouped_linear_scratch_bytes(shared_gate, matrix(x), n, 1),
                               cuda::grouped_linear_scratch_bytes(shared_down, shared_hidden_rows, n, 1)});
     Buffer parts = scratch(parts_bytes);
-    // The up products' rows, where gate and up take two launches.
-    const int64_t routed_up = cuda::grouped_gate_up_ok(gate_shape, n_pairs, n_experts) ? 0 : n_pairs * hidden_stride;
-    const int64_t shared_up = !group_shared || cuda::grouped_gate_up_ok(shared_gate, n, 1) ? 0 : n * shared_width;
-    Buffer up = scratch(size_t(std::max(routed_up, shared_up)) * 4);
+    // The routed up products' rows, where gate and up take two launches (the grouped shared FFN never
+    // does: group_shared asks for its gate_up launch).
+    const int64_t up_rows = cuda::grouped_gate_up_ok(gate_shape, n_pairs, n_experts) ? 0 : n_pairs;
+    Buffer up = scratch(size_t(up_rows * hidden_stride) * 4);
     grouped_ffn({table, 3, 0, {}}, gate_shape, down_shape, plan.offsets, n_experts, matrix(x), plan.slot_token,
                 hidden_rows, y_rows, parts.data(), up.data(), stream_);
     if (group_shared)
