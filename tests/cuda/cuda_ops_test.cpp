@@ -315,7 +315,7 @@ TEST_F(CudaOps, CublasLtLinearMatchesTheCpu) {
       if (!gpu->fp8_gemm_available(rows, out_features, in_features)) {
         std::printf("no block-scaled FP8 product for %ldx%ldx%ld: FP16 on the dequantised weight\n", long(rows),
                     long(out_features), long(in_features));
-        continue;  // the BF16 path, checked above
+        continue;  // the 16-bit path, checked above
       }
       EXPECT_LE(relative_l2(device_values(yd.view), host_values(yh.view)), 1e-3)
           << "fp8 product " << out_features << "x" << in_features << " rows " << rows;

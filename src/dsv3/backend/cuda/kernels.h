@@ -113,7 +113,8 @@ void launch_quantize_fp8(DeviceMatrix x, uint8_t* codes, float* scales, int64_t 
 // W_g x[x_rows ? x_rows[r] : r]. Group g's weight is table[g * stride + index], a device array, or
 // `one` when table is null. Products of float32 accuracy in x against the weight as stored, but in
 // grouped_wgmma.cu's tiles of FP8 weights, where x is rounded to FP16 at a power of two a row (2^-12
-// an element on average).
+// an element on average), and in grouped_gemm.cu's own tiles, where FP8 weights are rounded to BF16
+// once scaled (2^-9).
 struct GroupedWeights {
   const DeviceWeight* table = nullptr;
   int stride = 0, index = 0;
