@@ -504,11 +504,13 @@ void CudaOps::check_mla(const MlaShape& shape, const std::vector<int64_t>& lengt
     EXPECT_LE(relative_l2(device_values(written_device), host_values(written_host)), decode_tolerance)
         << "decode " << dtype_name(dtype);
 
-    // Prefill: the last 40 positions of the longest sequence after the rest already cached, and a
-    // whole 70-token one where there is one.
+    // Prefill: the last 40 positions of the longest sequence after the rest already cached, and
+    // whole 70- and 300-token ones where there are (300 rows: blocks of 128 rows of one-pass attention
+    // that see different counts of key tiles, the last partial).
     std::vector<std::pair<size_t, int64_t>> prefills = {{lengths.size() - 1, lengths.back() - 40}};
-    if (const auto of_70 = std::find(lengths.begin(), lengths.end(), 70); of_70 != lengths.end())
-      prefills.emplace_back(size_t(of_70 - lengths.begin()), 0);
+    for (const int64_t whole : {70, 300})
+      if (const auto of = std::find(lengths.begin(), lengths.end(), whole); of != lengths.end())
+        prefills.emplace_back(size_t(of - lengths.begin()), 0);
     for (const auto& [index, start] : prefills) {
       const int64_t rows = lengths[index] - start;
       Pair pq = activations(rows, shape.n_heads * shape.qk_head_dim());

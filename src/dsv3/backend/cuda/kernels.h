@@ -210,6 +210,12 @@ bool mla_prefill_flash_ok(MlaDims dims);
 size_t mla_prefill_flash_scratch_bytes(MlaDims dims, int64_t context);
 void launch_mla_prefill_flash(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, DeviceMatrix latent, int64_t start,
                               void* scratch, DeviceMatrix out, cudaStream_t stream);
+// The same on warpgroup tensor cores (mla_prefill_wgmma.cu), where mla_prefill_wgmma_ok: DeepSeek's
+// head widths (qk 192, v_dim 128); its scratch holds k and v transposed in FP16.
+bool mla_prefill_wgmma_ok(MlaDims dims);
+size_t mla_prefill_wgmma_scratch_bytes(MlaDims dims, int64_t context);
+void launch_mla_prefill_wgmma(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, DeviceMatrix latent, int64_t start,
+                              void* scratch, DeviceMatrix out, cudaStream_t stream);
 // The cuBLAS path's operands, head-major within a row: q [n, H, qk], k [ctx, H, qk] (k_nope from kv, the
 // shared k_pe from the latent rows), v [ctx, H, v_dim].
 void launch_mla_pack_q(MlaDims dims, DeviceMatrix q, float* q_packed, cudaStream_t stream);

@@ -11,17 +11,19 @@
 // fragments come by ldmatrix (V's transposed), two mma's worth a load: V's had been four 16-bit
 // loads a product (Moonlight FP8 prefill on an H100: 8K 1.12x, 32K 1.25x faster by ldmatrix). Q
 // carries the softmax scale, and only tiles that reach past a warp's first row are masked (8K
-// 1.013x, 32K 1.03x).
+// 1.013x, 32K 1.03x). DeepSeek's own head widths (qk 192, v 128) take mla_prefill_wgmma.cu's kernel,
+// on warpgroup tensor cores; this one takes other widths of whole 16-column steps.
 #include <cuda_fp16.h>
 
 #include "dsv3/backend/cuda/copy_async.cuh"
+#include "dsv3/backend/cuda/flash_rows.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/mma.cuh"
 
 namespace dsv3::cuda {
 namespace {
 
-constexpr int kWarps = 8, kWarpRows = 16, kBlockRows = kWarps * kWarpRows, kTileKeys = 64;
+constexpr int kWarps = 8, kWarpRows = 16, kBlockRows = kWarps * kWarpRows, kTileKeys = 64, kKeyTiles = kTileKeys / 8;
 constexpr int kMaxQkSteps = kMaxPrefillQk / 16, kMaxVTiles = kMaxPrefillV / 8;
 
 // Shared-memory rows of k and v are 8 halves longer than their width: a row of 4 mod 8 words (and
@@ -60,11 +62,6 @@ __device__ inline void fill_tile_async(const __half* src, int n_keys, int width,
   }
 }
 
-__device__ inline uint32_t half_pair(float lo, float hi) {
-  const __half2 h = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
 // Halves of shared memory a buffer (k and v of one tile), and the bytes of the kernel's two.
 __host__ __device__ inline int buffer_halves(MlaDims dims) {
   return kTileKeys * (padded(dims.qk()) + padded(dims.v_dim));
@@ -81,34 +78,16 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   // Buffer b: [kTileKeys][padded(qk)] of k, then [kTileKeys][padded(v_dim)] of v.
   auto k_tile = [&](int b) { return tiles + b * buffer_halves(dims); };
   auto v_tile = [&](int b) { return k_tile(b) + kTileKeys * padded(qk); };
-  const int h = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int h = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
   const int64_t n = q.rows, context = start + n;
   const int64_t first_row = int64_t(gridDim.x - 1 - blockIdx.x) * kBlockRows;
   const int64_t warp_row = first_row + warp * kWarpRows;
   const __half* k_head = k + int64_t(h) * context * qk;
   const __half* v_head = v + int64_t(h) * context * v_dim;
 
-  // This warp's rows g and g + 8 of Q as A fragments (rows past n are zeros, never stored), times the
-  // softmax scale in base 2 (exp(x scale) = exp2(x scale log2(e))), so that S comes out scaled.
-  const float scale = dims.softmax_scale * 1.4426950408889634f;
-  auto scaled_pair = [&](float lo, float hi) { return half_pair(lo * scale, hi * scale); };
   uint32_t qa[kMaxQkSteps][4];
-  {
-    const float* row_lo = q.data + min(warp_row + g, n - 1) * q.stride + h * qk;
-    const float* row_hi = q.data + min(warp_row + g + 8, n - 1) * q.stride + h * qk;
-    const bool lo_in = warp_row + g < n, hi_in = warp_row + g + 8 < n;
-#pragma unroll
-    for (int step = 0; step < kMaxQkSteps; ++step) {
-      if (step >= n_steps) break;
-      const int c = 16 * step + 2 * t;
-      qa[step][0] = lo_in ? scaled_pair(row_lo[c], row_lo[c + 1]) : 0u;
-      qa[step][1] = hi_in ? scaled_pair(row_hi[c], row_hi[c + 1]) : 0u;
-      qa[step][2] = lo_in ? scaled_pair(row_lo[c + 8], row_lo[c + 9]) : 0u;
-      qa[step][3] = hi_in ? scaled_pair(row_hi[c + 8], row_hi[c + 9]) : 0u;
-    }
-  }
-
-  float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;  // l: this lane's columns only
+  query_fragments(dims, q, warp_row, h, qa);
+  FlashRows rows;
   float o[kMaxVTiles][4] = {};
 
   const int64_t last_position = start + min(first_row + kBlockRows, n) - 1;
@@ -134,7 +113,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     if (key0 <= start + warp_row + kWarpRows - 1) {
       // K's B fragments by ldmatrix, two 8-key tiles a load: lanes 8m .. 8m + 7 give key rows
       // 8 (nt + m / 2) + i, at columns 16 step + 8 (m % 2).
-      float s[kTileKeys / 8][4] = {};
+      float s[kKeyTiles][4] = {};
       const __half* k_lane = k_s + (lane / 16 * 8 + lane % 8) * padded(qk) + lane / 8 % 2 * 8;
 #pragma unroll
       for (int step = 0; step < kMaxQkSteps; ++step) {
@@ -148,53 +127,14 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
         }
       }
 
-      // Causal mask where the tile reaches past the warp's first row, the tile's row maxima (a row's 4
-      // lanes are one quad), the rescale of what came before.
-      if (key0 + kTileKeys - 1 > start + warp_row) {
-        const int first_key = int(key0 - (start + warp_row)) - g;  // of the tile, against row g's position
-#pragma unroll
-        for (int nt = 0; nt < kTileKeys / 8; ++nt)
-#pragma unroll
-          for (int i = 0; i < 2; ++i) {
-            const int past_lo = first_key + 8 * nt + 2 * t + i;  // the key's position less row g's
-            if (past_lo > 0) s[nt][i] = -INFINITY;
-            if (past_lo > 8) s[nt][2 + i] = -INFINITY;
-          }
-      }
-      float tile_lo = -INFINITY, tile_hi = -INFINITY;
-#pragma unroll
-      for (int nt = 0; nt < kTileKeys / 8; ++nt)
-#pragma unroll
-        for (int i = 0; i < 2; ++i) tile_lo = fmaxf(tile_lo, s[nt][i]), tile_hi = fmaxf(tile_hi, s[nt][2 + i]);
-#pragma unroll
-      for (int offset = 1; offset < 4; offset *= 2) {
-        tile_lo = fmaxf(tile_lo, __shfl_xor_sync(0xffffffffu, tile_lo, offset));
-        tile_hi = fmaxf(tile_hi, __shfl_xor_sync(0xffffffffu, tile_hi, offset));
-      }
-      const float new_lo = fmaxf(m_lo, tile_lo), new_hi = fmaxf(m_hi, tile_hi);
-      // A row that has seen no key yet keeps -inf: subtract 0 there, so that its terms stay 0, not NaN.
-      const float base_lo = new_lo == -INFINITY ? 0.0f : new_lo, base_hi = new_hi == -INFINITY ? 0.0f : new_hi;
-      const float keep_lo = exp2f(m_lo - base_lo), keep_hi = exp2f(m_hi - base_hi);
-      m_lo = new_lo, m_hi = new_hi;
-      l_lo *= keep_lo, l_hi *= keep_hi;
-#pragma unroll
-      for (int vt = 0; vt < kMaxVTiles; ++vt) {
-        o[vt][0] *= keep_lo, o[vt][1] *= keep_lo;
-        o[vt][2] *= keep_hi, o[vt][3] *= keep_hi;
-      }
-
-      // P = exp2(S - m), summed into l and multiplied by V, 16 keys (two 8-key tiles of S) a step.
+      // The causal mask where the tile reaches past the warp's first row.
+      if (key0 + kTileKeys - 1 > start + warp_row) FlashRows::mask<kKeyTiles>(s, int(key0 - (start + warp_row)) - g);
+      rows.take<kKeyTiles>(s, o);
+      // P V, 16 keys (two 8-key tiles of S) a step.
 #pragma unroll
       for (int kk = 0; kk < kTileKeys / 16; ++kk) {
-        float p[2][4];
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          p[half][0] = exp2f(s[2 * kk + half][0] - base_lo), p[half][1] = exp2f(s[2 * kk + half][1] - base_lo);
-          p[half][2] = exp2f(s[2 * kk + half][2] - base_hi), p[half][3] = exp2f(s[2 * kk + half][3] - base_hi);
-          l_lo += p[half][0] + p[half][1], l_hi += p[half][2] + p[half][3];
-        }
-        const uint32_t pa[4] = {half_pair(p[0][0], p[0][1]), half_pair(p[0][2], p[0][3]), half_pair(p[1][0], p[1][1]),
-                                half_pair(p[1][2], p[1][3])};
+        uint32_t pa[4];
+        rows.probabilities<kKeyTiles>(s, kk, pa);
         // V's B fragments by ldmatrix.trans, two 8-column tiles a load: lanes 8m .. 8m + 7 give key
         // rows 16 kk + 8 (m % 2) + i, at columns 8 (vt + m / 2).
         const __half* v_lane = v_s + (16 * kk + lane / 8 % 2 * 8 + lane % 8) * padded(v_dim) + lane / 16 * 8;
@@ -211,25 +151,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     __syncthreads();  // this buffer's reads are done before the next round's copies go into it
   }
 
-#pragma unroll
-  for (int offset = 1; offset < 4; offset *= 2) {
-    l_lo += __shfl_xor_sync(0xffffffffu, l_lo, offset);
-    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, offset);
-  }
-  const int64_t row_lo = warp_row + g, row_hi = row_lo + 8;
-#pragma unroll
-  for (int vt = 0; vt < kMaxVTiles; ++vt) {
-    if (vt >= n_vtiles) break;
-    const int col = h * v_dim + 8 * vt + 2 * t;
-    if (row_lo < n) {
-      out.data[row_lo * out.stride + col] = o[vt][0] / l_lo;
-      out.data[row_lo * out.stride + col + 1] = o[vt][1] / l_lo;
-    }
-    if (row_hi < n) {
-      out.data[row_hi * out.stride + col] = o[vt][2] / l_hi;
-      out.data[row_hi * out.stride + col + 1] = o[vt][3] / l_hi;
-    }
-  }
+  rows.total_sums();
+  rows.store(o, dims, warp_row, h, n, out);
 }
 
 }  // namespace

@@ -42,6 +42,13 @@ __device__ inline void wgmma_wait() {
 // being reused before it: for sums and A fragments that products in flight still use.
 __device__ inline void hold(float& v) { asm volatile("" : "+f"(v)::"memory"); }
 __device__ inline void hold(uint32_t& v) { asm volatile("" : "+r"(v)::"memory"); }
+template <typename T, int kRows, int kCols>
+__device__ inline void hold(T (&v)[kRows][kCols]) {
+#pragma unroll
+  for (int i = 0; i < kRows; ++i)
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) hold(v[i][j]);
+}
 
 // Shared-memory stores of this thread (cp.async's too) made visible to the tensor cores' reads.
 __device__ inline void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
@@ -75,5 +82,25 @@ __device__ inline void wgmma_m64n128k16_bf16(float (&d)[64], const uint32_t (&a)
 }
 
 #undef DSV3_WGMMA_M64N128K16
+
+// The same by 8-column tiles, d[j] as d[4j..4j+3] above (the layout flash_rows.cuh takes).
+__device__ inline void wgmma_m64n128k16_f16(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b, int accumulate) {
+  wgmma_m64n128k16_f16(reinterpret_cast<float(&)[64]>(d), a, b, accumulate);
+}
+
+// d (+)= a b for 64 columns of B, by 8-column tiles as above; accumulate 0 overwrites d.
+__device__ inline void wgmma_m64n64k16_f16(float (&d)[8][4], const uint32_t (&a)[4], uint64_t b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %36, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17,"
+      "%18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+      "}, {%32, %33, %34, %35}, %37, p, 1, 1, 0;\n}"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+        "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+        "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(accumulate), "l"(b));
+}
 
 }  // namespace dsv3::cuda
