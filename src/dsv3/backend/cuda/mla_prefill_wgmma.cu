@@ -4,8 +4,11 @@
 // tile as warpgroup products instead of mma.sync.
 //
 // Counting first (Moonlight, 16 heads, qk 192, v 128): a 32K-token prompt's attention is 2 * 16 * (192
-// + 128) * 32768^2 / 2 = 5.5 TFLOP a layer, about 10 ms at the H100's measured ~800 TFLOP/s of 16-bit
-// products; the mma.sync kernel ran some 190-200 TFLOP/s.
+// + 128) * 32768^2 / 2 = 5.5 TFLOP a layer, about 7 ms at the H100's measured ~800 TFLOP/s of 16-bit
+// products. The mma.sync kernel took 30.3 ms (181 TFLOP/s), this one 15.4 (357 TFLOP/s; Nsight
+// Compute, bench/RESULTS.md). Tried and slower: Q from shared memory with the next tile's scores asked
+// for before a tile's softmax (17.5 ms), a tile's P V left in flight across the barrier (16.7), blocks
+// of one warpgroup two to an SM (18.5).
 //
 // Roles. A block is two warpgroups of 64 query rows of one head (warp w of the block holding rows
 // 16w.., as in the mma.sync kernel) and walks the keys 64 at a time. S = Q K^T: A, Q, from registers
@@ -14,6 +17,10 @@
 // (two 8-key tiles of the C layout are a k16 step of the A layout); B, V's tile transposed (a value
 // column's 64 keys in a row, one atom of 128 rows), so that both B operands are K-major and no
 // transposing descriptor is needed. pack_kv_wgmma_kernel writes K head-major and V^T so, in FP16.
+//
+// Schedule. With 224-252 registers a thread, an SM holds one block: two warpgroups. Taking a tile in
+// step, their softmaxes left the tensor cores idle at the same time (29% busy); they take turns
+// instead (flash_wgmma_kernel), 1.05x.
 #include <cuda_fp16.h>
 
 #include "dsv3/backend/cuda/copy_async.cuh"
@@ -35,8 +42,8 @@ static_assert(kQk <= kMaxPrefillQk && kVDim <= kMaxPrefillV);
 // A stage in shared memory: K's tile, qk / 64 atoms of 64 keys x 128 bytes, then V^T's, 128 rows of
 // 64 keys.
 constexpr int kKAtomBytes = kTileKeys * 128, kKBytes = kQk / 64 * kKAtomBytes;
-constexpr int kStageBytes = kKBytes + kVDim * 128;
-constexpr size_t kSharedBytes = 2 * size_t(kStageBytes) + 1024;  // two stages, and room to align to 1024
+constexpr int kStageBytes = kKBytes + kVDim * 128, kStages = 3;
+constexpr size_t kSharedBytes = kStages * size_t(kStageBytes) + 1024;  // and room to align to 1024
 
 // Keys of the packed V^T's rows: the context in whole tiles, the keys past it zeros.
 __host__ __device__ inline int64_t padded_keys(int64_t context) { return (context + kTileKeys - 1) / kTileKeys * kTileKeys; }
@@ -71,17 +78,24 @@ __global__ void __launch_bounds__(256) pack_kv_wgmma_kernel(MlaDims dims, Device
 }
 
 // grid (ceil(n / kBlockRows), n_heads). Query row i (position start + i) sees keys 0..start + i.
-// The last rows, which see the most keys, go first. Two stages: the next tile's copies are in flight
-// while this one is multiplied.
+// The last rows, which see the most keys, go first. The two warpgroups take turns on the tensor cores
+// (FlashAttention-3's ping-pong, Shah et al. 2024, section 3.1): in round r, warpgroup 0 multiplies
+// tile r's scores, takes their softmax and multiplies P V; warpgroup 1 first takes the softmax of tile
+// r - 1's scores (while 0's are multiplied), then asks for that tile's P V and tile r's scores at once
+// (while 0 takes its softmax). The copies of tile r + 1 are in flight meanwhile; a stage is free once
+// both warpgroups are done with it: three stages.
 __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(MlaDims dims, DeviceMatrix q, const __half* k,
                                                                   const __half* vt, int64_t start, DeviceMatrix out) {
   extern __shared__ uint8_t shared_raw[];
   uint8_t* stages = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(shared_raw) + 1023) / 1024 * 1024);
   constexpr int qk = kQk, pieces = qk / 8;
   const int h = blockIdx.y, warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4;
+  // The warpgroup as a shuffle's value, which the compiler knows to be one a warp: otherwise it
+  // serializes the products in the paths that depend on it.
+  const int wg = __shfl_sync(0xffffffffu, warp / 4, 0);
   const int64_t n = q.rows, context = start + n, keys = padded_keys(context);
   const int64_t first_row = int64_t(gridDim.x - 1 - blockIdx.x) * kBlockRows;
-  const int64_t warp_row = first_row + warp * 16, group_last_row = first_row + warp / 4 * 64 + 63;
+  const int64_t warp_row = first_row + warp * 16, group_last_row = first_row + wg * 64 + 63;
   const __half* k_head = k + int64_t(h) * context * qk;
   const __half* vt_head = vt + int64_t(h) * kVDim * keys;
 
@@ -95,9 +109,9 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(MlaDims dims, 
   const auto stages_address = static_cast<uint32_t>(__cvta_generic_to_shared(stages));
   // A tile's copies, 16 bytes each to their swizzled place (piece p of row r at piece p ^ (r % 8)):
   // K's keys past the context are zero-filled; V^T's rows have whole tiles.
-  auto fill = [&](int64_t tile, int b) {
+  auto fill = [&](int64_t tile) {
     const int64_t key0 = tile * kTileKeys;
-    const uint32_t base = stages_address + uint32_t(b) * kStageBytes;
+    const uint32_t base = stages_address + uint32_t(tile % kStages) * kStageBytes;
     for (int e = threadIdx.x; e < kTileKeys * pieces; e += kThreads) {
       const int r = e / pieces, p = e % pieces;
       const bool real = key0 + r < context;
@@ -111,45 +125,71 @@ __global__ void __launch_bounds__(kThreads, 1) flash_wgmma_kernel(MlaDims dims, 
   };
   const uint64_t stages_operand = swizzled_operand(stages);
 
-  fill(0, 0);
-  copy_async_commit();
-  for (int64_t tile = 0; tile < n_tiles; ++tile) {
-    const int b = int(tile % 2);
-    if (tile + 1 < n_tiles) fill(tile + 1, b ^ 1);  // into the buffer whose tile was done before the barrier below
-    copy_async_commit();  // an empty group after the last tile: the wait below stays "all but one"
-    copy_async_wait<1>();
-    fence_async_shared();
-    __syncthreads();  // every thread's copies of this tile have landed
-    const int64_t key0 = tile * kTileKeys;
-    // Every key of the tile past this warpgroup's rows: nothing to add (the barriers stay shared).
-    if (key0 <= start + group_last_row) {
-      const uint64_t k_operand = operand_at(stages_operand, uint32_t(b) * kStageBytes);
-      const uint64_t v_operand = operand_at(k_operand, kKBytes);
-      float s[kKeyTiles][4] = {};
-      wgmma_fence();
+  // s = the tile's scores, asked of the tensor cores (committed by the caller).
+  auto ask_scores = [&](float (&s)[kKeyTiles][4], int64_t tile) {
+    const uint64_t k_operand = operand_at(stages_operand, uint32_t(tile % kStages) * kStageBytes);
 #pragma unroll
-      for (int step = 0; step < kQkSteps; ++step)
-        wgmma_m64n64k16_f16(s, qa[step], operand_at(k_operand, step / 4 * kKAtomBytes + 32 * (step % 4)), 1);
+    for (int step = 0; step < kQkSteps; ++step)
+      wgmma_m64n64k16_f16(s, qa[step], operand_at(k_operand, step / 4 * kKAtomBytes + 32 * (step % 4)), step > 0);
+  };
+  uint32_t pa[kTileKeys / 16][4];  // P of the P V in flight
+  // o += P V of the tile whose scores are s (asked of the tensor cores, committed by the caller).
+  auto ask_values = [&](float (&s)[kKeyTiles][4], int64_t tile) {
+    const int64_t key0 = tile * kTileKeys;
+    // The causal mask where the tile reaches past the warp's first row.
+    if (key0 + kTileKeys - 1 > start + warp_row) FlashRows::mask<kKeyTiles>(s, int(key0 - (start + warp_row)) - g);
+    rows.take<kKeyTiles>(s, o);
+#pragma unroll
+    for (int kk = 0; kk < kTileKeys / 16; ++kk) rows.probabilities<kKeyTiles>(s, kk, pa[kk]);
+    const uint64_t v_operand = operand_at(stages_operand, uint32_t(tile % kStages) * kStageBytes + kKBytes);
+    hold(o);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kTileKeys / 16; ++kk) wgmma_m64n128k16_f16(o, pa[kk], operand_at(v_operand, 32 * kk), 1);
+  };
+  // Whether this warpgroup's rows see any key of the tile.
+  auto sees = [&](int64_t tile) { return tile < n_tiles && tile * kTileKeys <= start + group_last_row; };
+
+  float s[kKeyTiles][4];
+  fill(0);
+  copy_async_commit();
+  for (int64_t round = 0; round <= n_tiles; ++round) {
+    copy_async_wait<0>();
+    fence_async_shared();
+    __syncthreads();  // tile `round` has landed; tile round - 2 is done with
+    if (round + 1 < n_tiles) fill(round + 1);
+    copy_async_commit();
+    if (wg == 0) {
+      // Every key of the tile past this warpgroup's rows: nothing to add (the barriers stay shared).
+      if (!sees(round)) continue;
+      wgmma_fence();
+      ask_scores(s, round);
       wgmma_commit();
       wgmma_wait<0>();
       hold(s);
-
-      // The causal mask where the tile reaches past the warp's first row.
-      if (key0 + kTileKeys - 1 > start + warp_row) FlashRows::mask<kKeyTiles>(s, int(key0 - (start + warp_row)) - g);
-      rows.take<kKeyTiles>(s, o);
-      uint32_t pa[kTileKeys / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kTileKeys / 16; ++kk) rows.probabilities<kKeyTiles>(s, kk, pa[kk]);
-      hold(o);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kTileKeys / 16; ++kk) wgmma_m64n128k16_f16(o, pa[kk], operand_at(v_operand, 32 * kk), 1);
+      ask_values(s, round);
       wgmma_commit();
       wgmma_wait<0>();
       hold(o);
       hold(pa);
+    } else {
+      if (round == 0) {
+        wgmma_fence();
+        ask_scores(s, round);
+      } else if (sees(round - 1)) {
+        // Tile round's scores even where its rows see none of it (then never used): a product in a
+        // branch of its own is waited out before the next (ptxas).
+        ask_values(s, round - 1);
+        ask_scores(s, round);
+      } else {
+        continue;
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      hold(o);
+      hold(pa);
+      hold(s);
     }
-    __syncthreads();  // this buffer's reads are done before the next round's copies go into it
   }
   rows.total_sums();
   rows.store(o, dims, warp_row, h, n, out);
