@@ -59,13 +59,6 @@ void CudaBackend::mla_prefill(const MlaShape& shape, const Act& q, const LinearW
   DSV3_CUDA_CHECK_LAUNCH();
   ActBuffer kv = alloc(context, H * d.kv_width());
   linear(latent.view.cols_slice(0, d.d_c), kv_b_proj, kv.view);
-  if (cuda::mla_prefill_wgmma_ok(d)) {
-    const Buffer operands = scratch(cuda::mla_prefill_wgmma_scratch_bytes(d, context));
-    cuda::launch_mla_prefill_wgmma(d, matrix(q), matrix(kv.view), matrix(latent.view), start, operands.data(),
-                                   matrix(out), stream_);
-    DSV3_CUDA_CHECK_LAUNCH();
-    return;
-  }
   if (cuda::mla_prefill_flash_ok(d)) {
     const Buffer operands = scratch(cuda::mla_prefill_flash_scratch_bytes(d, context));
     cuda::launch_mla_prefill_flash(d, matrix(q), matrix(kv.view), matrix(latent.view), start, operands.data(),

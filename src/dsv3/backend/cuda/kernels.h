@@ -201,7 +201,8 @@ void launch_mla_decode_attention(MlaDims dims, DeviceMatrix q, const float* q_la
 void launch_mla_unabsorb(MlaDims dims, const float* o_latent, const MlaItem* items, int n_items,
                          const DeviceWeight& kv_b_proj, DeviceMatrix out, cudaStream_t stream);
 
-// MLA prefill attention in one pass over the keys (mla_prefill_flash.cu), where mla_prefill_flash_ok:
+// MLA prefill attention in one pass over the keys (mla_prefill_flash.cu; DeepSeek's own head widths on
+// warpgroup tensor cores, mla_prefill_wgmma.cu), where mla_prefill_flash_ok:
 // q [n, H * qk] at positions start.., the context's kv [start + n, H * kv_width] (after kv_b_proj)
 // and latent rows (k_pe at column d_c), out [n, H * v_dim]; through scratch of
 // mla_prefill_flash_scratch_bytes (k and v in FP16).
@@ -209,12 +210,6 @@ constexpr int kMaxPrefillQk = 192, kMaxPrefillV = 128;
 bool mla_prefill_flash_ok(MlaDims dims);
 size_t mla_prefill_flash_scratch_bytes(MlaDims dims, int64_t context);
 void launch_mla_prefill_flash(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, DeviceMatrix latent, int64_t start,
-                              void* scratch, DeviceMatrix out, cudaStream_t stream);
-// The same on warpgroup tensor cores (mla_prefill_wgmma.cu), where mla_prefill_wgmma_ok: DeepSeek's
-// head widths (qk 192, v_dim 128); its scratch holds k and v transposed in FP16.
-bool mla_prefill_wgmma_ok(MlaDims dims);
-size_t mla_prefill_wgmma_scratch_bytes(MlaDims dims, int64_t context);
-void launch_mla_prefill_wgmma(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, DeviceMatrix latent, int64_t start,
                               void* scratch, DeviceMatrix out, cudaStream_t stream);
 // The cuBLAS path's operands, head-major within a row: q [n, H, qk], k [ctx, H, qk] (k_nope from kv, the
 // shared k_pe from the latent rows), v [ctx, H, v_dim].

@@ -18,6 +18,7 @@
 #include "dsv3/backend/cuda/copy_async.cuh"
 #include "dsv3/backend/cuda/flash_rows.cuh"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/mla_prefill_wgmma.h"
 #include "dsv3/backend/cuda/mma.cuh"
 
 namespace dsv3::cuda {
@@ -162,11 +163,14 @@ bool mla_prefill_flash_ok(MlaDims dims) {
 }
 
 size_t mla_prefill_flash_scratch_bytes(MlaDims dims, int64_t context) {
+  if (mla_prefill_wgmma_ok(dims)) return mla_prefill_wgmma_scratch_bytes(dims, context);
   return size_t(context) * dims.n_heads * (dims.qk() + dims.v_dim) * sizeof(__half);
 }
 
 void launch_mla_prefill_flash(MlaDims dims, DeviceMatrix q, DeviceMatrix kv, DeviceMatrix latent, int64_t start,
                               void* scratch, DeviceMatrix out, cudaStream_t stream) {
+  if (mla_prefill_wgmma_ok(dims))
+    return launch_mla_prefill_wgmma(dims, q, kv, latent, start, scratch, out, stream);
   const int64_t n = q.rows, context = start + n;
   if (n == 0) return;
   auto* k = static_cast<__half*>(scratch);

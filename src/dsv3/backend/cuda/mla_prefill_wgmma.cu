@@ -26,7 +26,7 @@
 #include "dsv3/backend/cuda/copy_async.cuh"
 #include "dsv3/backend/cuda/cuda_check.h"
 #include "dsv3/backend/cuda/flash_rows.cuh"
-#include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/mla_prefill_wgmma.h"
 #include "dsv3/backend/cuda/wgmma.cuh"
 
 namespace dsv3::cuda {
