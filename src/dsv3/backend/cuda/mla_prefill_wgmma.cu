@@ -46,7 +46,9 @@ constexpr int kStageBytes = kKBytes + kVDim * 128, kStages = 3;
 constexpr size_t kSharedBytes = kStages * size_t(kStageBytes) + 1024;  // and room to align to 1024
 
 // Keys of the packed V^T's rows: the context in whole tiles, the keys past it zeros.
-__host__ __device__ inline int64_t padded_keys(int64_t context) { return (context + kTileKeys - 1) / kTileKeys * kTileKeys; }
+__host__ __device__ inline int64_t padded_keys(int64_t context) {
+  return (context + kTileKeys - 1) / kTileKeys * kTileKeys;
+}
 
 // grid (key tiles, n_heads): head h's keys of the tile as k[h][j] = (k_nope of head h, the shared
 // rotated k_pe) and its values as vt[h][d][j], in FP16; V goes through shared memory to be written a
@@ -61,8 +63,9 @@ __global__ void __launch_bounds__(256) pack_kv_wgmma_kernel(MlaDims dims, Device
     const int64_t j = key0 + i / qk;
     const int d = i % qk;
     if (j >= context) break;
-    k[(h * context + j) * qk + d] = __float2half_rn(d < dims.nope ? kv.data[j * kv.stride + h * dims.kv_width() + d]
-                                                                  : latent.data[j * latent.stride + dims.d_c + d - dims.nope]);
+    const float value = d < dims.nope ? kv.data[j * kv.stride + h * dims.kv_width() + d]
+                                      : latent.data[j * latent.stride + dims.d_c + d - dims.nope];
+    k[(h * context + j) * qk + d] = __float2half_rn(value);
   }
   for (int i = threadIdx.x; i < kTileKeys * kVDim; i += blockDim.x) {
     const int r = i / kVDim, d = i % kVDim;
