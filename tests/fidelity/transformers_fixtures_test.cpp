@@ -76,8 +76,9 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, TransformersFixture, ::testing::ValuesIn(fixt
 
 TEST(TransformersFixtures, EveryFamilyCaseIsPresent) {
   // Each architecture variant the fixtures script writes.
-  EXPECT_EQ(fixture_names(), (std::vector<std::string>{"v2_group", "v2_lite", "v2_long", "v3_bf16", "v3_fp8",
-                                                     "v3_fp8_long", "v3_plain_rope"}));
+  EXPECT_EQ(fixture_names(), (std::vector<std::string>{"v2_group", "v2_lite", "v2_long", "v3_bf16",
+                                                     "v3_deepseek_heads", "v3_fp8", "v3_fp8_long",
+                                                     "v3_plain_rope"}));
 }
 
 }  // namespace

@@ -106,6 +106,15 @@ CASES = {
     "v2_long": dict(config=v2_config(hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
                                      n_routed_experts=8, num_experts_per_tok=2, num_hidden_layers=2),
                     fp8=False, shards=1, prompt_len=320),
+    # DeepSeek's own head widths (qk_nope 128, rope 64, v 128), which the CUDA backend's prefill
+    # attention takes on warpgroup tensor cores (the cases above have narrower heads), over a prompt of
+    # three blocks of query rows.
+    "v3_deepseek_heads": dict(config=v3_config(hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
+                                               q_lora_rank=128, kv_lora_rank=128, num_attention_heads=2,
+                                               num_key_value_heads=2, qk_nope_head_dim=128, qk_rope_head_dim=64,
+                                               v_head_dim=128, n_routed_experts=8, n_group=2, topk_group=1,
+                                               num_experts_per_tok=2, num_hidden_layers=2),
+                              fp8=False, shards=1, prompt_len=320),
 }
 
 
