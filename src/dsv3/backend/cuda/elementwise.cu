@@ -1,3 +1,4 @@
+
 // Row-wise and elementwise kernels of the backend seam; each mirrors the CPU op of the same name.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -6,6 +7,7 @@
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/residual_norm.cuh"
+#include "dsv3/backend/cuda/silu.cuh"
 #include "dsv3/backend/cuda/weight_element.cuh"
 
 namespace dsv3::cuda {
@@ -53,7 +55,7 @@ __global__ void silu_mul_kernel(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix
   const int64_t c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
   if (c >= gate.cols) return;
   const float g = gate.data[blockIdx.x * gate.stride + c];
-  out.data[blockIdx.x * out.stride + c] = g / (1.0f + expf(-g)) * up.data[blockIdx.x * up.stride + c];
+  out.data[blockIdx.x * out.stride + c] = silu(g) * up.data[blockIdx.x * up.stride + c];
 }
 
 dim3 elementwise_grid(DeviceMatrix m) { return dim3(unsigned(m.rows), unsigned((m.cols + kThreads - 1) / kThreads)); }

@@ -45,6 +45,7 @@
 #include "dsv3/backend/cuda/grouped_tile.cuh"
 #include "dsv3/backend/cuda/grouped_wgmma.h"
 #include "dsv3/backend/cuda/mma.cuh"
+#include "dsv3/backend/cuda/silu.cuh"
 #include "dsv3/backend/cuda/weight_element.cuh"
 #include "dsv3/backend/cuda/wgmma.cuh"
 
@@ -150,13 +151,6 @@ __device__ __forceinline__ void product(float (&d)[64], const uint32_t (&a)[4], 
     wgmma_m64n128k16_bf16(d, a, b, accumulate);
 }
 
-// y[row][col] = v for row r of the tile, where the group and y have them.
-__device__ __forceinline__ void store_row_column(DeviceMatrix y, const TileRows& rows, int r, int64_t col, int64_t N,
-                                                 float v) {
-  const int64_t row = rows.begin + r;
-  if (row < rows.end && col < N) y.data[row * y.stride + col] = v;
-}
-
 // d (+)= the stage's products, of each part of x: the lane's A fragments a, x's stage in shared memory
 // (its descriptor: the high part, then any low one, each two swizzle atoms). Returns once the tensor
 // cores are done with them.
@@ -246,6 +240,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     w_rows[h] = static_cast<const uint8_t*>(w.data) + (n * K + 32 * t) * StageWeights<D>::kBytes;
   }
   const float* scales = kFp8 ? w.scale_inv + n0 / w.block_out * ((K + w.block_in - 1) / w.block_in) : nullptr;
+  const unsigned stages_a_scale = kFp8 ? unsigned(w.block_in / kStageCols) : 1;  // grouped_wgmma_ok: a multiple
 
   const int n_stages = int(K / kStageCols);
 #pragma unroll
@@ -276,7 +271,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (st + 1 < n_stages) {
       weights_now.load(w_rows, st + 1);
       if (st + 2 < n_stages) weights_now.prefetch(w_rows, st + 2);
-      if constexpr (kFp8) next_scale = scales[int64_t(st + 1) * kStageCols / w.block_in];
+      if constexpr (kFp8) next_scale = scales[unsigned(st + 1) / stages_a_scale];
     }
     const uint64_t stage = operand_at(ring_operand, (st % kRing) * stage_bytes(D));
     if constexpr (kFp8) {
@@ -289,31 +284,34 @@ __global__ void __launch_bounds__(kThreads, 1)
     w_scale = next_scale;
   }
 
-  // D[feature][row] to y[row][feature], each row brought back by its inverse power of two; for
-  // gate_up, the up warpgroup's through shared memory (the ring, free once both are done) to the gate's.
-  auto for_each_result = [&](auto&& put) {
+  // D[feature][row] to y[row][feature] through shared memory (the ring, free once both warpgroups'
+  // products are done), so that a warp stores whole rows of y: tile[r][c] for the block's columns c (a
+  // gate_up launch's gate, then its up a tile further), each row brought back by its inverse power of
+  // two. Rows kLd = columns + 4 apart: a fragment register's 32 lanes (rows 8j + 2t + c, columns
+  // 16 warp + g + 8h) store to 32 different banks.
+  constexpr int kCols = kGateUp ? 64 : kBM, kLd = kCols + 4, kTile = kBN * kLd;
+  static_assert(kRing * stage_bytes(D) >= (kGateUp ? 2 : 1) * kTile * int(sizeof(float)));
+  float* tile = reinterpret_cast<float*>(ring);
+  float* mine = tile + (kGateUp ? wg * kTile : 64 * wg);
+  __syncthreads();
 #pragma unroll
-    for (int j = 0; j < kBN / 8; ++j)
+  for (int j = 0; j < kBN / 8; ++j)
 #pragma unroll
-      for (int c = 0; c < 2; ++c)
+    for (int c = 0; c < 2; ++c)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int r = 8 * j + 2 * t + c, f = 16 * warp + g + 8 * h;  // the tile's row, the warpgroup's column
-          put(r, f, acc[4 * j + 2 * h + c] * row_unscale[r]);
-        }
-  };
-  if constexpr (!kGateUp) {
-    for_each_result([&](int r, int f, float v) { store_row_column(y, rows, r, wg_n0 + f, N, v); });
-  } else {
-    float* up = reinterpret_cast<float*>(ring);
-    constexpr int kUpLd = kBN + 1;  // up[feature * kUpLd + row]: a warp's stores in distinct banks but for pairs
-    __syncthreads();
-    if (wg == 1) for_each_result([&](int r, int f, float v) { up[f * kUpLd + r] = v; });
-    __syncthreads();
-    if (wg == 0)
-      for_each_result([&](int r, int f, float gate) {
-        store_row_column(y, rows, r, wg_n0 + f, N, gate / (1.0f + expf(-gate)) * up[f * kUpLd + r]);
-      });
+      for (int h = 0; h < 2; ++h) {
+        const int r = 8 * j + 2 * t + c, f = 16 * warp + g + 8 * h;
+        mine[r * kLd + f] = acc[4 * j + 2 * h + c] * row_unscale[r];
+      }
+  __syncthreads();
+  for (int r = tid / 32; r < kBN && rows.begin + r < rows.end; r += kThreads / 32) {
+    float* out = y.data + (rows.begin + r) * y.stride + n0;
+    const float* in = tile + r * kLd;
+#pragma unroll
+    for (int i = 0; i < kCols / 32; ++i) {
+      const int c = lane + 32 * i;
+      if (n0 + c < N) out[c] = kGateUp ? silu(in[c]) * in[kTile + c] : in[c];
+    }
   }
 }
 

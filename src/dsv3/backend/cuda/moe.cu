@@ -12,6 +12,7 @@
 #include "dsv3/backend/cuda/moe_passes.cuh"
 #include "dsv3/backend/cuda/residual_norm.cuh"
 #include "dsv3/backend/cuda/row_dots.cuh"
+#include "dsv3/backend/cuda/silu.cuh"
 
 namespace dsv3::cuda {
 namespace {
@@ -338,7 +339,7 @@ __device__ __forceinline__ void gate_up_pass(const DeviceWeight& gate, const Dev
     for (int t = 0; t < kPassTokens; ++t)
       if (stores_total<kPassTokens>(r, t) && t < n_tokens && row0 + r < width) {
         const float g = acc[r][t], u = acc[kGateRows + r][t];
-        hidden[int64_t(first + t) * hidden_stride + row0 + r] = g / (1.0f + expf(-g)) * u;
+        hidden[int64_t(first + t) * hidden_stride + row0 + r] = silu(g) * u;
       }
 }
 

@@ -28,6 +28,7 @@
 #include "dsv3/backend/cuda/mma.cuh"
 #include "dsv3/backend/cuda/moe_mma.h"
 #include "dsv3/backend/cuda/moe_passes.cuh"
+#include "dsv3/backend/cuda/silu.cuh"
 #include "dsv3/backend/cuda/weight_element.cuh"
 
 namespace dsv3::cuda {
@@ -255,7 +256,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
       if (token >= n) continue;
       const float unscale = power_of_two(-scale_exponent(max_bits[token]));
       const float gv = acc[i] * unscale, uv = acc[2 + i] * unscale;
-      hidden[int64_t(first + s0 + token) * hidden_stride + row0 + g] = gv / (1.0f + expf(-gv)) * uv;
+      hidden[int64_t(first + s0 + token) * hidden_stride + row0 + g] = silu(gv) * uv;
     }
   }
 }
