@@ -33,10 +33,15 @@
 // Versions (H100, Moonlight FP8, `dsv3 bench --ops`, the experts of 1024 / 8192 tokens, side by side
 // with the mma.sync kernel's 1.35 / 8.45 ms; bench/RESULTS.md): x in two FP16 parts, separate gate and
 // up launches 0.806 / 4.87 ms; gate_up in one launch 0.779 / 4.78; a stage's operand descriptors and
-// copy sources worked out once, not each stage 0.739 / 4.56; x in one FP16 part 0.529 / 3.24. Tried
-// and dropped: the next stage's fragments made while a stage's products run (no faster), the weights
-// two stages ahead in registers (6% slower). Nsight Compute (two parts): the tensor pipe 39-45% busy,
-// one block of 8 warps an SM (registers, shared memory), warps mostly waiting at the stage's barrier.
+// copy sources worked out once, not each stage 0.739 / 4.56; x in one FP16 part 0.529 / 3.24; the
+// epilogue through shared memory in whole rows of y 0.483 / 3.08 (it had been 31% of gate_up's warp
+// samples: the up half passed to the gate half with 4-way bank conflicts, then stored a float at a
+// time by half the warps, silu's IEEE division calling its slow path). Tried and dropped: the next
+// stage's fragments made while a stage's products run (no faster), the weights two stages ahead in
+// registers (6% slower), the weights through shared memory by cp.async in a ring of four (16%
+// slower), the block scale in A so that two groups of products stay in flight (1-2%; BF16 5% slower),
+// two sets of 64 rows a warpgroup (8K 1.04x, 1K 0.98x). What bounds it now (Nsight Compute, gate_up
+// at 1K tokens): L2 at 5.5 TB/s, the tensor pipe 37% busy, DRAM 1.4 TB/s.
 #include <cuda_bf16.h>
 
 #include "dsv3/backend/cuda/copy_async.cuh"
