@@ -14,19 +14,12 @@
 #include "dsv3/backend/cuda/mla_batch_products.h"
 #include "dsv3/util/numeric.h"
 #include "dsv3/util/token_draw.h"
+#include "support/relative_l2.h"
 
 namespace dsv3 {
 namespace {
 
-double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0.0, ref = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff += double(a[i] - b[i]) * double(a[i] - b[i]);
-    ref += double(b[i]) * double(b[i]);
-  }
-  return std::sqrt(diff / ref);
-}
+using testing::relative_l2;
 
 class CudaOps : public ::testing::Test {
  protected:

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -16,6 +15,7 @@
 #include "dsv3/backend/backend.h"
 #include "dsv3/model/deepseek_model.h"
 #include "dsv3/model/model_source.h"
+#include "support/relative_l2.h"
 
 namespace dsv3 {
 
@@ -54,13 +54,6 @@ inline std::vector<float> read_floats(const fs::path& path) {
   return v;
 }
 
-inline double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0.0, ref = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += double(a[i] - b[i]) * double(a[i] - b[i]);
-    ref += double(b[i]) * double(b[i]);
-  }
-  return std::sqrt(diff / ref);
-}
+using testing::relative_l2;
 
 }  // namespace dsv3

@@ -1,13 +1,13 @@
 // Small random models for tests: preset-style weights over a config shrunk to test size.
 #pragma once
 
-#include <cmath>
 #include <memory>
 #include <vector>
 
 #include "dsv3/backend/backend.h"
 #include "dsv3/model/deepseek_model.h"
 #include "dsv3/model/presets.h"
+#include "support/relative_l2.h"
 
 namespace dsv3::testing {
 
@@ -47,16 +47,6 @@ inline std::unique_ptr<DeepseekModel> make_random_model(const ModelConfig& confi
   if (dtype == PresetDtype::Fp8) c.quantization_config = QuantizationConfig{"fp8", "e4m3", "dynamic", 128, 128};
   auto source = std::make_shared<PresetSource>("test", c, dtype, /*seed=*/7);
   return std::make_unique<DeepseekModel>(c, source, make_backend("cpu"), cache_tokens);
-}
-
-// ||a - b|| / ||b||.
-inline double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0.0, ref = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += double(a[i] - b[i]) * double(a[i] - b[i]);
-    ref += double(b[i]) * double(b[i]);
-  }
-  return std::sqrt(diff / ref);
 }
 
 }  // namespace dsv3::testing
