@@ -44,17 +44,19 @@ class WeightKernels : public ::testing::TestWithParam<DType> {};
 
 TEST_P(WeightKernels, RowDotAndLinearMatchDecodedReference) {
   std::mt19937 rng(1);
-  const int64_t out = 200, in = 300;  // 2x3 blocks of 128, the last ones partial
+  // 2x3 blocks of 128, the last ones partial; the several-token product's blocks of 4 rows and 4
+  // tokens partial too (203 rows, 7 tokens), and its 16-column steps (300 columns).
+  const int64_t out = 203, in = 300, tokens = 7;
   StoredWeight w = random_weight(GetParam(), out, in, rng);
   std::uniform_real_distribution<float> value(-1.0f, 1.0f);
-  std::vector<float> x(3 * in);
+  std::vector<float> x(tokens * in);
   for (float& v : x) v = value(rng);
 
-  std::vector<float> row(in), y(3 * out);
-  cpu::linear_f32(w.linear, x.data(), 3, in, y.data(), out);
+  std::vector<float> row(in), y(tokens * out);
+  cpu::linear_f32(w.linear, x.data(), tokens, in, y.data(), out);
   for (int64_t r = 0; r < out; ++r) {
     cpu::weight_row_to_f32(w.linear, r, row.data());
-    for (int64_t t = 0; t < 3; ++t) {
+    for (int64_t t = 0; t < tokens; ++t) {
       double ref = 0.0;
       for (int64_t c = 0; c < in; ++c) ref += double(row[c]) * x[t * in + c];
       EXPECT_NEAR(y[t * out + r], ref, 1e-4 * (1.0 + std::abs(ref))) << "row " << r << " token " << t;
