@@ -84,14 +84,12 @@ float dot_fp8_e4m3_row(const uint8_t* w, const float* scales, int64_t block, con
   return sum;
 }
 
-// Rows of W and tokens of x a block of the several-token product: 4 x 4 float32 sums in 16 vector
-// registers, each step of 16 columns loading 8 vectors for 16 FMAs. One row dotted with one token at
-// a time loads two vectors for each FMA, and the load ports, not the FMA ones, set its pace.
-constexpr int kBlockRows = 4, kBlockTokens = 4;
-
-// y[t][r] = rows[r] . x[t] for r < kRows, t < kTokens: rows n floats apart, x and y strided.
+// A block of block_dots: 4 x 4 float32 sums in 16 vector registers, each step of 16 columns loading 8
+// vectors for 16 FMAs. One row dotted with one token at a time loads two vectors for each FMA, and the
+// load ports, not the FMA ones, set its pace.
 template <int kRows, int kTokens>
-void block_product_of(const float* rows, const float* x, int64_t x_stride, int64_t n, float* y, int64_t y_stride) {
+void block_dots_of(const float* rows, int64_t row_stride, const float* x, int64_t x_stride, int64_t n, float* y,
+                   int64_t y_stride) {
   int64_t i = 0;
   float sums[kRows][kTokens] = {};
 #if defined(__AVX512F__)
@@ -102,7 +100,7 @@ void block_product_of(const float* rows, const float* x, int64_t x_stride, int64
     __m512 xs[kTokens];
     for (int t = 0; t < kTokens; ++t) xs[t] = _mm512_maskz_loadu_ps(mask, x + t * x_stride + at);
     for (int r = 0; r < kRows; ++r) {
-      const __m512 wr = _mm512_maskz_loadu_ps(mask, rows + r * n + at);
+      const __m512 wr = _mm512_maskz_loadu_ps(mask, rows + r * row_stride + at);
       for (int t = 0; t < kTokens; ++t) acc[r][t] = _mm512_fmadd_ps(wr, xs[t], acc[r][t]);
     }
   };
@@ -113,24 +111,23 @@ void block_product_of(const float* rows, const float* x, int64_t x_stride, int64
 #endif
   for (; i < n; ++i)  // everything without AVX-512
     for (int r = 0; r < kRows; ++r)
-      for (int t = 0; t < kTokens; ++t) sums[r][t] += rows[r * n + i] * x[t * x_stride + i];
+      for (int t = 0; t < kTokens; ++t) sums[r][t] += rows[r * row_stride + i] * x[t * x_stride + i];
   for (int r = 0; r < kRows; ++r)
     for (int t = 0; t < kTokens; ++t) y[t * y_stride + r] = sums[r][t];
 }
 
-// block_product_of for a block's actual counts: up to kBlockRows rows and kBlockTokens tokens.
-void block_product(const float* rows, int n_rows, const float* x, int64_t x_stride, int n_tokens, int64_t n,
-                   float* y, int64_t y_stride) {
-  using Product = void (*)(const float*, const float*, int64_t, int64_t, float*, int64_t);
-  static constexpr Product kProducts[kBlockRows][kBlockTokens] = {
-      {block_product_of<1, 1>, block_product_of<1, 2>, block_product_of<1, 3>, block_product_of<1, 4>},
-      {block_product_of<2, 1>, block_product_of<2, 2>, block_product_of<2, 3>, block_product_of<2, 4>},
-      {block_product_of<3, 1>, block_product_of<3, 2>, block_product_of<3, 3>, block_product_of<3, 4>},
-      {block_product_of<4, 1>, block_product_of<4, 2>, block_product_of<4, 3>, block_product_of<4, 4>}};
-  kProducts[n_rows - 1][n_tokens - 1](rows, x, x_stride, n, y, y_stride);
-}
-
 }  // namespace
+
+void block_dots(const float* rows, int64_t row_stride, int n_rows, const float* x, int64_t x_stride, int n_tokens,
+                int64_t n, float* y, int64_t y_stride) {
+  using Dots = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t);
+  static constexpr Dots kDots[kBlockRows][kBlockTokens] = {
+      {block_dots_of<1, 1>, block_dots_of<1, 2>, block_dots_of<1, 3>, block_dots_of<1, 4>},
+      {block_dots_of<2, 1>, block_dots_of<2, 2>, block_dots_of<2, 3>, block_dots_of<2, 4>},
+      {block_dots_of<3, 1>, block_dots_of<3, 2>, block_dots_of<3, 3>, block_dots_of<3, 4>},
+      {block_dots_of<4, 1>, block_dots_of<4, 2>, block_dots_of<4, 3>, block_dots_of<4, 4>}};
+  kDots[n_rows - 1][n_tokens - 1](rows, row_stride, x, x_stride, n, y, y_stride);
+}
 
 float dot_f32(const float* a, const float* b, int64_t n) {
   int64_t i = 0;
@@ -219,15 +216,15 @@ void linear_f32(const LinearWeight& w, const float* x, int64_t n_tokens, int64_t
     return;
   }
   // Several tokens: widen a block of kBlockRows weight rows once, then multiply it with the tokens
-  // kBlockTokens at a time (block_product).
+  // kBlockTokens at a time.
   ThreadPool::global().parallel_for((n_out + kBlockRows - 1) / kBlockRows, [&](int64_t begin, int64_t end) {
     std::vector<float> rows(static_cast<size_t>(kBlockRows * n_in));
     for (int64_t b = begin; b < end; ++b) {
       const int64_t r0 = b * kBlockRows, n_rows = std::min<int64_t>(kBlockRows, n_out - r0);
       for (int64_t i = 0; i < n_rows; ++i) weight_row_to_f32(w, r0 + i, rows.data() + i * n_in);
       for (int64_t t0 = 0; t0 < n_tokens; t0 += kBlockTokens)
-        block_product(rows.data(), int(n_rows), x + t0 * x_stride, x_stride,
-                      int(std::min<int64_t>(kBlockTokens, n_tokens - t0)), n_in, y + t0 * y_stride + r0, y_stride);
+        block_dots(rows.data(), n_in, int(n_rows), x + t0 * x_stride, x_stride,
+                   int(std::min<int64_t>(kBlockTokens, n_tokens - t0)), n_in, y + t0 * y_stride + r0, y_stride);
     }
   });
 }

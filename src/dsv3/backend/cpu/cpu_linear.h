@@ -22,4 +22,12 @@ void linear_f32(const LinearWeight& w, const float* x, int64_t n_tokens, int64_t
 
 float dot_f32(const float* a, const float* b, int64_t n);
 
+// The most rows and tokens one block_dots call takes.
+constexpr int kBlockRows = 4, kBlockTokens = 4;
+
+// y[t][r] = rows[r] . x[t] over n columns, for r < n_rows <= kBlockRows and t < n_tokens <=
+// kBlockTokens: rows `row_stride` floats apart, x's `x_stride`, y's `y_stride`.
+void block_dots(const float* rows, int64_t row_stride, int n_rows, const float* x, int64_t x_stride, int n_tokens,
+                int64_t n, float* y, int64_t y_stride);
+
 }  // namespace dsv3::cpu

@@ -2,6 +2,8 @@
 // Prefill expands the cache through kv_b_proj into per-head k_nope and v and runs causal attention;
 // decode keeps the cache latent: q_nope is absorbed through W_uk into the d_c space, attention runs
 // as MQA over (c_kv, k_pe), and the latent output is mapped back through W_uv.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -27,6 +29,32 @@ void softmax_inplace(float* scores, int64_t n) {
   for (int64_t j = 0; j < n; ++j) scores[j] /= sum;
 }
 
+// o[t] = sum over j < n_keys of p[t][j] * v[j], for t < n_queries (at most cpu::kBlockTokens): p's
+// rows p_stride apart, v's rows v_stride apart and `width` wide, o's rows o_stride apart. Each value
+// row is loaded once for all the queries.
+void weighted_values(const float* p, int64_t p_stride, int n_queries, int64_t n_keys, const float* v, int64_t v_stride,
+                     int64_t width, float* o, int64_t o_stride) {
+  int64_t c = 0;
+#if defined(__AVX512F__)
+  for (; c < width; c += 16) {
+    const __mmask16 mask = width - c >= 16 ? __mmask16(0xffff) : __mmask16((1u << (width - c)) - 1);
+    __m512 acc[cpu::kBlockTokens];
+    for (int t = 0; t < n_queries; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const __m512 value = _mm512_maskz_loadu_ps(mask, v + j * v_stride + c);
+      for (int t = 0; t < n_queries; ++t) acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(p[t * p_stride + j]), value, acc[t]);
+    }
+    for (int t = 0; t < n_queries; ++t) _mm512_mask_storeu_ps(o + t * o_stride + c, mask, acc[t]);
+  }
+#endif
+  for (; c < width; ++c)  // everything without AVX-512
+    for (int t = 0; t < n_queries; ++t) {
+      float sum = 0.0f;
+      for (int64_t j = 0; j < n_keys; ++j) sum += p[t * p_stride + j] * v[j * v_stride + c];
+      o[t * o_stride + c] = sum;
+    }
+}
+
 }  // namespace
 
 void CpuBackend::mla_prefill(const MlaShape& shape, const Act& q, const LinearWeight& kv_b_proj,
@@ -45,26 +73,41 @@ void CpuBackend::mla_prefill(const MlaShape& shape, const Act& q, const LinearWe
   std::vector<float> kv(static_cast<size_t>(context * shape.n_heads * kv_width));
   cpu::linear_f32(kv_b_proj, latent.data(), context, layout.row_width(), kv.data(), shape.n_heads * kv_width);
 
-  ThreadPool::global().parallel_for(shape.n_heads * n, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(context));
+  // Each head's keys contiguous, keys [context, n_heads, qk] = (the head's k_nope, the shared k_pe),
+  // so that block_dots takes 4 keys against 4 queries at a time.
+  std::vector<float> keys(static_cast<size_t>(context * shape.n_heads * qk));
+  ThreadPool::global().parallel_for(context, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j)
+      for (int64_t h = 0; h < shape.n_heads; ++h) {
+        float* key = keys.data() + (j * shape.n_heads + h) * qk;
+        std::copy_n(kv.data() + (j * shape.n_heads + h) * kv_width, nope, key);
+        std::copy_n(latent.data() + j * layout.row_width() + d_c, rope, key + nope);
+      }
+  });
+
+  // A task: one head's queries i0 .. i0 + kBlockTokens - 1, which see keys 0 .. start + i; scores and
+  // then probabilities in a row a query, zero past what the query sees.
+  constexpr int kQueries = cpu::kBlockTokens;
+  const int64_t n_blocks = (n + kQueries - 1) / kQueries;
+  ThreadPool::global().parallel_for(shape.n_heads * n_blocks, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(static_cast<size_t>(kQueries * context));
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t h = task / n, i = task % n;
-      const float* q_head = row_ptr(q, i) + h * qk;
-      const int64_t visible = start + i + 1;  // causal: positions 0..start+i
-      for (int64_t j = 0; j < visible; ++j) {
-        const float* k_nope = kv.data() + (j * shape.n_heads + h) * kv_width;
-        const float* k_pe = latent.data() + j * layout.row_width() + d_c;
-        scores[size_t(j)] =
-            (cpu::dot_f32(q_head, k_nope, nope) + cpu::dot_f32(q_head + nope, k_pe, rope)) * shape.softmax_scale;
+      const int64_t h = task / n_blocks, i0 = task % n_blocks * kQueries;
+      const int queries = int(std::min<int64_t>(kQueries, n - i0));
+      const int64_t seen = start + i0 + queries;  // keys the block's last query sees
+      for (int64_t j0 = 0; j0 < seen; j0 += cpu::kBlockRows)
+        cpu::block_dots(keys.data() + (j0 * shape.n_heads + h) * qk, shape.n_heads * qk,
+                        int(std::min<int64_t>(cpu::kBlockRows, seen - j0)), row_ptr(q, i0) + h * qk, q.stride,
+                        queries, qk, scores.data() + j0, context);
+      for (int t = 0; t < queries; ++t) {
+        float* row = scores.data() + t * context;
+        const int64_t visible = start + i0 + t + 1;  // causal: positions 0..start+i
+        for (int64_t j = 0; j < visible; ++j) row[j] *= shape.softmax_scale;
+        softmax_inplace(row, visible);
+        std::fill(row + visible, row + seen, 0.0f);
       }
-      softmax_inplace(scores.data(), visible);
-      float* o = row_ptr(out, i) + h * v_dim;
-      std::fill_n(o, v_dim, 0.0f);
-      for (int64_t j = 0; j < visible; ++j) {
-        const float* v = kv.data() + (j * shape.n_heads + h) * kv_width + nope;
-        const float p = scores[size_t(j)];
-        for (int64_t c = 0; c < v_dim; ++c) o[c] += p * v[c];
-      }
+      weighted_values(scores.data(), context, queries, seen, kv.data() + h * kv_width + nope, shape.n_heads * kv_width,
+                      v_dim, row_ptr(out, i0) + h * v_dim, out.stride);
     }
   });
 }
