@@ -1,4 +1,3 @@
-
 // Row-wise and elementwise kernels of the backend seam; each mirrors the CPU op of the same name.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

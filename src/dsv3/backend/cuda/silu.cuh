@@ -4,9 +4,9 @@
 
 namespace dsv3::cuda {
 
-// The quotient by __fdividef (x times an approximate reciprocal, 2 ulp): an IEEE division's range
-// check calls a slow path once 1 + e^-x passes 2^126 (x below about -87), in the middle of a kernel's
-// epilogue, where __fdividef gives silu's limit there, 0.
+// The quotient by __fdividef (x times an approximate reciprocal, 2 ulp). An IEEE division's range
+// check calls a slow path once 1 + e^-x passes 2^126 (x below about -87), in the middle of a
+// kernel's epilogue; there __fdividef gives silu's limit, 0.
 __device__ inline float silu(float x) { return __fdividef(x, 1.0f + expf(-x)); }
 
 }  // namespace dsv3::cuda
