@@ -4,6 +4,7 @@
 #include <cfloat>
 
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/mla_expanded_kv.cuh"
 
 namespace dsv3::cuda {
 namespace {
@@ -17,18 +18,12 @@ __global__ void pack_q_kernel(MlaDims dims, DeviceMatrix q, float* out) {
 // One block a context row: k[h] = (k_nope of head h, the shared rotated k_pe), v[h].
 __global__ void pack_kv_kernel(MlaDims dims, DeviceMatrix kv, DeviceMatrix latent, float* k, float* v) {
   const int64_t j = blockIdx.x;
-  const float* kv_row = kv.data + j * kv.stride;
-  const float* k_pe = latent.data + j * latent.stride + dims.d_c;
   float* k_row = k + j * dims.n_heads * dims.qk();
   float* v_row = v + j * dims.n_heads * dims.v_dim;
-  for (int i = threadIdx.x; i < dims.n_heads * dims.qk(); i += blockDim.x) {
-    const int h = i / dims.qk(), d = i % dims.qk();
-    k_row[i] = d < dims.nope ? kv_row[h * dims.kv_width() + d] : k_pe[d - dims.nope];
-  }
-  for (int i = threadIdx.x; i < dims.n_heads * dims.v_dim; i += blockDim.x) {
-    const int h = i / dims.v_dim, d = i % dims.v_dim;
-    v_row[i] = kv_row[h * dims.kv_width() + dims.nope + d];
-  }
+  for (int i = threadIdx.x; i < dims.n_heads * dims.qk(); i += blockDim.x)
+    k_row[i] = expanded_key(dims, kv, latent, j, i / dims.qk(), i % dims.qk());
+  for (int i = threadIdx.x; i < dims.n_heads * dims.v_dim; i += blockDim.x)
+    v_row[i] = expanded_value(dims, kv, j, i / dims.v_dim, i % dims.v_dim);
 }
 
 __device__ float block_reduce(float v, bool is_max) {

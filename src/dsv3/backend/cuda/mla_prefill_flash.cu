@@ -18,6 +18,7 @@
 #include "dsv3/backend/cuda/copy_async.cuh"
 #include "dsv3/backend/cuda/flash_rows.cuh"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/mla_expanded_kv.cuh"
 #include "dsv3/backend/cuda/mla_prefill_wgmma.h"
 #include "dsv3/backend/cuda/mma.cuh"
 
@@ -37,16 +38,13 @@ __host__ __device__ inline int padded(int width) { return width + 8; }
 __global__ void pack_kv_half_kernel(MlaDims dims, DeviceMatrix kv, DeviceMatrix latent, int64_t context, __half* k,
                                     __half* v) {
   const int64_t j = blockIdx.x;
-  const float* kv_row = kv.data + j * kv.stride;
-  const float* k_pe = latent.data + j * latent.stride + dims.d_c;
   for (int i = threadIdx.x; i < dims.n_heads * dims.qk(); i += blockDim.x) {
     const int h = i / dims.qk(), d = i % dims.qk();
-    k[(h * context + j) * dims.qk() + d] =
-        __float2half_rn(d < dims.nope ? kv_row[h * dims.kv_width() + d] : k_pe[d - dims.nope]);
+    k[(h * context + j) * dims.qk() + d] = __float2half_rn(expanded_key(dims, kv, latent, j, h, d));
   }
   for (int i = threadIdx.x; i < dims.n_heads * dims.v_dim; i += blockDim.x) {
     const int h = i / dims.v_dim, d = i % dims.v_dim;
-    v[(h * context + j) * dims.v_dim + d] = __float2half_rn(kv_row[h * dims.kv_width() + dims.nope + d]);
+    v[(h * context + j) * dims.v_dim + d] = __float2half_rn(expanded_value(dims, kv, j, h, d));
   }
 }
 

@@ -26,6 +26,7 @@
 #include "dsv3/backend/cuda/copy_async.cuh"
 #include "dsv3/backend/cuda/cuda_check.h"
 #include "dsv3/backend/cuda/flash_rows.cuh"
+#include "dsv3/backend/cuda/mla_expanded_kv.cuh"
 #include "dsv3/backend/cuda/mla_prefill_wgmma.h"
 #include "dsv3/backend/cuda/wgmma.cuh"
 
@@ -63,15 +64,12 @@ __global__ void __launch_bounds__(256) pack_kv_wgmma_kernel(MlaDims dims, Device
     const int64_t j = key0 + i / qk;
     const int d = i % qk;
     if (j >= context) break;
-    const float value = d < dims.nope ? kv.data[j * kv.stride + h * dims.kv_width() + d]
-                                      : latent.data[j * latent.stride + dims.d_c + d - dims.nope];
-    k[(h * context + j) * qk + d] = __float2half_rn(value);
+    k[(h * context + j) * qk + d] = __float2half_rn(expanded_key(dims, kv, latent, j, h, d));
   }
   for (int i = threadIdx.x; i < kTileKeys * kVDim; i += blockDim.x) {
     const int r = i / kVDim, d = i % kVDim;
     const int64_t j = key0 + r;
-    v_tile[r][d] =
-        __float2half_rn(j < context ? kv.data[j * kv.stride + h * dims.kv_width() + dims.nope + d] : 0.0f);
+    v_tile[r][d] = __float2half_rn(j < context ? expanded_value(dims, kv, j, h, d) : 0.0f);
   }
   __syncthreads();
   for (int i = threadIdx.x; i < kVDim * kTileKeys; i += blockDim.x) {
