@@ -1,5 +1,5 @@
-// The flags every model-running command shares (-m, --dtype, --kv-cache-tokens, --device) and
-// the model they describe.
+// The flags every model-running command shares (-m, --dtype, --kv-cache-tokens, --fp8-activations,
+// --device) and the model they describe.
 #pragma once
 
 #include <memory>

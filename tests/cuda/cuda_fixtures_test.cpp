@@ -1,5 +1,5 @@
 // The transformers fixtures on the GPU (issue: CUDA backend): logits of every position within 3e-2
-// relative L2 of transformers (BF16 tensor-core products and FP8 activations in prefill), greedy
+// relative L2 of transformers (BF16 tensor-core products, FP8 weights in FP16), greedy
 // tokens identical while the reference's top-2 margin exceeds 0.1. Skipped where no GPU is visible.
 #include <gtest/gtest.h>
 
@@ -10,6 +10,7 @@ namespace dsv3 {
 namespace {
 
 constexpr double kLogitsTolerance = 3e-2;
+constexpr double kFp8ActivationsLogitsTolerance = 1e-1;
 constexpr float kGreedyMarginFloor = 0.1f;
 
 class CudaFixture : public ::testing::TestWithParam<std::string> {
@@ -19,17 +20,30 @@ class CudaFixture : public ::testing::TestWithParam<std::string> {
   }
 };
 
-TEST_P(CudaFixture, LogitsOfEveryPositionMatch) {
-  Fixture f = load_fixture(GetParam(), "cuda");
+// Relative L2 of the logits of every position of the fixture's text against transformers'.
+double logits_error(const Fixture& f) {
   const std::vector<int32_t> ids = f.expected.at("ids").get<std::vector<int32_t>>();
   const std::vector<float> reference = read_floats(f.dir / f.expected.at("logits_file").get<std::string>());
   CacheSequence sequence;
   const ForwardChunk chunk{&sequence, ids};
   const std::vector<float> logits = f.model->forward({&chunk, 1}, true);
-  ASSERT_EQ(logits.size(), reference.size());
-  const double error = relative_l2(logits, reference);
+  EXPECT_EQ(logits.size(), reference.size());
+  return logits.size() == reference.size() ? relative_l2(logits, reference) : 1.0;
+}
+
+TEST_P(CudaFixture, LogitsOfEveryPositionMatch) {
+  const double error = logits_error(load_fixture(GetParam(), "cuda"));
   RecordProperty("relative_l2", std::to_string(error));
   EXPECT_LE(error, kLogitsTolerance);
+}
+
+// --fp8-activations: FP8 weights' prefill products take x quantised per token and 128 channels, each
+// product about 2.6% off unquantised x (e4m3 keeps 3 mantissa bits), so the logits get 1e-1
+// (v3_fp8_long: 6.3e-2 on an H100); a wrong scale layout or operand order is off by O(1).
+TEST_P(CudaFixture, LogitsWithFp8ActivationsStayNear) {
+  const double error = logits_error(load_fixture(GetParam(), "cuda", {.fp8_activations = true}));
+  RecordProperty("relative_l2", std::to_string(error));
+  EXPECT_LE(error, kFp8ActivationsLogitsTolerance);
 }
 
 TEST_P(CudaFixture, GreedyTokensMatchWhileTheReferenceIsDecisive) {

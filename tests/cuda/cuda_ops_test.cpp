@@ -305,7 +305,7 @@ TEST_F(CudaOps, CublasLtLinearMatchesTheCpu) {
       ActBuffer xd = gpu->upload(x, rows, in_features), yd = gpu->alloc(rows, out_features);
       cpu.linear(xh.view, w->host, yh.view);
       gpu->linear_with(CudaBackend::LinearPath::Gemm, xd.view, w->device, yd.view);
-      if (!gpu->fp8_gemm_available(rows, out_features, in_features)) {
+      if (!gpu->fp8_gemm_available(yd.view, in_features)) {
         std::printf("no block-scaled FP8 product for %ldx%ldx%ld: FP16 on the dequantised weight\n", long(rows),
                     long(out_features), long(in_features));
         continue;  // the 16-bit path, checked above

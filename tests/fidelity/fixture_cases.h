@@ -37,13 +37,13 @@ struct Fixture {
   std::unique_ptr<DeepseekModel> model;
 };
 
-inline Fixture load_fixture(const std::string& name, const std::string& device) {
+inline Fixture load_fixture(const std::string& name, const std::string& device, const BackendOptions& options = {}) {
   Fixture f;
   f.dir = fs::path(DSV3_FIXTURES_DIR) / "models" / name;
   std::ifstream in(f.dir / "expected.json");
   f.expected = nlohmann::json::parse(in);
   ModelSource source = open_model_source(f.dir.string(), "");
-  f.model = std::make_unique<DeepseekModel>(source.config, source.tensors, make_backend(device), 4096);
+  f.model = std::make_unique<DeepseekModel>(source.config, source.tensors, make_backend(device, options), 4096);
   return f;
 }
 

@@ -54,13 +54,16 @@ double Backend::measure_matmul_rate() {
   return 2.0 * double(M * N * K) / best_s;
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& name) {
+std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& options) {
 #ifdef DSV3_HAVE_CUDA
-  if (name == "cuda" || (name.empty() && cuda::device_present())) return std::make_unique<CudaBackend>();
+  if (name == "cuda" || (name.empty() && cuda::device_present())) return std::make_unique<CudaBackend>(options);
 #else
   if (name == "cuda") fail("--device cuda: this dsv3 was built without the CUDA backend (no nvcc at build time); use --device cpu");
 #endif
-  if (name.empty() || name == "cpu") return std::make_unique<CpuBackend>();
+  if (name.empty() || name == "cpu") {
+    if (options.fp8_activations) fail("--fp8-activations takes the CUDA backend; the CPU one keeps activations in float32");
+    return std::make_unique<CpuBackend>();
+  }
   fail("unknown --device '", name, "' (expected cpu or cuda)");
 }
 

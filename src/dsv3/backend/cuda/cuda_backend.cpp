@@ -56,7 +56,7 @@ bool device_present() {
 
 using cuda::matrix;
 
-CudaBackend::CudaBackend() {
+CudaBackend::CudaBackend(const BackendOptions& options) : options_(options) {
   if (!cuda::device_present()) fail("--device cuda: no CUDA device is visible to this process");
   DSV3_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   DSV3_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, 0));
@@ -220,7 +220,8 @@ void CudaBackend::linear_with(LinearPath path, const Act& x, const LinearWeight&
   DSV3_ASSERT(x.cols == w.in_features() && out.cols == w.out_features() && x.rows == out.rows, "linear ",
               w.weight.name);
   const bool tensor_core_dtype = w.weight.dtype == DType::BF16 || w.weight.dtype == DType::F8_E4M3;
-  if (path == LinearPath::Auto) path = streams(x, w) ? LinearPath::Small : LinearPath::Gemm;
+  if (path == LinearPath::Auto)
+    path = streams(x, w) ? LinearPath::Small : options_.fp8_activations ? LinearPath::Gemm : LinearPath::Gemm16;
   if (path == LinearPath::Small) {
     cuda::launch_linear_small(cuda::weight(w), matrix(x), matrix(out), stream_);
     DSV3_CUDA_CHECK_LAUNCH();
@@ -243,22 +244,22 @@ void CudaBackend::linear_gemm(const Act& x, const LinearWeight& w, const Act& ou
   const int64_t M = x.rows, N = w.out_features(), K = w.in_features();
   if (M == 0) return;
   auto* y = static_cast<float*>(out.data);
-  // The FP8 product takes rows in multiples of 16: padding rows have zero codes and scales.
-  const int64_t M16 = (M + 15) / 16 * 16, k_groups = (K + 127) / 128;
-  if (allow_fp8 && w.is_fp8() && w.block_out == 128 && w.block_in == 128 && gemm_->fp8_supported(M16, N, K)) {
-    Buffer codes = scratch(size_t(M16 * K)), scales = scratch(size_t(k_groups * M16) * sizeof(float));
-    Buffer d = scratch(size_t(M16 * N) * 4);
-    DSV3_CUDA_CHECK(cudaMemsetAsync(codes.data(), 0, size_t(M16 * K), stream_));
-    DSV3_CUDA_CHECK(cudaMemsetAsync(scales.data(), 0, size_t(k_groups * M16) * sizeof(float), stream_));
-    cuda::launch_quantize_fp8(matrix(x), static_cast<uint8_t*>(codes.data()), static_cast<float*>(scales.data()), M16,
+  if (allow_fp8 && w.is_fp8() && w.block_out == 128 && w.block_in == 128 && fp8_gemm_available(out, K)) {
+    // Activation scales are [k_group][row] with rows padded to 4 (GemmRunner::fp8_supported); a
+    // padded product writes its rows to scratch, and the M real ones are copied out.
+    const int64_t M4 = (M + 3) / 4 * 4, k_groups = (K + 127) / 128;
+    Buffer codes = scratch(size_t(M4 * K)), scales = scratch(size_t(k_groups * M4) * sizeof(float)), padded_y;
+    cuda::launch_quantize_fp8(matrix(x), static_cast<uint8_t*>(codes.data()), static_cast<float*>(scales.data()), M4,
                               stream_);
     DSV3_CUDA_CHECK_LAUNCH();
-    bool d_is_bf16 = false;
+    if (M4 != M) padded_y = scratch(size_t(M4 * N) * sizeof(float));
+    float* d = M4 != M ? static_cast<float*>(padded_y.data()) : y;
     gemm_->fp8_block_scaled(static_cast<const uint8_t*>(codes.data()), static_cast<const float*>(scales.data()),
-                            w.weight.data, reinterpret_cast<const float*>(w.scale_inv.data), M16, N, K, d.data(),
-                            &d_is_bf16);
-    cuda::launch_columns_to_rows(d.data(), d_is_bf16, M16, M, N, y, out.stride, stream_);
-    DSV3_CUDA_CHECK_LAUNCH();
+                            w.weight.data, reinterpret_cast<const float*>(w.scale_inv.data), M4, N, K, d,
+                            M4 != M ? N : out.stride);
+    if (M4 != M)
+      DSV3_CUDA_CHECK(cudaMemcpy2DAsync(y, size_t(out.stride) * sizeof(float), d, size_t(N) * sizeof(float),
+                                        size_t(N) * sizeof(float), size_t(M), cudaMemcpyDeviceToDevice, stream_));
     return;
   }
   if (w.weight.dtype == DType::BF16) {
@@ -285,6 +286,11 @@ void CudaBackend::linear_gemm(const Act& x, const LinearWeight& w, const Act& ou
   DSV3_CUDA_CHECK_LAUNCH();
   gemm_->f16(static_cast<const uint16_t*>(x_f16.data()), static_cast<const uint16_t*>(w_f16.data()), M, N, K,
              &half_scale->unscale, y, out.stride);
+}
+
+bool CudaBackend::fp8_gemm_available(const Act& out, int64_t K) {
+  const int64_t M4 = (out.rows + 3) / 4 * 4;
+  return gemm_->fp8_supported(M4, out.cols, K, M4 == out.rows ? out.stride : out.cols);
 }
 
 const float* CudaBackend::float_weight(const LinearWeight& w) {

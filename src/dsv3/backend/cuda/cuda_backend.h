@@ -21,7 +21,7 @@ namespace dsv3 {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend();
+  explicit CudaBackend(const BackendOptions& options = {});
   ~CudaBackend() override;
 
   std::string name() const override { return "cuda"; }
@@ -80,8 +80,9 @@ class CudaBackend final : public Backend {
   void synchronize();
   cudaStream_t stream() const { return stream_; }
 
-  // Whether cuBLASLt has a block-scaled FP8 product for this shape (what LinearPath::Gemm takes).
-  bool fp8_gemm_available(int64_t M, int64_t N, int64_t K) { return gemm_->fp8_supported((M + 15) / 16 * 16, N, K); }
+  // Whether cuBLASLt has a block-scaled FP8 product for y `out` of K-column activations (what
+  // LinearPath::Gemm takes for FP8 weights in 128x128 blocks).
+  bool fp8_gemm_available(const Act& out, int64_t K);
   // Reads a large device buffer; bytes read per second.
   double measure_read_bandwidth() override;
   double measure_matmul_rate() override;
@@ -90,7 +91,8 @@ class CudaBackend final : public Backend {
   // through our kernel, `Gemm` takes cuBLASLt (FP8 weights: the block-scaled FP8 product where
   // cuBLASLt has one, else FP16 on the dequantised weight), `Gemm16` always its 16-bit product (BF16
   // weights against x in two BF16 parts, FP8 ones as FP16 against x in FP16), `Grouped` our
-  // tensor-core kernel (grouped_gemm.cu) as one group.
+  // tensor-core kernel (grouped_gemm.cu) as one group. `Auto` takes `Small` for few rows, else
+  // `Gemm` with BackendOptions::fp8_activations and `Gemm16` without.
   enum class LinearPath { Auto, Small, Gemm, Gemm16, Grouped };
   void linear_with(LinearPath path, const Act& x, const LinearWeight& w, const Act& out);
 
@@ -119,6 +121,7 @@ class CudaBackend final : public Backend {
   bool capture_step(const cuda::StepGraphs::Key& key, std::span<const std::vector<int32_t>> inputs,
                     const cuda::StepInputLayout& layout, const StepBody& body);
 
+  BackendOptions options_;
   cudaStream_t stream_ = nullptr;
   int sm_count_ = 0;
   std::shared_ptr<cuda::DevicePool> pool_;

@@ -1,5 +1,4 @@
 // Row-wise and elementwise kernels of the backend seam; each mirrors the CPU op of the same name.
-#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "dsv3/backend/cuda/block_reduce.cuh"
@@ -191,23 +190,10 @@ __global__ void read_probe_kernel(const uint4* data, size_t n, float* sink) {
   if (acc == 0x9e3779b9u) sink[blockIdx.x % 1024] = 1.0f;  // keeps the loads; practically never taken
 }
 
-__global__ void columns_to_rows_kernel(const void* d, bool d_is_bf16, int64_t ldd, int64_t N, float* y, int64_t ldy) {
-  const int64_t m = blockIdx.x;
-  for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
-    const int64_t i = n * ldd + m;
-    y[m * ldy + n] = d_is_bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(d)[i]) : static_cast<const float*>(d)[i];
-  }
-}
-
 }  // namespace
 
 void launch_read_probe(const void* data, size_t n_bytes, float* sink, cudaStream_t stream) {
   read_probe_kernel<<<132 * 16, 512, 0, stream>>>(static_cast<const uint4*>(data), n_bytes / 16, sink);
-}
-
-void launch_columns_to_rows(const void* d, bool d_is_bf16, int64_t ldd, int64_t M, int64_t N, float* y, int64_t ldy,
-                            cudaStream_t stream) {
-  if (M > 0) columns_to_rows_kernel<<<unsigned(M), 256, 0, stream>>>(d, d_is_bf16, ldd, N, y, ldy);
 }
 
 void launch_embed(const DeviceWeight& table, const int32_t* ids, DeviceMatrix fed, DeviceMatrix out, cudaStream_t stream) {

@@ -57,26 +57,21 @@ GemmRunner::Plan& GemmRunner::plan(Kind kind, int64_t M, int64_t N, int64_t K, i
     DSV3_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_POINTER_MODE, &on_device, sizeof(on_device)));
   }
-  if (kind != Kind::Fp8BlockScaled) {
-    // A = w (K x N, transposed), B = x (K x M): y^T [N, M] column-major is y row-major.
-    DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_type, uint64_t(K), uint64_t(N), K));
-    DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, uint64_t(K), uint64_t(M), ldx));
-    DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32F, uint64_t(N), uint64_t(M), ldy));
-    find_algorithm(p);
-    return p;
+  if (kind == Kind::Fp8BlockScaled) {
+    const int32_t w_mode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+    const int32_t x_mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+    DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &w_mode, sizeof(w_mode)));
+    DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &x_mode, sizeof(x_mode)));
+    // cuBLASLt offers no block-scaled algorithm while the scale pointers are unset (cuBLASLt 13.1 on
+    // an H100), so the query sees stand-ins; each product sets its own.
+    for (const auto pointer : {CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER})
+      DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, pointer, &workspace_, sizeof(workspace_)));
   }
-  // A = x (K x M, transposed, 1x128 scales), B = w (K x N, 128x128 scales): d [M, N] column-major.
-  const int32_t a_mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F, b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
-  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &a_mode, sizeof(a_mode)));
-  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &b_mode, sizeof(b_mode)));
-  DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_type, uint64_t(K), uint64_t(M), K));
-  DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, uint64_t(K), uint64_t(N), K));
-  for (const cudaDataType_t d_type : {CUDA_R_32F, CUDA_R_16BF}) {
-    if (p.d) cublasLtMatrixLayoutDestroy(p.d);
-    DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, d_type, uint64_t(M), uint64_t(N), M));
-    p.d_type = d_type;
-    if (find_algorithm(p)) break;
-  }
+  // A = w (K x N, transposed), B = x (K x M): y^T [N, M] column-major is y row-major.
+  DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_type, uint64_t(K), uint64_t(N), K));
+  DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, uint64_t(K), uint64_t(M), ldx));
+  DSV3_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32F, uint64_t(N), uint64_t(M), ldy));
+  find_algorithm(p);
   return p;
 }
 
@@ -106,21 +101,20 @@ void GemmRunner::f32(const float* x, int64_t ldx, const float* w, int64_t M, int
                                    workspace_bytes_, stream_));
 }
 
-bool GemmRunner::fp8_supported(int64_t M, int64_t N, int64_t K) {
-  // FP8 tensor-core products need K and N in multiples of 16 bytes.
-  return K % 16 == 0 && N % 16 == 0 && M % 16 == 0 && plan(Kind::Fp8BlockScaled, M, N, K, K, M).ok;
+bool GemmRunner::fp8_supported(int64_t M, int64_t N, int64_t K, int64_t ldy) {
+  return M % 4 == 0 && (K + 127) / 128 % 4 == 0 && K % 16 == 0 && N % 16 == 0 && ldy % 4 == 0 &&
+         plan(Kind::Fp8BlockScaled, M, N, K, K, ldy).ok;
 }
 
 void GemmRunner::fp8_block_scaled(const uint8_t* x, const float* x_scales, const uint8_t* w, const float* w_scales,
-                                  int64_t M, int64_t N, int64_t K, void* d, bool* d_is_bf16) {
-  Plan& p = plan(Kind::Fp8BlockScaled, M, N, K, K, M);
+                                  int64_t M, int64_t N, int64_t K, float* y, int64_t ldy) {
+  Plan& p = plan(Kind::Fp8BlockScaled, M, N, K, K, ldy);
   DSV3_ASSERT(p.ok);
-  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &x_scales, sizeof(x_scales)));
-  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &w_scales, sizeof(w_scales)));
+  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scales, sizeof(w_scales)));
+  DSV3_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scales, sizeof(x_scales)));
   const float one = 1.0f, zero = 0.0f;
-  DSV3_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &one, x, p.a, w, p.b, &zero, d, p.d, d, p.d, &p.algo, workspace_,
+  DSV3_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &one, w, p.a, x, p.b, &zero, y, p.d, y, p.d, &p.algo, workspace_,
                                    workspace_bytes_, stream_));
-  *d_is_bf16 = p.d_type == CUDA_R_16BF;
 }
 
 }  // namespace dsv3::cuda

@@ -31,15 +31,16 @@ class GemmRunner {
   // summed in float32 (no TF32): the router's logits of many rows (CudaBackend::moe_route).
   void f32(const float* x, int64_t ldx, const float* w, int64_t M, int64_t N, int64_t K, float* y, int64_t ldy);
 
-  // DeepSeek's FP8 recipe on cuBLASLt's block-scaled modes: x codes [M, K] with one float scale a row
-  // and 128 columns (x_scales[k_block * M + m], CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F), w codes
-  // [N, K] with scale_inv [ceil(N/128), ceil(K/128)] (CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F).
-  // cuBLASLt takes the 1x128-scaled operand as A, so the product comes out column-major:
-  // d[n * M + m], float32 or (where cuBLASLt offers only that) BF16, which *d_is_bf16 tells.
-  // Whether fp8_block_scaled has an algorithm for this shape.
-  bool fp8_supported(int64_t M, int64_t N, int64_t K);
+  // DeepSeek's FP8 recipe on cuBLASLt's block-scaled modes: y [M, N] (rows ldy floats apart) =
+  // x . w^T, x codes [M, K] with one float scale a row and 128 columns (x_scales[k_block * M + m],
+  // CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F), w codes [N, K] with scale_inv [ceil(N/128),
+  // ceil(K/128)] row-major (CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F), summed in float32.
+  // Whether fp8_block_scaled has an algorithm for this shape. Besides cuBLASLt's choice: FP8 rows in
+  // multiples of 16 bytes (K, N), y's rows 16 bytes apart, and so each scale tensor's rows
+  // (M % 4, ceil(K/128) % 4), as PyTorch's scaled_mm asks of these modes.
+  bool fp8_supported(int64_t M, int64_t N, int64_t K, int64_t ldy);
   void fp8_block_scaled(const uint8_t* x, const float* x_scales, const uint8_t* w, const float* w_scales, int64_t M,
-                        int64_t N, int64_t K, void* d, bool* d_is_bf16);
+                        int64_t N, int64_t K, float* y, int64_t ldy);
 
   cublasHandle_t blas() const { return blas_; }
 
@@ -52,7 +53,6 @@ class GemmRunner {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
-    cudaDataType_t d_type = CUDA_R_32F;
   };
   bool find_algorithm(Plan& p);
   Plan& plan(Kind kind, int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldy);

@@ -70,9 +70,6 @@ void launch_cache_gather(DeviceCacheLayer cache, const int32_t* block_table, Dev
 
 // Reads n_bytes at `data` with 16-byte loads over the whole GPU; one float per block to sink.
 void launch_read_probe(const void* data, size_t n_bytes, float* sink, cudaStream_t stream);
-// y [M, N] (rows ldy apart) = d, a column-major product (d[n * ldd + m]) in float32 or BF16.
-void launch_columns_to_rows(const void* d, bool d_is_bf16, int64_t ldd, int64_t M, int64_t N, float* y, int64_t ldy,
-                            cudaStream_t stream);
 
 // Linear layers (linear.cu).
 // Whether the 16-byte weight-streaming path may read W, and input rows starting at x `stride` floats
