@@ -72,7 +72,8 @@ TEST(Cli, BadInputEndsWithAOneLineErrorAndANonZeroExit) {
   for (const std::string& args : std::vector<std::string>{"logits -m /nonexistent/model --ids 1 --out /tmp/x",
                                   "logits -m " + broken.string() + " --ids 1 --out /tmp/x",
                                   "generate -m " + kFixture.string() + " --ids 1,abc", "generate --bogus-flag 1",
-                                  "generate -m " + kFixture.string() + " --ids 99999"}) {
+                                  "generate -m " + kFixture.string() + " --ids 99999",
+                                  "generate -m " + kFixture.string() + " --ids 1 --device cpu --fp8-activations"}) {
     const auto run = test::run_dsv3(args);
     EXPECT_NE(run.exit_code, 0) << args;
     // Informational lines may come first; the error is one line, the last.
