@@ -141,6 +141,7 @@ int run_bench(const Args& args) {
   nlohmann::json result = {
       {"model", args.get_or("model", "preset:demo")},
       {"dtype", args.get_or("dtype", "")},
+      {"fp8_activations", args.has("fp8-activations")},
       {"device", model->backend().name()},
       {"threads", ThreadPool::global().n_threads()},
       {"prompt_tokens", prompt_len},
@@ -155,7 +156,8 @@ int run_bench(const Args& args) {
       {"bandwidth_bound_tokens_per_s", bound_tokens_per_s},
       {"fraction_of_bound", tokens_per_s / bound_tokens_per_s},
   };
-  std::printf("%-34s %s\n", "model", result["model"].get<std::string>().c_str());
+  std::printf("%-34s %s%s\n", "model", result["model"].get<std::string>().c_str(),
+              args.has("fp8-activations") ? ", FP8 activations" : "");
   std::printf("%-34s %s, %d threads\n", "device", model->backend().name().c_str(), ThreadPool::global().n_threads());
   std::printf("%-34s %.1f tokens/s (%lld tokens), %.1f ms to the first token\n", "prefill",
               double(prompt_len) / prefill_s, (long long)prompt_len, 1e3 * prefill_s);
