@@ -11,8 +11,8 @@ std::vector<FlagSpec> model_flags() {
           {"dtype", "", true, "weights of a preset: bf16 (default) or fp8"},
           {"kv-cache-tokens", "", true, "latent KV cache budget in tokens (default 16384)"},
           {"fp8-activations", "", false,
-           "cuda, FP8 weights: prefill products in FP8, activations quantised per token and 128 channels as "
-           "DeepSeek's inference does (faster; logits further from BF16's)"}};
+           "cuda, FP8 weights: products of over 16 rows (prefill, large decode batches) in FP8, activations "
+           "quantised per token and 128 channels as DeepSeek's inference does (faster; logits further from BF16's)"}};
 }
 
 std::unique_ptr<DeepseekModel> load_model(const Args& args) {
