@@ -157,7 +157,7 @@ int run_bench(const Args& args) {
       {"fraction_of_bound", tokens_per_s / bound_tokens_per_s},
   };
   std::printf("%-34s %s%s\n", "model", result["model"].get<std::string>().c_str(),
-              args.has("fp8-activations") ? ", FP8 activations" : "");
+              result["fp8_activations"].get<bool>() ? ", FP8 activations" : "");
   std::printf("%-34s %s, %d threads\n", "device", model->backend().name().c_str(), ThreadPool::global().n_threads());
   std::printf("%-34s %.1f tokens/s (%lld tokens), %.1f ms to the first token\n", "prefill",
               double(prompt_len) / prefill_s, (long long)prompt_len, 1e3 * prefill_s);

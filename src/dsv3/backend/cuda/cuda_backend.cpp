@@ -18,6 +18,17 @@ bool streams(const Act& x, const LinearWeight& w) {
   return x.rows <= kSmallRows || (w.weight.dtype != DType::BF16 && w.weight.dtype != DType::F8_E4M3);
 }
 
+// The block-scaled FP8 product's rows for y `out`, and the floats between its output rows. Its
+// activation scales are [k_group][row], rows padded to 4 (GemmRunner::fp8_supported); a padded
+// product writes its rows to scratch, N floats apart, and the M real ones are copied out.
+struct Fp8ProductRows {
+  int64_t rows, ld;
+};
+Fp8ProductRows fp8_product_rows(const Act& out) {
+  const int64_t rows = (out.rows + 3) / 4 * 4;
+  return {rows, rows == out.rows ? out.stride : out.cols};
+}
+
 // The shortest of `passes` runs of the work queued by `work`, timed by events on the stream; the
 // first `untimed` runs do not count.
 double best_seconds(cudaStream_t stream, int passes, int untimed, const std::function<void()>& work) {
@@ -245,20 +256,21 @@ void CudaBackend::linear_gemm(const Act& x, const LinearWeight& w, const Act& ou
   if (M == 0) return;
   auto* y = static_cast<float*>(out.data);
   if (allow_fp8 && w.is_fp8() && w.block_out == 128 && w.block_in == 128 && fp8_gemm_available(out, K)) {
-    // Activation scales are [k_group][row] with rows padded to 4 (GemmRunner::fp8_supported); a
-    // padded product writes its rows to scratch, and the M real ones are copied out.
-    const int64_t M4 = (M + 3) / 4 * 4, k_groups = (K + 127) / 128;
-    Buffer codes = scratch(size_t(M4 * K)), scales = scratch(size_t(k_groups * M4) * sizeof(float)), padded_y;
-    cuda::launch_quantize_fp8(matrix(x), static_cast<uint8_t*>(codes.data()), static_cast<float*>(scales.data()), M4,
-                              stream_);
+    const Fp8ProductRows product = fp8_product_rows(out);
+    const bool padded = product.rows != M;
+    const int64_t k_groups = (K + 127) / 128;
+    Buffer codes = scratch(size_t(product.rows * K));
+    Buffer scales = scratch(size_t(k_groups * product.rows) * sizeof(float));
+    Buffer padded_y = padded ? scratch(size_t(product.rows * N) * sizeof(float)) : Buffer();
+    cuda::launch_quantize_fp8(matrix(x), static_cast<uint8_t*>(codes.data()), static_cast<float*>(scales.data()),
+                              product.rows, stream_);
     DSV3_CUDA_CHECK_LAUNCH();
-    if (M4 != M) padded_y = scratch(size_t(M4 * N) * sizeof(float));
-    float* d = M4 != M ? static_cast<float*>(padded_y.data()) : y;
+    float* d = padded ? static_cast<float*>(padded_y.data()) : y;
     gemm_->fp8_block_scaled(static_cast<const uint8_t*>(codes.data()), static_cast<const float*>(scales.data()),
-                            w.weight.data, reinterpret_cast<const float*>(w.scale_inv.data), M4, N, K, d,
-                            M4 != M ? N : out.stride);
-    if (M4 != M)
-      DSV3_CUDA_CHECK(cudaMemcpy2DAsync(y, size_t(out.stride) * sizeof(float), d, size_t(N) * sizeof(float),
+                            w.weight.data, reinterpret_cast<const float*>(w.scale_inv.data), product.rows, N, K, d,
+                            product.ld);
+    if (padded)
+      DSV3_CUDA_CHECK(cudaMemcpy2DAsync(y, size_t(out.stride) * sizeof(float), d, size_t(product.ld) * sizeof(float),
                                         size_t(N) * sizeof(float), size_t(M), cudaMemcpyDeviceToDevice, stream_));
     return;
   }
@@ -289,8 +301,8 @@ void CudaBackend::linear_gemm(const Act& x, const LinearWeight& w, const Act& ou
 }
 
 bool CudaBackend::fp8_gemm_available(const Act& out, int64_t K) {
-  const int64_t M4 = (out.rows + 3) / 4 * 4;
-  return gemm_->fp8_supported(M4, out.cols, K, M4 == out.rows ? out.stride : out.cols);
+  const Fp8ProductRows product = fp8_product_rows(out);
+  return gemm_->fp8_supported(product.rows, out.cols, K, product.ld);
 }
 
 const float* CudaBackend::float_weight(const LinearWeight& w) {
