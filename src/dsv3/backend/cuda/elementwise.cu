@@ -30,12 +30,14 @@ __global__ void gather_rows_kernel(DeviceMatrix x, const int32_t* rows, DeviceMa
 
 // out = weight * x / sqrt(mean(x^2) + eps), one block a row; with kAdd, first x += y (the residual
 // add before a norm, one pass instead of two). The norm weight, a stored weight (chained_launch.cuh),
-// is read while the kernel ahead finishes.
-template <bool kAdd>
+// is read while the kernel ahead finishes. A thread keeps kRowValues of the row in registers: 32
+// (rows up to 8192 wide) takes 106-128 registers a thread, two blocks an SM, too few loads in flight
+// for the bandwidth; 8 (up to 2048) takes under 40, six blocks an SM.
+template <bool kAdd, int kRowValues>
 __global__ void rmsnorm_kernel(DeviceMatrix x, DeviceMatrix y, const float* weight, float eps, DeviceMatrix out) {
   static_assert(kThreads == kNormThreads);
   const float* yr = kAdd ? y.data + blockIdx.x * y.stride : nullptr;
-  const NormWeights<32> w(weight, x.cols);
+  const NormWeights<kRowValues> w(weight, x.cols);
   wait_for_inputs();
   add_rmsnorm_row<kAdd>(x.data + blockIdx.x * x.stride, [&](int64_t c) { return yr[c]; }, w, eps,
                         out.data + blockIdx.x * out.stride);
@@ -190,6 +192,15 @@ __global__ void read_probe_kernel(const uint4* data, size_t n, float* sink) {
   if (acc == 0x9e3779b9u) sink[blockIdx.x % 1024] = 1.0f;  // keeps the loads; practically never taken
 }
 
+// rmsnorm_kernel with the fewest registers that hold x's row.
+template <bool kAdd>
+void launch_rmsnorm_rows(DeviceMatrix x, DeviceMatrix y, const float* weight, float eps, DeviceMatrix out,
+                         cudaStream_t stream) {
+  if (x.rows == 0) return;
+  const auto kernel = x.cols <= 8 * kNormThreads ? rmsnorm_kernel<kAdd, 8> : rmsnorm_kernel<kAdd, 32>;
+  launch_chained(kernel, unsigned(x.rows), kThreads, 0, stream, x, y, weight, eps, out);
+}
+
 }  // namespace
 
 void launch_read_probe(const void* data, size_t n_bytes, float* sink, cudaStream_t stream) {
@@ -205,12 +216,12 @@ void launch_gather_rows(DeviceMatrix x, const int32_t* rows, DeviceMatrix out, c
 }
 
 void launch_rmsnorm(DeviceMatrix x, const float* weight, float eps, DeviceMatrix out, cudaStream_t stream) {
-  if (x.rows > 0) launch_chained(rmsnorm_kernel<false>, unsigned(x.rows), kThreads, 0, stream, x, DeviceMatrix{}, weight, eps, out);
+  launch_rmsnorm_rows<false>(x, DeviceMatrix{}, weight, eps, out, stream);
 }
 
 void launch_add_rmsnorm(DeviceMatrix x, DeviceMatrix y, const float* weight, float eps, DeviceMatrix out,
                         cudaStream_t stream) {
-  if (x.rows > 0) launch_chained(rmsnorm_kernel<true>, unsigned(x.rows), kThreads, 0, stream, x, y, weight, eps, out);
+  launch_rmsnorm_rows<true>(x, y, weight, eps, out, stream);
 }
 
 void launch_add(DeviceMatrix x, DeviceMatrix y, cudaStream_t stream) {
