@@ -34,6 +34,7 @@ constexpr int kLanesPerHead = kTile;  // the softmax phase: a lane a row
 // take 32 / kTile heads.
 static_assert(kThreads == kHeadGroup * kTile && 32 % kTile == 0 && kThreads / 32 * (32 / kTile) == kHeadGroup);
 constexpr int kAbsorbCols = 64, kAbsorbSlices = 4;  // an absorb block: 64 columns, the sum over d in 4 slices
+static_assert(kItemsPerBlock % kAbsorbSlices == 0);
 
 // dst(i) = src(i) for i < n over the block, kInFlight loads a thread issued before any is stored: a
 // plain loop would wait out a memory latency at every element.
@@ -53,6 +54,10 @@ __device__ void stage(int n, Src src, Dst dst) {
 
 // grid (n_heads, column blocks of kAbsorbCols, item groups): q_latent[item, h, c] = sum_d
 // q_nope[item, h, d] W_uk[h][d][c]; the kAbsorbSlices slices of the block sum every 4th d, then add up.
+// The whole product runs before the wait, only its store after: q was written two launches ahead
+// (by the q projection; mla_rope_and_cache, the launch just ahead, rotates only the q_pe columns,
+// which this kernel does not read), so the product hides behind the rope and cache launch instead
+// of following it (chained_launch.cuh; q read through L2).
 template <DType D>
 __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(MlaDims dims, DeviceMatrix q,
                                                                              const MlaItem* items, int n_items,
@@ -62,9 +67,9 @@ __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(Mla
   const int h = blockIdx.x, first = blockIdx.z * kItemsPerBlock;
   const int col = threadIdx.x % kAbsorbCols, slice = threadIdx.x / kAbsorbCols;
   const int c = blockIdx.y * kAbsorbCols + col;
-  // This thread's column of W_uk[h], every kAbsorbSlices-th row, all loaded while the kernel ahead
-  // finishes (chained_launch.cuh; a loop of dependent loads took 6 us a layer). Its rows lie in one
-  // 128-row block (kMaxDecodeNope rows from a multiple of 128): one block scale.
+  // This thread's column of W_uk[h], every kAbsorbSlices-th row, all loaded at once (a loop of
+  // dependent loads took 6 us a layer). Its rows lie in one 128-row block (kMaxDecodeNope rows from a
+  // multiple of 128): one block scale.
   constexpr int kRowsPerSlice = kMaxDecodeNope / kAbsorbSlices;
   static_assert(kMaxDecodeNope <= 128);
   const int64_t row0 = int64_t(h) * dims.kv_width();
@@ -74,22 +79,21 @@ __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(Mla
 #pragma unroll
   for (int j = 0; j < kRowsPerSlice; ++j)
     bits[j] = kv_b_bits<D>(w, row0 + min(slice + j * kAbsorbSlices, dims.nope - 1), inside_c);
-  wait_for_inputs();
-  // Widened after the wait, the loads unguarded (rows and columns clamped): a guarded load and its
-  // widening, element by element, compiled to a branch around each load and its use, and a widening
-  // before the wait would wait there for the weights.
-  float wv[kRowsPerSlice];
-#pragma unroll
-  for (int j = 0; j < kRowsPerSlice; ++j)
-    wv[j] = c < dims.d_c && slice + j * kAbsorbSlices < dims.nope ? kv_b_value<D>(bits[j], scale) : 0.0f;
   const int n = min(kItemsPerBlock, n_items - first);
   stage<float>(
       kItemsPerBlock * dims.nope,
       [&](int i) {
         const int item = i / dims.nope;
-        return item < n ? q.data[int64_t(items[first + item].q_row) * q.stride + h * dims.qk() + i % dims.nope] : 0.0f;
+        return item < n ? __ldcg(q.data + int64_t(items[first + item].q_row) * q.stride + h * dims.qk() + i % dims.nope)
+                        : 0.0f;
       },
       [&](int i, float v) { q_nope[i] = v; });
+  // Widened after the loads are all issued, unguarded (rows and columns clamped): a guarded load and
+  // its widening, element by element, compiled to a branch around each load and its use.
+  float wv[kRowsPerSlice];
+#pragma unroll
+  for (int j = 0; j < kRowsPerSlice; ++j)
+    wv[j] = c < dims.d_c && slice + j * kAbsorbSlices < dims.nope ? kv_b_value<D>(bits[j], scale) : 0.0f;
   __syncthreads();
   float acc[kItemsPerBlock] = {};
 #pragma unroll
@@ -102,10 +106,18 @@ __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(Mla
 #pragma unroll
   for (int i = 0; i < kItemsPerBlock; ++i) partial[(slice * kItemsPerBlock + i) * kAbsorbCols + col] = acc[i];
   __syncthreads();
-  for (int i = slice; i < n; i += kAbsorbSlices) {
-    float sum = 0.0f;
-    for (int s = 0; s < kAbsorbSlices; ++s) sum += partial[(s * kItemsPerBlock + i) * kAbsorbCols + col];
-    if (c < dims.d_c) q_latent[(int64_t(first + i) * dims.n_heads + h) * dims.d_c + c] = sum;
+  float sums[kItemsPerBlock / kAbsorbSlices];
+#pragma unroll
+  for (int k = 0; k < kItemsPerBlock / kAbsorbSlices; ++k) {
+    const int i = slice + k * kAbsorbSlices;
+    sums[k] = 0.0f;
+    for (int s = 0; s < kAbsorbSlices; ++s) sums[k] += partial[(s * kItemsPerBlock + i) * kAbsorbCols + col];
+  }
+  wait_for_inputs();
+#pragma unroll
+  for (int k = 0; k < kItemsPerBlock / kAbsorbSlices; ++k) {
+    const int i = slice + k * kAbsorbSlices;
+    if (i < n && c < dims.d_c) q_latent[(int64_t(first + i) * dims.n_heads + h) * dims.d_c + c] = sums[k];
   }
 }
 
