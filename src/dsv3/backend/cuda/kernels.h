@@ -91,9 +91,11 @@ void launch_linear_small_pair(const DeviceWeight& w_a, DeviceMatrix y_a, const D
 void launch_to_bf16_pair(DeviceMatrix x, uint16_t* high, uint16_t* low, cudaStream_t stream);
 // x in FP16 for a product on FP16 tensor cores: out [rows, cols] contiguous = fp16(x 2^s), one power
 // of two for the whole of x that brings its largest magnitude into [2^14, 2^15) (fp16_parts.cuh's
-// scale_exponent), and scale->unscale = 2^-s; scale is device memory the launch zeroes first.
+// scale_exponent), and scale->unscale = 2^-s, scale->zero = 0; scale is device memory the launch
+// writes whole (a block's largest magnitude a slot: no zeroing first, no atomics across blocks).
+constexpr int kMaxHalfScaleBlocks = 1024;
 struct HalfScale {
-  unsigned max_bits;
+  unsigned block_max_bits[kMaxHalfScaleBlocks];
   float unscale, zero;  // the product's alpha and beta (CUBLASLT_POINTER_MODE_DEVICE)
 };
 void launch_to_f16_scaled(DeviceMatrix x, uint16_t* out, HalfScale* scale, cudaStream_t stream);

@@ -49,33 +49,33 @@ __global__ void to_bf16_pair_kernel(DeviceMatrix x, __nv_bfloat16* high, __nv_bf
   }
 }
 
-// The bits of x's largest magnitude, into scale->max_bits (zero before) by atomicMax: non-negative
-// floats order as their bits do. Blocks take every gridDim.x-th row.
+// The bits of the largest magnitude of x's rows blockIdx.x, blockIdx.x + gridDim.x, ... into
+// scale->block_max_bits[blockIdx.x]: non-negative floats order as their bits do.
 __global__ void max_magnitude_kernel(DeviceMatrix x, HalfScale* scale) {
+  wait_for_inputs();
   float m = 0.0f;
   for (int64_t r = blockIdx.x; r < x.rows; r += gridDim.x)
     for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x) m = fmaxf(m, fabsf(x.data[r * x.stride + c]));
-  __shared__ unsigned block_bits;
-  if (threadIdx.x == 0) block_bits = 0;
-  __syncthreads();
-  for (int offset = 16; offset > 0; offset /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
-  if (threadIdx.x % 32 == 0) atomicMax(&block_bits, __float_as_uint(m));
-  __syncthreads();
-  if (threadIdx.x == 0) atomicMax(&scale->max_bits, block_bits);
+  m = block_max(m);
+  if (threadIdx.x == 0) scale->block_max_bits[blockIdx.x] = __float_as_uint(m);
 }
 
-// out = fp16(x 2^s) [rows, cols] contiguous, s as scale_exponent gives it for the whole of x, and
-// scale->unscale = 2^-s for the product to multiply its sums by.
+// out = fp16(x 2^s) [rows, cols] contiguous, s as scale_exponent gives it for the whole of x (the
+// largest of max_magnitude_kernel's slots, one a block of the same grid), and scale->unscale = 2^-s.
 __global__ void to_f16_scaled_kernel(DeviceMatrix x, HalfScale* scale, __half* out) {
-  const int s = scale_exponent(scale->max_bits);
+  wait_for_inputs();
+  unsigned bits = 0;
+  for (unsigned b = threadIdx.x; b < gridDim.x; b += blockDim.x) bits = max(bits, scale->block_max_bits[b]);
+  const int s = scale_exponent(__float_as_uint(block_max(__uint_as_float(bits))));
   const float up = power_of_two(s);
-  if (blockIdx.x == 0 && threadIdx.x == 0) scale->unscale = power_of_two(-s);
+  if (blockIdx.x == 0 && threadIdx.x == 0) scale->unscale = power_of_two(-s), scale->zero = 0.0f;
   for (int64_t r = blockIdx.x; r < x.rows; r += gridDim.x)
     for (int64_t c = threadIdx.x; c < x.cols; c += blockDim.x)
       out[r * x.cols + c] = __float2half_rn(x.data[r * x.stride + c] * up);
 }
 
 __global__ void weight_to_f16_kernel(DeviceWeight w, __half* out) {
+  wait_for_inputs();  // out is scratch that the kernel ahead may still read
   const int64_t n = w.rows * w.cols;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     out[i] = __float2half_rn(weight_element(w, i / w.cols, i % w.cols));
@@ -84,6 +84,7 @@ __global__ void weight_to_f16_kernel(DeviceWeight w, __half* out) {
 // FP8 to FP16 sixteen elements a thread: one 16-byte load and two 16-byte stores (the element-wise
 // kernel above is bound by its index arithmetic). Same rounding: scale in float32, then to FP16.
 __global__ void fp8_to_f16_kernel(DeviceWeight w, uint4* out) {
+  wait_for_inputs();  // as weight_to_f16_kernel
   const int64_t row_vectors = w.cols / 16, n = w.rows * row_vectors;
   const int64_t scale_cols = (w.cols + w.block_in - 1) / w.block_in;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -161,21 +162,20 @@ void launch_to_bf16_pair(DeviceMatrix x, uint16_t* high, uint16_t* low, cudaStre
 
 void launch_to_f16_scaled(DeviceMatrix x, uint16_t* out, HalfScale* scale, cudaStream_t stream) {
   if (x.rows == 0) return;
-  const unsigned blocks = unsigned(std::min<int64_t>(x.rows, 1024));
-  DSV3_CUDA_CHECK(cudaMemsetAsync(scale, 0, sizeof(HalfScale), stream));
-  max_magnitude_kernel<<<blocks, 256, 0, stream>>>(x, scale);
-  to_f16_scaled_kernel<<<blocks, 256, 0, stream>>>(x, scale, reinterpret_cast<__half*>(out));
+  const unsigned blocks = unsigned(std::min<int64_t>(x.rows, kMaxHalfScaleBlocks));
+  launch_chained(max_magnitude_kernel, blocks, 256, 0, stream, x, scale);
+  launch_chained(to_f16_scaled_kernel, blocks, 256, 0, stream, x, scale, reinterpret_cast<__half*>(out));
 }
 
 void launch_weight_to_f16(const DeviceWeight& w, uint16_t* out, cudaStream_t stream) {
   if (w.dtype == DType::F8_E4M3 && w.cols % 16 == 0 && w.block_in % 16 == 0 &&
       reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0) {
     const int64_t blocks = std::min<int64_t>((w.rows * w.cols / 16 + 255) / 256, 4096);
-    if (blocks > 0) fp8_to_f16_kernel<<<unsigned(blocks), 256, 0, stream>>>(w, reinterpret_cast<uint4*>(out));
+    if (blocks > 0) launch_chained(fp8_to_f16_kernel, unsigned(blocks), 256, 0, stream, w, reinterpret_cast<uint4*>(out));
     return;
   }
   const int64_t blocks = std::min<int64_t>((w.rows * w.cols + 255) / 256, 65536);
-  if (blocks > 0) weight_to_f16_kernel<<<unsigned(blocks), 256, 0, stream>>>(w, reinterpret_cast<__half*>(out));
+  if (blocks > 0) launch_chained(weight_to_f16_kernel, unsigned(blocks), 256, 0, stream, w, reinterpret_cast<__half*>(out));
 }
 
 void launch_weight_to_f32(const DeviceWeight& w, float* out, cudaStream_t stream) {
