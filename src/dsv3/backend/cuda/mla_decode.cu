@@ -400,9 +400,12 @@ MlaDecodePlan plan_mla_decode(MlaDims dims, int n_items, int64_t context_bound, 
   // Batch-1 decode after a 1K prompt fills 32 blocks of 16 heads: slower than 64 of 8 on CUDA cores
   // (Moonlight on an H200: 311 against 337 tok/s), where 32K tokens ran 188 against 143.
   plan.tensor_cores = decode_on_tensor_cores(dims) && tiles * groups(kMmaHeadGroup) >= sm_count;
-  // A block an SM (registers or shared memory leave room for one), at least a tile of rows a part.
+  // A block an SM (registers or shared memory leave room for one), at least a tile of rows a part,
+  // and the splits in one wave of blocks: a split more that spills into a second wave doubles the
+  // launch's time for a few blocks (batch 32 of 16-head groups: 5 splits are 160 blocks on 132 SMs,
+  // each running a fifth of its context, where 4 are 128 blocks of a quarter).
   const int64_t blocks = int64_t(n_items) * groups(plan.tensor_cores ? kMmaHeadGroup : kHeadGroup);
-  const int64_t by_sms = (int64_t(sm_count) + blocks - 1) / blocks;
+  const int64_t by_sms = int64_t(sm_count) / blocks;
   plan.n_splits = int(std::max<int64_t>(1, std::min(by_sms, tiles)));
   return plan;
 }
