@@ -385,6 +385,24 @@ TEST_F(CudaOps, GroupedTensorCoreLinearMatchesTheCpu) {
       }
 }
 
+// Dense products of 17 to 64 rows on grouped_few.cu's tiles, K split over blocks that add into y:
+// one split (K of 320 in two stages), several (the others), ragged column tiles (200 rows).
+TEST_F(CudaOps, FewRowLinearMatchesTheCpu) {
+  for (const auto& [out_features, in_features] :
+       std::vector<std::pair<int64_t, int64_t>>{{384, 512}, {200, 1408}, {1536, 2048}, {256, 320}})
+    for (const int64_t rows : {17, 32, 40, 64})
+      for (const DType dtype : {DType::BF16, DType::F8_E4M3}) {
+        auto w = weight(dtype, out_features, in_features);
+        Pair x = activations(rows, in_features), y = activations(rows, out_features);
+        cpu.linear(x.host.view, w->host, y.host.view);
+        gpu->linear_with(CudaBackend::LinearPath::Few, x.device.view, w->device, y.device.view);
+        // Against the weights as stored, x in two 16-bit parts: float32 accuracy.
+        const double tolerance = dtype == DType::BF16 ? 1e-4 : 2e-5;
+        EXPECT_LE(relative_l2(device_values(y.device.view), host_values(y.host.view)), tolerance)
+            << dtype_name(dtype) << " " << out_features << "x" << in_features << " rows " << rows;
+      }
+}
+
 TEST_F(CudaOps, MlaRopeAndCacheMatchesTheCpu) {
   const MlaShape shape{16, 128, 64, 128, 512, 0.0721f};
   const LatentCacheLayout layout{2, 4, 64, 512, 64};

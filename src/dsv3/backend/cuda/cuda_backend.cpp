@@ -4,6 +4,7 @@
 #include <cstring>
 #include <functional>
 
+#include "dsv3/backend/cuda/grouped_few.h"
 #include "dsv3/util/error.h"
 
 namespace dsv3 {
@@ -232,9 +233,18 @@ void CudaBackend::linear_with(LinearPath path, const Act& x, const LinearWeight&
               w.weight.name);
   const bool tensor_core_dtype = w.weight.dtype == DType::BF16 || w.weight.dtype == DType::F8_E4M3;
   if (path == LinearPath::Auto)
-    path = streams(x, w) ? LinearPath::Small : options_.fp8_activations ? LinearPath::Gemm : LinearPath::Gemm16;
+    path = streams(x, w)                                  ? LinearPath::Small
+           : cuda::few_rows_ok(cuda::weight(w), matrix(x)) ? LinearPath::Few
+           : options_.fp8_activations                      ? LinearPath::Gemm
+                                                           : LinearPath::Gemm16;
   if (path == LinearPath::Small) {
     cuda::launch_linear_small(cuda::weight(w), matrix(x), matrix(out), stream_);
+    DSV3_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  if (path == LinearPath::Few) {
+    DSV3_ASSERT(cuda::few_rows_ok(cuda::weight(w), matrix(x)), "few-row product for weight ", w.weight.name);
+    cuda::launch_few_rows(cuda::weight(w), matrix(x), matrix(out), sm_count_, stream_);
     DSV3_CUDA_CHECK_LAUNCH();
     return;
   }

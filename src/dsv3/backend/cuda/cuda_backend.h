@@ -91,9 +91,10 @@ class CudaBackend final : public Backend {
   // through our kernel, `Gemm` takes cuBLASLt (FP8 weights: the block-scaled FP8 product where
   // cuBLASLt has one, else FP16 on the dequantised weight), `Gemm16` always its 16-bit product (BF16
   // weights against x in two BF16 parts, FP8 ones as FP16 against x in FP16), `Grouped` our
-  // tensor-core kernel (grouped_gemm.cu) as one group. `Auto` takes `Small` for few rows, else
-  // `Gemm` with BackendOptions::fp8_activations and `Gemm16` without.
-  enum class LinearPath { Auto, Small, Gemm, Gemm16, Grouped };
+  // tensor-core kernel (grouped_gemm.cu) as one group, `Few` its few-row tiles with K split over
+  // blocks (grouped_few.cu). `Auto` takes `Small` for up to 16 rows, `Few` for up to kFewRows where
+  // it takes the weight, else `Gemm` with BackendOptions::fp8_activations and `Gemm16` without.
+  enum class LinearPath { Auto, Small, Few, Gemm, Gemm16, Grouped };
   void linear_with(LinearPath path, const Act& x, const LinearWeight& w, const Act& out);
 
  private:

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dsv3/backend/cuda/cuda_backend.h"
+#include "dsv3/backend/cuda/grouped_few.h"
 #include "dsv3/backend/cuda/moe_mma.h"
 
 namespace dsv3 {
@@ -164,7 +165,7 @@ void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<co
   const cuda::DeviceWeight shared_down = shared ? cuda::weight(shared->down_proj) : cuda::DeviceWeight{};
   const bool group_shared = shared && grouped && shared_gate.dtype == DType::F8_E4M3 &&
                             shared_down.dtype == DType::F8_E4M3 && cuda::grouped_linear_ok(shared_gate, matrix(x)) &&
-                            cuda::grouped_gate_up_ok(shared_gate, n, 1) &&
+                            !cuda::grouped_few_ok(shared_gate, n, 1) && cuda::grouped_gate_up_ok(shared_gate, n, 1) &&
                             cuda::grouped_linear_ok(shared_down, {nullptr, n, shared_width, shared_width});
   const bool shared_in_y = fuse_shared || group_shared;
   const int n_ffns = n_experts + 1;  // the plan's last entry is the shared FFN's (kernels.h, MoePlan)

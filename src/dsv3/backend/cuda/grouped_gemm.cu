@@ -196,13 +196,16 @@ size_t grouped_linear_scratch_bytes(const DeviceWeight& shape, DeviceMatrix x, i
 }
 
 bool grouped_gate_up_ok(const DeviceWeight& shape, int64_t rows, int n_groups) {
-  return takes_warpgroup_tiles(shape, rows, n_groups);
+  return grouped_few_ok(shape, rows, n_groups) || takes_warpgroup_tiles(shape, rows, n_groups);
 }
 
 void launch_grouped_gate_up(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
                             int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix hidden, void* scratch,
                             cudaStream_t stream) {
-  if (hidden.rows > 0 && shape.rows > 0)
+  if (hidden.rows == 0 || shape.rows == 0) return;
+  if (grouped_few_ok(shape, hidden.rows, n_groups))
+    launch_grouped_few(weights, shape, offsets, n_groups, x, x_rows, hidden, true, stream);
+  else
     launch_grouped_wgmma(weights, shape, offsets, n_groups, x, x_rows, hidden, true, scratch, stream);
 }
 
@@ -211,7 +214,7 @@ void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& sh
                            cudaStream_t stream) {
   if (y.rows == 0 || shape.rows == 0) return;
   if (grouped_few_ok(shape, y.rows, n_groups)) {
-    launch_grouped_few(weights, shape, offsets, n_groups, x, x_rows, y, stream);
+    launch_grouped_few(weights, shape, offsets, n_groups, x, x_rows, y, false, stream);
     return;
   }
   if (takes_warpgroup_tiles(shape, y.rows, n_groups)) {
