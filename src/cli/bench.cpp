@@ -85,6 +85,7 @@ void report_op_rates(DeepseekModel& model, double bandwidth, double matmul_rate,
   for (const auto& [items, context] : std::vector<std::pair<int64_t, int64_t>>{{1, 32768}, {32, 4096}, {128, 1024}})
     report(time_mla_decode(model, items, context), true);
   report(time_dense_product(model, 4096), false);
+  for (const int64_t rows : {1, 32, 64}) report(time_decode_product(model, rows), true);
   for (const int64_t tokens : {1024, 8192}) report(time_routed_experts(model, tokens), false);
 }
 
@@ -184,7 +185,7 @@ std::vector<FlagSpec> flags() {
   f.push_back({"prompt-tokens", "", true, "prompt length before the timed decode (default 128)"});
   f.push_back({"decode-tokens", "", true, "decode steps timed (default 32)"});
   f.push_back({"batch", "", true, "also decode batches of these sizes after the prompt, e.g. 32,128,256"});
-  f.push_back({"ops", "", false, "also time MLA decode attention and the prefill products on their own"});
+  f.push_back({"ops", "", false, "also time the hot ops on their own: MLA decode, dense products, experts"});
   f.push_back({"json", "", true, "also write the results as JSON to this file"});
   f.push_back({"clients", "", true, "serving mode: concurrent clients, each keeping one request in flight"});
   f.push_back({"requests", "", true, "serving mode: requests in all (default 2 x clients)"});

@@ -5,6 +5,8 @@
 #include <functional>
 #include <numeric>
 #include <random>
+#include <string>
+#include <utility>
 
 #include "dsv3/util/error.h"
 
@@ -80,17 +82,35 @@ OpRate time_mla_decode(DeepseekModel& model, int64_t items, int64_t context) {
           double(items * context * layout.row_width()) * sizeof(float), seconds};
 }
 
-OpRate time_dense_product(DeepseekModel& model, int64_t rows) {
+namespace {
+
+// The largest dense weight (the dense MLP's, else an attention projection's) and seconds a call of
+// its product for `rows` rows.
+std::pair<const LinearWeight*, double> dense_product_seconds(DeepseekModel& model, int64_t rows) {
   const LayerWeights& first = model.weights().layers[0];
   const LinearWeight& w = first.mlp ? first.mlp->gate_proj : first.self_attn.o_proj;
   Backend& backend = model.backend();
   const ActBuffer x = random_rows(backend, rows, w.in_features(), 1.0f);
   const ActBuffer y = backend.alloc(rows, w.out_features());
-  const double seconds =
-      seconds_per_call(backend, {}, kRepeats, [&](std::span<const Indices>) { backend.linear(x.view, w, y.view); });
-  return {std::string(dtype_name(w.weight.dtype)) + " product " + std::to_string(rows) + "x" +
-              std::to_string(w.out_features()) + "x" + std::to_string(w.in_features()),
-          2.0 * double(rows) * double(w.out_features()) * double(w.in_features()), seconds};
+  return {&w, seconds_per_call(backend, {}, kRepeats,
+                               [&](std::span<const Indices>) { backend.linear(x.view, w, y.view); })};
+}
+
+std::string product_name(const LinearWeight& w, int64_t rows) {
+  return std::string(dtype_name(w.weight.dtype)) + " product " + std::to_string(rows) + "x" +
+         std::to_string(w.out_features()) + "x" + std::to_string(w.in_features());
+}
+
+}  // namespace
+
+OpRate time_dense_product(DeepseekModel& model, int64_t rows) {
+  const auto [w, seconds] = dense_product_seconds(model, rows);
+  return {product_name(*w, rows), 2.0 * double(rows) * double(w->out_features()) * double(w->in_features()), seconds};
+}
+
+OpRate time_decode_product(DeepseekModel& model, int64_t rows) {
+  const auto [w, seconds] = dense_product_seconds(model, rows);
+  return {product_name(*w, rows), double(w->n_bytes()), seconds};
 }
 
 OpRate time_routed_experts(DeepseekModel& model, int64_t tokens) {

@@ -1,7 +1,7 @@
 // The hot ops of the model timed on their own through the backend seam, on the loaded model's
-// weights and shapes: MLA decode attention over a latent cache (bytes of cache read a second), a
-// prefill-sized product on the largest dense weight, and the routed experts of a prefill-sized batch
-// (FLOPs a second).
+// weights and shapes: MLA decode attention over a latent cache (bytes of cache read a second), the
+// largest dense weight's product for a prefill (FLOPs a second) and for decode batches (its bytes a
+// second), and the routed experts of a prefill-sized batch (FLOPs a second).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +25,10 @@ OpRate time_mla_decode(DeepseekModel& model, int64_t items, int64_t context);
 // linear() of `rows` rows on the largest dense weight (the dense MLP's, else an attention
 // projection's); amount: 2 rows out in FLOPs.
 OpRate time_dense_product(DeepseekModel& model, int64_t rows);
+
+// The same product for a decode batch of `rows` rows; amount: the weight's bytes as stored, which
+// every such product reads at least once.
+OpRate time_decode_product(DeepseekModel& model, int64_t rows);
 
 // moe_experts() of the first MoE layer for `tokens` tokens as its router sends them; amount: the
 // FLOPs of every (token, expert) pair's three products.
