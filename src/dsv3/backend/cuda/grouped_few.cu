@@ -23,8 +23,8 @@
 // Gate and up in one launch (an FFN's first half): a block's first two warps multiply by the
 // group's gate weight, the last two by its up weight, over the same 64 rows, and the block writes
 // silu(gate) * up. Against a launch each and a third for silu: x staged once for both, no up rows
-// written and read back, and 2 x 671 blocks of Moonlight's batch-32 experts in one grid of 2.5 waves
-// (four blocks an SM), not two of 1.3.
+// written and read back, and 2 x 671 blocks of Moonlight's batch-32 experts in one grid, not two of
+// 1.3 waves each (H100, Moonlight FP8 decode at batch 32: 2158 -> 2397 tok/s, bench/RESULTS.md).
 //
 // Dense products of 17 to 64 rows (a decode batch's projections, LinearPath::Few) take the same
 // tiles as one group, K split over blocks until every SM has kBlocksPerSm of them; the splits add
