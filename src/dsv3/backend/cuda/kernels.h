@@ -130,9 +130,9 @@ void launch_grouped_linear(const GroupedWeights& weights, const DeviceWeight& sh
                            int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix y, void* scratch,
                            cudaStream_t stream);
 // An FFN's first half in one launch, where grouped_gate_up_ok (hidden's `rows` rows take the
-// few-row tiles or the warpgroup kernel): hidden = silu(gate x) * (up x), row by row as launch_grouped_linear, with group
-// g's gate at table[g * stride + index] and its up weight next to it; scratch as
-// grouped_linear_scratch_bytes.
+// few-row tiles or the warpgroup kernel): hidden = silu(gate x) * (up x), row by row as
+// launch_grouped_linear, with group g's gate at table[g * stride + index] and its up weight next to
+// it; scratch as grouped_linear_scratch_bytes.
 bool grouped_gate_up_ok(const DeviceWeight& shape, int64_t rows, int n_groups);
 void launch_grouped_gate_up(const GroupedWeights& weights, const DeviceWeight& shape, const int32_t* offsets,
                             int n_groups, DeviceMatrix x, const int32_t* x_rows, DeviceMatrix hidden, void* scratch,
