@@ -1,0 +1,297 @@
+// What a batch-1 decode layer's kernels could cost at best on this GPU, measured apart from the model
+// (bench/RESULTS.md uses it to say where Moonlight's batch-1 step stands):
+//  - weight streams: a launch that reads a layer's expert weights once, one wave of 4-warp blocks, a
+//    warp a 16-row tile of FP8 weights as moe_mma.cu reads it (rows g and g + 8, 32 bytes of each at
+//    each 128-column chunk: the row pairs), against the same bytes laid out tile-major (a chunk's 16 x
+//    128 bytes contiguous, 64 a lane), with `ahead` chunks a lane in flight and `work` dependent FMAs
+//    a chunk standing for its products; and a plain read of every byte, many loads in flight, as the
+//    ceiling of any order;
+//  - hand-offs: a launch of small blocks that reads what the launch before wrote, launched plainly and
+//    chained (programmatic dependent launch, chained_launch.cuh), both replayed from a CUDA graph, and
+//    a grid barrier inside one persistent launch (one word, every block adding and spinning on it).
+// Every stream reads 4 sets of weights in turn (more than L2 holds), and each time is the median of
+// 21 graph replays.
+//
+//   build/bench/dsv3_decode_floor
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <vector>
+
+#include "dsv3/backend/cuda/chained_launch.cuh"
+#include "dsv3/backend/cuda/cuda_check.h"
+
+namespace {
+
+using dsv3::cuda::launch_chained;
+using dsv3::cuda::wait_for_inputs;
+
+constexpr int kWarps = 4, kTileRows = 16, kChunkCols = 128;
+constexpr int kWeightSets = 4, kLaunchesPerReplay = 8, kReplays = 21;
+
+enum class Order { kRowPairs, kTileMajor };
+
+__device__ inline uint4 load_streamed(const uint8_t* p) {
+  uint4 v;
+  asm volatile("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+// Byte offset in a tile of lane's vector v (16 bytes) of chunk c.
+template <Order kOrder>
+__device__ inline int64_t lane_offset(int c, int64_t cols, int lane, int v) {
+  if constexpr (kOrder == Order::kRowPairs) {
+    const int g = lane / 4, t = lane % 4, row = g + 8 * (v / 2);
+    return row * cols + int64_t(c) * kChunkCols + 32 * t + 16 * (v % 2);
+  } else {
+    return int64_t(c) * kTileRows * kChunkCols + 64 * lane + 16 * v;
+  }
+}
+
+// A chunk's words folded in after `work` dependent FMAs on one of them (a chunk's products take a
+// lane some 16 dependent tensor-core steps).
+__device__ inline unsigned consume(const uint4 (&chunk)[4], int work) {
+  float f = __uint_as_float((chunk[0].x & 0x007fffffu) | 0x3f800000u);
+  for (int i = 0; i < work; ++i) f = fmaf(f, 0.999f, 1e-3f);
+  unsigned folded = __float_as_uint(f);
+#pragma unroll
+  for (int v = 0; v < 4; ++v) folded ^= chunk[v].x ^ chunk[v].y ^ chunk[v].z ^ chunk[v].w;
+  return folded;
+}
+
+template <Order kOrder, int kAhead>
+__global__ void __launch_bounds__(kWarps * 32, 4)
+    stream_tiles(const uint8_t* weights, int64_t cols, int64_t n_tiles, int work, unsigned* sink) {
+  const int lane = threadIdx.x % 32;
+  const int64_t tile = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (tile >= n_tiles) return;
+  const uint8_t* base = weights + tile * kTileRows * cols;
+  const int chunks = int(cols / kChunkCols);
+  uint4 ring[kAhead][4];
+  auto ask = [&](int u, int c) {
+    if (c >= chunks) return;
+#pragma unroll
+    for (int v = 0; v < 4; ++v) ring[u][v] = load_streamed(base + lane_offset<kOrder>(c, cols, lane, v));
+  };
+#pragma unroll
+  for (int u = 0; u < kAhead; ++u) ask(u, u);
+  unsigned folded = 0;
+#pragma unroll 1
+  for (int c0 = 0; c0 < chunks; c0 += kAhead)
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) {
+      if (c0 + u >= chunks) break;
+      folded ^= consume(ring[u], work);
+      ask(u, c0 + u + kAhead);
+    }
+  sink[tile * 32 + lane] = folded;
+}
+
+// Every 16-byte vector once, 4 independent loads in flight a thread.
+__global__ void read_all(const uint4* weights, int64_t n_vectors, unsigned* sink) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  unsigned folded = 0;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n_vectors; i += 4 * stride) {
+    uint4 v[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      v[j] = i + j * stride < n_vectors ? load_streamed(reinterpret_cast<const uint8_t*>(weights + i + j * stride))
+                                        : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) folded ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+  }
+  sink[int64_t(blockIdx.x) * blockDim.x + threadIdx.x] = folded;
+}
+
+// One hand-off: each block reads the word the block after it wrote in the launch before.
+template <bool kChained>
+__global__ void hop(unsigned* words, int step) {
+  if constexpr (kChained) wait_for_inputs();
+  if (threadIdx.x != 0) return;
+  const unsigned n = gridDim.x, from = (step + 1) % 2, to = step % 2;
+  words[to * n + blockIdx.x] = __ldcg(words + from * n + (blockIdx.x + 1) % n) + 1;
+}
+
+// n_barriers grid barriers in one launch of co-resident blocks: a count that only grows.
+__global__ void barriers(unsigned* count, int n_barriers) {
+  for (int i = 1; i <= n_barriers; ++i) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      __threadfence();
+      atomicAdd(count, 1u);
+      const unsigned target = unsigned(i) * gridDim.x;
+      unsigned seen;
+      do asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count));
+      while (seen < target);
+    }
+    __syncthreads();
+  }
+}
+
+__global__ void fill_bytes(uint8_t* p, int64_t n, uint32_t seed) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+    p[i] = uint8_t(h & 0x77);  // finite FP8 e4m3 codes
+  }
+}
+
+// Median microseconds of one launch of `record` (kLaunchesPerReplay of them captured in a graph).
+double median_launch_us(cudaStream_t stream, const std::function<void(int)>& record) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  DSV3_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  for (int i = 0; i < kLaunchesPerReplay; ++i) record(i);
+  DSV3_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  DSV3_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  cudaEvent_t start, stop;
+  DSV3_CUDA_CHECK(cudaEventCreate(&start));
+  DSV3_CUDA_CHECK(cudaEventCreate(&stop));
+  DSV3_CUDA_CHECK(cudaGraphLaunch(exec, stream));  // warm-up
+  std::vector<double> us;
+  for (int r = 0; r < kReplays; ++r) {
+    DSV3_CUDA_CHECK(cudaEventRecord(start, stream));
+    DSV3_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    DSV3_CUDA_CHECK(cudaEventRecord(stop, stream));
+    DSV3_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    DSV3_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    us.push_back(1e3 * ms / kLaunchesPerReplay);
+  }
+  std::sort(us.begin(), us.end());
+  DSV3_CUDA_CHECK(cudaEventDestroy(start));
+  DSV3_CUDA_CHECK(cudaEventDestroy(stop));
+  DSV3_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  DSV3_CUDA_CHECK(cudaGraphDestroy(graph));
+  return us[us.size() / 2];
+}
+
+struct Layer {
+  const char* name;
+  int64_t n_tiles, cols;  // Moonlight's: gate_up of 6 routed experts and the shared FFN, and down
+  int64_t bytes() const { return n_tiles * kTileRows * cols; }
+};
+
+template <Order kOrder, int kAhead>
+void time_stream(cudaStream_t stream, const Layer& layer, const std::vector<uint8_t*>& sets, int work, unsigned* sink,
+                 const char* order, double hop_us) {
+  const unsigned blocks = unsigned((layer.n_tiles + kWarps - 1) / kWarps);
+  const double us = median_launch_us(stream, [&](int i) {
+    stream_tiles<kOrder, kAhead><<<blocks, kWarps * 32, 0, stream>>>(sets[i % kWeightSets], layer.cols, layer.n_tiles,
+                                                                      work, sink);
+    DSV3_CUDA_CHECK(cudaGetLastError());
+  });
+  std::printf("%-8s %-10s ahead %d  work %3d  %6.1f MB  %7.2f us  %5.2f TB/s  (less a hand-off: %5.2f TB/s)\n",
+              layer.name, order, kAhead, work, layer.bytes() / 1e6, us, layer.bytes() / us / 1e6,
+              layer.bytes() / (us - hop_us) / 1e6);
+}
+
+template <bool kChained>
+double time_hops(cudaStream_t stream, unsigned blocks, unsigned* words) {
+  return median_launch_us(stream, [&](int i) {
+    if constexpr (kChained) {
+      launch_chained(hop<true>, blocks, 128, 0, stream, words, i);
+    } else {
+      hop<false><<<blocks, 128, 0, stream>>>(words, i);
+      DSV3_CUDA_CHECK(cudaGetLastError());
+    }
+  });
+}
+
+double time_barriers(cudaStream_t stream, unsigned blocks, unsigned* count) {
+  constexpr int kBarriers = 1000;
+  cudaEvent_t start, stop;
+  DSV3_CUDA_CHECK(cudaEventCreate(&start));
+  DSV3_CUDA_CHECK(cudaEventCreate(&stop));
+  std::vector<double> us;
+  for (int r = 0; r < kReplays; ++r) {
+    DSV3_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(unsigned), stream));
+    int n = kBarriers;
+    void* args[] = {&count, &n};
+    DSV3_CUDA_CHECK(cudaEventRecord(start, stream));
+    DSV3_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(barriers), blocks, 128, args, 0, stream));
+    DSV3_CUDA_CHECK(cudaEventRecord(stop, stream));
+    DSV3_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    DSV3_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    us.push_back(1e3 * ms / kBarriers);
+  }
+  std::sort(us.begin(), us.end());
+  DSV3_CUDA_CHECK(cudaEventDestroy(start));
+  DSV3_CUDA_CHECK(cudaEventDestroy(stop));
+  return us[us.size() / 2];
+}
+
+void run() {
+  cudaDeviceProp props{};
+  DSV3_CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
+  std::printf("device: %s, %d SMs, L2 %d MB\n", props.name, props.multiProcessorCount, props.l2CacheSize >> 20);
+  cudaStream_t stream;
+  DSV3_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const unsigned sms = unsigned(props.multiProcessorCount);
+
+  unsigned* words;
+  DSV3_CUDA_CHECK(cudaMalloc(&words, size_t(2) * 4 * sms * sizeof(unsigned)));
+  DSV3_CUDA_CHECK(cudaMemset(words, 0, size_t(2) * 4 * sms * sizeof(unsigned)));
+  std::printf("\nhand-offs, us each:\n");
+  for (unsigned blocks : {sms, 2 * sms, 4 * sms}) {
+    const double plain = time_hops<false>(stream, blocks, words), chained = time_hops<true>(stream, blocks, words);
+    std::printf("  %4u blocks: plain launch %5.2f  chained launch %5.2f\n", blocks, plain, chained);
+  }
+  for (unsigned blocks : {sms, 2 * sms})
+    std::printf("  %4u blocks: grid barrier in one launch %5.2f\n", blocks, time_barriers(stream, blocks, words));
+  const double hop_us = time_hops<false>(stream, 4 * sms, words);
+
+  const Layer layers[] = {{"gate_up", (6 * 2 * 1408 + 2 * 2816) / kTileRows, 2048},
+                          {"down", 8 * 2048 / kTileRows, 1408}};
+  const int64_t most_bytes = std::max(layers[0].bytes(), layers[1].bytes());
+  std::vector<uint8_t*> sets(kWeightSets);
+  for (int s = 0; s < kWeightSets; ++s) {
+    DSV3_CUDA_CHECK(cudaMalloc(&sets[s], size_t(most_bytes)));
+    fill_bytes<<<4 * sms, 256, 0, stream>>>(sets[s], most_bytes, 977u * s + 1);
+    DSV3_CUDA_CHECK(cudaGetLastError());
+  }
+  unsigned* sink;
+  DSV3_CUDA_CHECK(cudaMalloc(&sink, size_t(most_bytes / 16) * sizeof(unsigned)));
+  DSV3_CUDA_CHECK(cudaStreamSynchronize(stream));
+
+  std::printf("\nweight streams (one launch; the hand-off subtracted is a plain launch's, %.2f us):\n", hop_us);
+  for (const Layer& layer : layers) {
+    const unsigned blocks = 4 * sms;
+    const double us = median_launch_us(stream, [&](int i) {
+      read_all<<<blocks, 256, 0, stream>>>(reinterpret_cast<const uint4*>(sets[i % kWeightSets]), layer.bytes() / 16,
+                                          sink);
+      DSV3_CUDA_CHECK(cudaGetLastError());
+    });
+    std::printf("%-8s %-10s                    %6.1f MB  %7.2f us  %5.2f TB/s  (less a hand-off: %5.2f TB/s)\n",
+                layer.name, "read_all", layer.bytes() / 1e6, us, layer.bytes() / us / 1e6,
+                layer.bytes() / (us - hop_us) / 1e6);
+    for (int work : {0, 64}) {
+      time_stream<Order::kRowPairs, 2>(stream, layer, sets, work, sink, "row pairs", hop_us);
+      time_stream<Order::kRowPairs, 4>(stream, layer, sets, work, sink, "row pairs", hop_us);
+      time_stream<Order::kTileMajor, 2>(stream, layer, sets, work, sink, "tile-major", hop_us);
+      time_stream<Order::kTileMajor, 4>(stream, layer, sets, work, sink, "tile-major", hop_us);
+    }
+  }
+  for (uint8_t* s : sets) DSV3_CUDA_CHECK(cudaFree(s));
+  DSV3_CUDA_CHECK(cudaFree(sink));
+  DSV3_CUDA_CHECK(cudaFree(words));
+  DSV3_CUDA_CHECK(cudaStreamDestroy(stream));
+}
+
+}  // namespace
+
+int main() {
+  try {
+    run();
+  } catch (const dsv3::Error& e) {
+    std::fprintf(stderr, "dsv3_decode_floor: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
