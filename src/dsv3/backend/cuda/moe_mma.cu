@@ -36,15 +36,20 @@ namespace {
 
 // Measured on Moonlight FP8, batch-1 decode on an H200 (bench/RESULTS.md): 4 warps a block, 2
 // chunks in flight a lane and about 1024 warps in all beat 2 or 8 warps, 3 chunks, 512, 768 or 2048.
-// The chunks land in registers: a shared-memory ring of cp.async copies, 3 to 6 chunks a lane in
-// flight, ran batch-1 decode 14-16% slower (340 against 396 tok/s), and one of bulk copies (the
-// Tensor Memory Accelerator's cp.async.bulk, a copy a row of 128-512 bytes, 2 to 6 slots a warp)
-// 333-400 against 402. Bytes in flight are not what these kernels wait on: with 2-3 warps a
-// scheduler, they wait on the latencies of their own instructions (Nsight Compute).
+// Since then, on an H100, a lone token's launches at 3 chunks and 168 registers a thread (3 blocks,
+// 12 warps an SM, where its gate_up places some 11) ran batch-1 decode 2.2-2.4% faster than at 2
+// chunks and 128 registers (4 blocks); 4 chunks spill at either. The chunks land in registers: a
+// shared-memory ring of cp.async copies, 3 to 6 chunks a lane in flight, ran batch-1 decode 14-16%
+// slower (340 against 396 tok/s), and one of bulk copies (the Tensor Memory Accelerator's
+// cp.async.bulk, a copy a row of 128-512 bytes, 2 to 6 slots a warp) 333-400 against 402. Bytes in
+// flight are not what these kernels wait on: with 2-3 warps a scheduler, they wait on the
+// latencies of their own instructions (Nsight Compute).
 constexpr int kWarps = 4;
-constexpr int kMinBlocks = 4;      // resident blocks an SM: 128 registers a thread
 constexpr int kMaxPassTokens = 8;  // B's columns
-constexpr int kAhead = 2;          // chunks a lane has asked for before it multiplies the first
+// Chunks a lane has asked for before it multiplies the first, and resident blocks an SM (the
+// registers a thread that leaves): for a lone token's launches, and for the others'.
+constexpr int kLoneAhead = 3, kLoneMinBlocks = 3;  // 168 registers
+constexpr int kAhead = 2, kMinBlocks = 4;          // 128 registers
 constexpr int64_t kTargetWarps = 1024;
 // Staged tokens of a pass: at most this many bytes of shared memory (DeepSeek-V3's 7168 columns: 3
 // tokens a pass; Moonlight's 2048: 8).
@@ -124,6 +129,7 @@ __device__ inline LanePair lane_pair(const DeviceWeight& wt, int64_t row_top, co
 }
 
 // The chunks [begin, end) of a lane's two rows, kAhead of them asked for ahead of their products.
+template <int kAhead>
 struct TileStream {
   LanePair rows;
   int64_t cols, block_in;
@@ -215,6 +221,7 @@ __device__ inline WarpShare warp_share(int wpr, int64_t cols, int chunk_cols) {
 
 // grid and passes as moe.cu's gate_up_kernel (moe_passes.cuh); a warp's tile is 8 rows of gate and
 // up, a block kWarps / wpr tiles, a pass up to pass_tokens (<= 8) slots.
+template <int kAhead, int kMinBlocks>
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     gate_up_mma_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan, int n_ffns, int shared_parts, int pass_tokens,
                        DeviceMatrix x, float* hidden, int64_t hidden_stride) {
@@ -234,7 +241,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   const WarpShare share = warp_share(wpr, gate.cols, kChunkCols);
   const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
   const int64_t row0 = block_row + int64_t(share.tile) * kGateTileRows, row = min(row0 + g, width - 1);
-  TileStream stream{lane_pair(gate, row, up, row), gate.cols, gate.block_in, share.begin, share.end};
+  TileStream<kAhead> stream{lane_pair(gate, row, up, row), gate.cols, gate.block_in, share.begin, share.end};
   const bool busy = block_row < width;  // not past this FFN's width
   if (early) {
     if (busy) stream.start();
@@ -266,6 +273,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
 // shared_wpr warps a tile, so that its warps have a routed warp's share of the columns.
 // The plan was written two launches ahead (by the router, then came the gate_up product): it is read,
 // and the block's first chunks asked for, before the wait (chained_launch.cuh).
+template <int kAhead, int kMinBlocks>
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     down_mma_kernel(const DeviceWeight* ffns, int wpr, int shared_wpr, MoePlan plan, int n_ffns, int shared_parts,
                     int pass_tokens, const float* hidden, int64_t hidden_stride, float* y) {
@@ -280,7 +288,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   const WarpShare share = warp_share(tile_wpr, down.cols, kChunkCols);
   const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
   const int64_t row0 = block_row + int64_t(share.tile) * kDownTileRows;
-  TileStream stream{lane_pair(down, min(row0 + g, rows - 1), down, min(row0 + g + 8, rows - 1)), down.cols,
+  TileStream<kAhead> stream{lane_pair(down, min(row0 + g, rows - 1), down, min(row0 + g + 8, rows - 1)), down.cols,
                     down.block_in, share.begin, share.end};
   const int first = __ldcg(plan.offsets + e), count = __ldcg(plan.counts + e);
   const int s_first = passes.first_pass * pass_tokens;
@@ -321,11 +329,11 @@ int pass_tokens(int64_t n_tokens, int64_t cols) {
 }
 
 // Warps sharing a tile's columns: the fewest that give the GPU kTargetWarps warps in all (each part
-// at least two rounds of kAhead chunks).
-int tile_warps(int64_t tiles, int64_t cols) {
+// at least two rounds of `ahead` chunks).
+int tile_warps(int64_t tiles, int64_t cols, int ahead) {
   const int64_t chunks = (cols + kChunkCols - 1) / kChunkCols;
   int wpr = 1;
-  while (wpr < kWarps && tiles * wpr < kTargetWarps && chunks >= 2 * wpr * kAhead) wpr *= 2;
+  while (wpr < kWarps && tiles * wpr < kTargetWarps && chunks >= 2 * wpr * ahead) wpr *= 2;
   return wpr;
 }
 
@@ -342,14 +350,16 @@ void launch_moe_gate_up_mma(const MoeFfns& ffns, int max_active, int64_t n_token
   const DeviceWeight& shape = ffns.gate_shape;
   const int64_t tiles = (shape.rows + kGateTileRows - 1) / kGateTileRows;
   const int64_t shared_tiles = ffns.shared ? (ffns.max_width + kGateTileRows - 1) / kGateTileRows : 0;
-  const int wpr = tile_warps(tiles * max_active + shared_tiles, shape.cols);
+  const bool lone = n_tokens == 1;
+  const int wpr = tile_warps(tiles * max_active + shared_tiles, shape.cols, lone ? kLoneAhead : kAhead);
   const int64_t block_rows = kWarps / wpr * kGateTileRows, row_blocks = (shape.rows + block_rows - 1) / block_rows;
   const int shared_parts = shared_gate_up_parts(ffns, row_blocks, block_rows);
   const int tokens = pass_tokens(n_tokens, shape.cols);
   const dim3 grid(unsigned(row_blocks), unsigned(max_active + shared_parts));
-  static const auto kernel = allowed_staging(gate_up_mma_kernel);
-  launch_chained(kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(shape.cols) * 16, stream, ffns.table, wpr,
-                 plan, ffns.n_ffns, shared_parts, tokens, x, hidden, hidden_stride);
+  static const auto lone_kernel = allowed_staging(gate_up_mma_kernel<kLoneAhead, kLoneMinBlocks>);
+  static const auto kernel = allowed_staging(gate_up_mma_kernel<kAhead, kMinBlocks>);
+  launch_chained(lone ? lone_kernel : kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(shape.cols) * 16, stream,
+                 ffns.table, wpr, plan, ffns.n_ffns, shared_parts, tokens, x, hidden, hidden_stride);
 }
 
 void launch_moe_down_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, MoePlan plan, const float* hidden,
@@ -360,15 +370,17 @@ void launch_moe_down_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, 
   // size as every FFN's.
   const int64_t cols = ffns.shared ? std::max(shape.cols, ffns.max_width) : shape.cols;
   const int64_t shared_widths = shared_down_widths(ffns);
-  const int wpr = tile_warps(tiles * (max_active + shared_widths), shape.cols);
+  const bool lone = n_tokens == 1;
+  const int wpr = tile_warps(tiles * (max_active + shared_widths), shape.cols, lone ? kLoneAhead : kAhead);
   const int shared_parts = shared_down_parts(shared_widths, wpr, kWarps);
   const int shared_wpr = wpr * std::max(shared_parts, 1);
   const int64_t block_rows = kWarps / wpr * kDownTileRows;
   const int tokens = pass_tokens(n_tokens, cols);
   const dim3 grid(unsigned((shape.rows + block_rows - 1) / block_rows), unsigned(max_active + shared_parts));
-  static const auto kernel = allowed_staging(down_mma_kernel);
-  launch_chained(kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(cols) * 16, stream, ffns.table, wpr,
-                 shared_wpr, plan, ffns.n_ffns, shared_parts, tokens, hidden, hidden_stride, y);
+  static const auto lone_kernel = allowed_staging(down_mma_kernel<kLoneAhead, kLoneMinBlocks>);
+  static const auto kernel = allowed_staging(down_mma_kernel<kAhead, kMinBlocks>);
+  launch_chained(lone ? lone_kernel : kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(cols) * 16, stream,
+                 ffns.table, wpr, shared_wpr, plan, ffns.n_ffns, shared_parts, tokens, hidden, hidden_stride, y);
 }
 
 }  // namespace dsv3::cuda
