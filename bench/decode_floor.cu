@@ -10,7 +10,7 @@
 //    chained (programmatic dependent launch, chained_launch.cuh), both replayed from a CUDA graph, and
 //    a grid barrier inside one persistent launch (one word, every block adding and spinning on it).
 // Every stream reads 4 sets of weights in turn (more than L2 holds), and each time is the median of
-// 21 graph replays.
+// 21 replays (of a graph of 8 launches; of a launch of 1000 barriers).
 //
 //   build/bench/dsv3_decode_floor
 #include <cuda_runtime.h>
@@ -117,14 +117,15 @@ __global__ void hop(unsigned* words, int step) {
   words[to * n + blockIdx.x] = __ldcg(words + from * n + (blockIdx.x + 1) % n) + 1;
 }
 
-// n_barriers grid barriers in one launch of co-resident blocks: a count that only grows.
-__global__ void barriers(unsigned* count, int n_barriers) {
+// n_barriers grid barriers in one launch of co-resident blocks: a count that only grows, from `base`
+// (what the launches before left in it).
+__global__ void barriers(unsigned* count, unsigned base, int n_barriers) {
   for (int i = 1; i <= n_barriers; ++i) {
     __syncthreads();
     if (threadIdx.x == 0) {
       __threadfence();
       atomicAdd(count, 1u);
-      const unsigned target = unsigned(i) * gridDim.x;
+      const unsigned target = base + unsigned(i) * gridDim.x;
       unsigned seen;
       do asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count));
       while (seen < target);
@@ -141,6 +142,29 @@ __global__ void fill_bytes(uint8_t* p, int64_t n, uint32_t seed) {
   }
 }
 
+// The median, over kReplays, of the microseconds enqueue(r) takes on the stream, divided by `per`;
+// enqueue(0) warms up untimed, replays are 1..kReplays.
+double median_us(cudaStream_t stream, int per, const std::function<void(int)>& enqueue) {
+  cudaEvent_t start, stop;
+  DSV3_CUDA_CHECK(cudaEventCreate(&start));
+  DSV3_CUDA_CHECK(cudaEventCreate(&stop));
+  enqueue(0);
+  std::vector<double> us;
+  for (int r = 1; r <= kReplays; ++r) {
+    DSV3_CUDA_CHECK(cudaEventRecord(start, stream));
+    enqueue(r);
+    DSV3_CUDA_CHECK(cudaEventRecord(stop, stream));
+    DSV3_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    DSV3_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    us.push_back(1e3 * ms / per);
+  }
+  std::sort(us.begin(), us.end());
+  DSV3_CUDA_CHECK(cudaEventDestroy(start));
+  DSV3_CUDA_CHECK(cudaEventDestroy(stop));
+  return us[us.size() / 2];
+}
+
 // Median microseconds of one launch of `record` (kLaunchesPerReplay of them captured in a graph).
 double median_launch_us(cudaStream_t stream, const std::function<void(int)>& record) {
   cudaGraph_t graph;
@@ -149,26 +173,10 @@ double median_launch_us(cudaStream_t stream, const std::function<void(int)>& rec
   for (int i = 0; i < kLaunchesPerReplay; ++i) record(i);
   DSV3_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
   DSV3_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  cudaEvent_t start, stop;
-  DSV3_CUDA_CHECK(cudaEventCreate(&start));
-  DSV3_CUDA_CHECK(cudaEventCreate(&stop));
-  DSV3_CUDA_CHECK(cudaGraphLaunch(exec, stream));  // warm-up
-  std::vector<double> us;
-  for (int r = 0; r < kReplays; ++r) {
-    DSV3_CUDA_CHECK(cudaEventRecord(start, stream));
-    DSV3_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-    DSV3_CUDA_CHECK(cudaEventRecord(stop, stream));
-    DSV3_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0.0f;
-    DSV3_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    us.push_back(1e3 * ms / kLaunchesPerReplay);
-  }
-  std::sort(us.begin(), us.end());
-  DSV3_CUDA_CHECK(cudaEventDestroy(start));
-  DSV3_CUDA_CHECK(cudaEventDestroy(stop));
+  const double us = median_us(stream, kLaunchesPerReplay, [&](int) { DSV3_CUDA_CHECK(cudaGraphLaunch(exec, stream)); });
   DSV3_CUDA_CHECK(cudaGraphExecDestroy(exec));
   DSV3_CUDA_CHECK(cudaGraphDestroy(graph));
-  return us[us.size() / 2];
+  return us;
 }
 
 struct Layer {
@@ -205,26 +213,13 @@ double time_hops(cudaStream_t stream, unsigned blocks, unsigned* words) {
 
 double time_barriers(cudaStream_t stream, unsigned blocks, unsigned* count) {
   constexpr int kBarriers = 1000;
-  cudaEvent_t start, stop;
-  DSV3_CUDA_CHECK(cudaEventCreate(&start));
-  DSV3_CUDA_CHECK(cudaEventCreate(&stop));
-  std::vector<double> us;
-  for (int r = 0; r < kReplays; ++r) {
-    DSV3_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(unsigned), stream));
+  DSV3_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(unsigned), stream));
+  return median_us(stream, kBarriers, [&](int r) {
+    unsigned base = unsigned(r) * kBarriers * blocks;
     int n = kBarriers;
-    void* args[] = {&count, &n};
-    DSV3_CUDA_CHECK(cudaEventRecord(start, stream));
+    void* args[] = {&count, &base, &n};
     DSV3_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(barriers), blocks, 128, args, 0, stream));
-    DSV3_CUDA_CHECK(cudaEventRecord(stop, stream));
-    DSV3_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0.0f;
-    DSV3_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    us.push_back(1e3 * ms / kBarriers);
-  }
-  std::sort(us.begin(), us.end());
-  DSV3_CUDA_CHECK(cudaEventDestroy(start));
-  DSV3_CUDA_CHECK(cudaEventDestroy(stop));
-  return us[us.size() / 2];
+  });
 }
 
 void run() {
