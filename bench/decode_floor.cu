@@ -23,24 +23,18 @@
 
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/cuda_check.h"
+#include "dsv3/backend/cuda/weight_element.cuh"
 
 namespace {
 
 using dsv3::cuda::launch_chained;
+using dsv3::cuda::load_weight_vector;
 using dsv3::cuda::wait_for_inputs;
 
 constexpr int kWarps = 4, kTileRows = 16, kChunkCols = 128;
 constexpr int kWeightSets = 4, kLaunchesPerReplay = 8, kReplays = 21;
 
 enum class Order { kRowPairs, kTileMajor };
-
-__device__ inline uint4 load_streamed(const uint8_t* p) {
-  uint4 v;
-  asm volatile("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 // Byte offset in a tile of lane's vector v (16 bytes) of chunk c.
 template <Order kOrder>
@@ -76,7 +70,7 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
   auto ask = [&](int u, int c) {
     if (c >= chunks) return;
 #pragma unroll
-    for (int v = 0; v < 4; ++v) ring[u][v] = load_streamed(base + lane_offset<kOrder>(c, cols, lane, v));
+    for (int v = 0; v < 4; ++v) ring[u][v] = load_weight_vector(base + lane_offset<kOrder>(c, cols, lane, v));
   };
 #pragma unroll
   for (int u = 0; u < kAhead; ++u) ask(u, u);
@@ -100,7 +94,7 @@ __global__ void read_all(const uint4* weights, int64_t n_vectors, unsigned* sink
     uint4 v[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j)
-      v[j] = i + j * stride < n_vectors ? load_streamed(reinterpret_cast<const uint8_t*>(weights + i + j * stride))
+      v[j] = i + j * stride < n_vectors ? load_weight_vector(reinterpret_cast<const uint8_t*>(weights + i + j * stride))
                                         : make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int j = 0; j < 4; ++j) folded ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;

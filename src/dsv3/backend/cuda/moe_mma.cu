@@ -37,7 +37,7 @@ namespace {
 // Measured on Moonlight FP8, batch-1 decode on an H200 (bench/RESULTS.md): 4 warps a block, 2
 // chunks in flight a lane and about 1024 warps in all beat 2 or 8 warps, 3 chunks, 512, 768 or 2048.
 // Since then, on an H100, a lone token's launches at 3 chunks and 168 registers a thread (3 blocks,
-// 12 warps an SM, where its gate_up places some 11) ran batch-1 decode 2.2-2.4% faster than at 2
+// 12 warps an SM, where its gate_up places some 11) ran batch-1 decode 2.2-2.5% faster than at 2
 // chunks and 128 registers (4 blocks); 4 chunks spill at either. The chunks land in registers: a
 // shared-memory ring of cp.async copies, 3 to 6 chunks a lane in flight, ran batch-1 decode 14-16%
 // slower (340 against 396 tok/s), and one of bulk copies (the Tensor Memory Accelerator's
@@ -289,7 +289,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
   const int64_t row0 = block_row + int64_t(share.tile) * kDownTileRows;
   TileStream<kAhead> stream{lane_pair(down, min(row0 + g, rows - 1), down, min(row0 + g + 8, rows - 1)), down.cols,
-                    down.block_in, share.begin, share.end};
+                            down.block_in, share.begin, share.end};
   const int first = __ldcg(plan.offsets + e), count = __ldcg(plan.counts + e);
   const int s_first = passes.first_pass * pass_tokens;
   const bool busy = passes.expert >= 0 && block_row < rows && s_first < count;
