@@ -179,6 +179,13 @@ struct Layer {
   int64_t bytes() const { return n_tiles * kTileRows * cols; }
 };
 
+// One line of the weight streams' table: `what` read `layer` once in `us`, its rate with and without
+// a hand-off's `hop_us`.
+void report(const Layer& layer, const char* what, double us, double hop_us) {
+  std::printf("%-8s %-30s%6.1f MB  %7.2f us  %5.2f TB/s  (less a hand-off: %5.2f TB/s)\n", layer.name, what,
+              layer.bytes() / 1e6, us, layer.bytes() / us / 1e6, layer.bytes() / (us - hop_us) / 1e6);
+}
+
 template <Order kOrder, int kAhead>
 void time_stream(cudaStream_t stream, const Layer& layer, const std::vector<uint8_t*>& sets, int work, unsigned* sink,
                  const char* order, double hop_us) {
@@ -188,9 +195,9 @@ void time_stream(cudaStream_t stream, const Layer& layer, const std::vector<uint
                                                                       work, sink);
     DSV3_CUDA_CHECK(cudaGetLastError());
   });
-  std::printf("%-8s %-10s ahead %d  work %3d  %6.1f MB  %7.2f us  %5.2f TB/s  (less a hand-off: %5.2f TB/s)\n",
-              layer.name, order, kAhead, work, layer.bytes() / 1e6, us, layer.bytes() / us / 1e6,
-              layer.bytes() / (us - hop_us) / 1e6);
+  char what[64];
+  std::snprintf(what, sizeof what, "%-10s ahead %d  work %3d", order, kAhead, work);
+  report(layer, what, us, hop_us);
 }
 
 template <bool kChained>
@@ -257,9 +264,7 @@ void run() {
                                           sink);
       DSV3_CUDA_CHECK(cudaGetLastError());
     });
-    std::printf("%-8s %-10s                    %6.1f MB  %7.2f us  %5.2f TB/s  (less a hand-off: %5.2f TB/s)\n",
-                layer.name, "read_all", layer.bytes() / 1e6, us, layer.bytes() / us / 1e6,
-                layer.bytes() / (us - hop_us) / 1e6);
+    report(layer, "read_all", us, hop_us);
     for (int work : {0, 64}) {
       time_stream<Order::kRowPairs, 2>(stream, layer, sets, work, sink, "row pairs", hop_us);
       time_stream<Order::kRowPairs, 4>(stream, layer, sets, work, sink, "row pairs", hop_us);
