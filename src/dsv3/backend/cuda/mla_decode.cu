@@ -140,6 +140,9 @@ __host__ __device__ inline size_t decode_smem_bytes(int width) {
 // The first tile is asked for before wait_for_inputs(): the items and block tables are the step's
 // inputs (copied in before its first kernel), and the rows were cached by mla_rope_and_cache, which
 // had finished before the absorb ahead of this kernel passed its own wait and let this one start.
+// kRowsVector: rows of whole 16-byte vectors, copied asynchronously; otherwise staged through
+// registers (an instance of its own, so that the common one carries none of that code).
+template <bool kRowsVector>
 __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims dims, DeviceMatrix q,
                                                                     const float* q_latent, const MlaItem* items,
                                                                     const int32_t* tables, DeviceCacheLayer cache,
@@ -162,13 +165,11 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
   split_rows(item.context_len, split, n_splits, kTile, begin, end);
   const int32_t* table = tables + item.table_offset;
 
-  const bool rows_vector = width % 4 == 0 && cache.row_width % 4 == 0;
-
   // The tile of rows from t0 into `tile`: all kTile rows, those past the split's end as zeros, so
   // the output phase needs no bound. 16-byte rows arrive asynchronously (a copy group a tile).
   auto fill_tile = [&](int t0, float* tile) {
     const int n_rows = min(kTile, end - t0);
-    if (rows_vector) {
+    if constexpr (kRowsVector) {
       copy_tile_async<kTile, kThreads / 32>(cache, table, t0, n_rows, width, stride, tile);
     } else {
       stage<float>(
@@ -181,26 +182,35 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims d
   if (begin < end) fill_tile(begin, kv_tile(0));  // issued before the wait: see the kernel's comment
   wait_for_inputs();
 
-  // Heads past the last are zero queries: finite scores, never written out.
-  const float* q_latent_group = q_latent + (int64_t(blockIdx.x) * dims.n_heads + h0) * dims.d_c;
-  const float* q_pe = q.data + int64_t(item.q_row) * q.stride + h0 * dims.qk() + dims.nope;
-  if (dims.d_c % 4 == 0) {
-    const int vectors = dims.d_c / 4;
-    stage<float4>(
-        kHeadGroup * vectors,
-        [&](int i) {
-          return i / vectors < n_heads ? reinterpret_cast<const float4*>(q_latent_group)[i] : make_float4(0, 0, 0, 0);
-        },
-        [&](int i, float4 v) { *reinterpret_cast<float4*>(q_s + (i / vectors) * stride + 4 * (i % vectors)) = v; });
-  } else {
-    stage<float>(
-        kHeadGroup * dims.d_c, [&](int i) { return i / dims.d_c < n_heads ? q_latent_group[i] : 0.0f; },
-        [&](int i, float v) { q_s[(i / dims.d_c) * stride + i % dims.d_c] = v; });
+  // Warp w stages heads w, w + kThreads / 32, ... of the group, a head's latent row then its
+  // rotated q_pe, every load of a head issued before its first store (a block-wide staging loop,
+  // a division by the row's width an element, was most of the kernel's code). Heads past the last
+  // are zero queries: finite scores, never written out.
+  for (int h = int(threadIdx.x / 32); h < kHeadGroup; h += kThreads / 32) {
+    const int lane = int(threadIdx.x % 32);
+    const bool real = h < n_heads;
+    const float* latent = q_latent + (int64_t(blockIdx.x) * dims.n_heads + h0 + h) * dims.d_c;
+    const float* pe = q.data + int64_t(item.q_row) * q.stride + (h0 + h) * dims.qk() + dims.nope;
+    constexpr int kLatentPerLane = kMaxDecodeLatent / 32, kRopePerLane = kMaxDecodeRope / 32;
+    float v[kLatentPerLane + kRopePerLane];
+#pragma unroll
+    for (int j = 0; j < kLatentPerLane; ++j) {
+      const int c = lane + 32 * j;
+      v[j] = real && c < dims.d_c ? latent[c] : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kRopePerLane; ++j) {
+      const int c = lane + 32 * j;
+      v[kLatentPerLane + j] = real && c < dims.rope ? pe[c] : 0.0f;
+    }
+    float* row = q_s + h * stride;
+#pragma unroll
+    for (int j = 0; j < kLatentPerLane; ++j)
+      if (lane + 32 * j < dims.d_c) row[lane + 32 * j] = v[j];
+#pragma unroll
+    for (int j = 0; j < kRopePerLane; ++j)
+      if (lane + 32 * j < dims.rope) row[dims.d_c + lane + 32 * j] = v[kLatentPerLane + j];
   }
-  stage<float>(
-      kHeadGroup * dims.rope,
-      [&](int i) { return i / dims.rope < n_heads ? q_pe[(i / dims.rope) * dims.qk() + i % dims.rope] : 0.0f; },
-      [&](int i, float v) { q_s[(i / dims.rope) * stride + dims.d_c + i % dims.rope] = v; });
   if (threadIdx.x < kHeadGroup) m_s[threadIdx.x] = -FLT_MAX, l_s[threadIdx.x] = 0.0f;
   float o[kHeadGroup][kMaxColsPerThread] = {};
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -365,12 +375,17 @@ void launch_decode_attention_cuda_cores(MlaDims dims, DeviceMatrix q, const floa
   const size_t smem = decode_smem_bytes(dims.d_c + dims.rope);
   // The attribute is the kernel's, not a launch's: set once, for the widest rows allowed (a failure
   // shows as the launch's error).
-  static const cudaError_t configured = cudaFuncSetAttribute(
-      decode_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      int(decode_smem_bytes(kMaxDecodeLatent + kMaxDecodeRope)));
+  const int width = dims.d_c + dims.rope;
+  const auto kernel = width % 4 == 0 && cache.row_width % 4 == 0 ? decode_attention_kernel<true>
+                                                                 : decode_attention_kernel<false>;
+  static const cudaError_t configured[2] = {
+      cudaFuncSetAttribute(decode_attention_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           int(decode_smem_bytes(kMaxDecodeLatent + kMaxDecodeRope))),
+      cudaFuncSetAttribute(decode_attention_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           int(decode_smem_bytes(kMaxDecodeLatent + kMaxDecodeRope)))};
   (void)configured;
   const dim3 grid(unsigned(n_items), unsigned((dims.n_heads + kHeadGroup - 1) / kHeadGroup), unsigned(n_splits));
-  launch_chained(decode_attention_kernel, grid, kThreads, smem, stream, dims, q, q_latent, items, tables, cache, partial,
+  launch_chained(kernel, grid, kThreads, smem, stream, dims, q, q_latent, items, tables, cache, partial,
                  o_latent);
 }
 
@@ -394,19 +409,19 @@ void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n
 }
 
 MlaDecodePlan plan_mla_decode(MlaDims dims, int n_items, int64_t context_bound, int sm_count) {
-  const int64_t tiles = (context_bound + kTile - 1) / kTile;  // 32 rows in either kernel
+  auto tiles = [&](int rows) { return (context_bound + rows - 1) / rows; };
   auto groups = [&](int heads) { return int64_t(dims.n_heads + heads - 1) / heads; };
   MlaDecodePlan plan;
   // Batch-1 decode after a 1K prompt fills 32 blocks of 16 heads: slower than 64 of 8 on CUDA cores
   // (Moonlight on an H200: 311 against 337 tok/s), where 32K tokens ran 188 against 143.
-  plan.tensor_cores = decode_on_tensor_cores(dims) && tiles * groups(kMmaHeadGroup) >= sm_count;
+  plan.tensor_cores = decode_on_tensor_cores(dims) && tiles(kMmaTile) * groups(kMmaHeadGroup) >= sm_count;
   // A block an SM (registers or shared memory leave room for one), at least a tile of rows a part,
   // and the splits in one wave of blocks: a split more that spills into a second wave doubles the
   // launch's time for a few blocks (batch 32 of 16-head groups: 5 splits are 160 blocks on 132 SMs,
   // each running a fifth of its context, where 4 are 128 blocks of a quarter).
   const int64_t blocks = int64_t(n_items) * groups(plan.tensor_cores ? kMmaHeadGroup : kHeadGroup);
   const int64_t by_sms = int64_t(sm_count) / blocks;
-  plan.n_splits = int(std::max<int64_t>(1, std::min(by_sms, tiles)));
+  plan.n_splits = int(std::max<int64_t>(1, std::min(by_sms, tiles(plan.tensor_cores ? kMmaTile : kTile))));
   return plan;
 }
 

@@ -19,7 +19,7 @@ namespace dsv3::cuda {
 namespace {
 
 constexpr int kHeads = kMmaHeadGroup;
-constexpr int kTile = 32;  // a lane a row in the softmax
+constexpr int kTile = kMmaTile;  // a lane a row in the softmax
 constexpr int kWarps = 8, kThreads = 32 * kWarps;
 constexpr int kScoreHalves = 2;
 constexpr int kMaxOutTiles = kMaxDecodeLatent / (8 * kWarps);

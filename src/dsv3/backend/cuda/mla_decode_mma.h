@@ -7,8 +7,8 @@
 
 namespace dsv3::cuda {
 
-// Heads a block takes: the M of the m16n8k8 products.
-constexpr int kMmaHeadGroup = 16;
+// Heads a block takes: the M of the m16n8k8 products; cache rows a step.
+constexpr int kMmaHeadGroup = 16, kMmaTile = 32;
 
 // Whether the latent and rope widths suit the tensor-core kernel: latent columns in whole 8-column
 // tiles for each of its 8 warps, and rows in whole 8-column steps for each half of the scores.
