@@ -421,7 +421,12 @@ MlaDecodePlan plan_mla_decode(MlaDims dims, int n_items, int64_t context_bound, 
   // each running a fifth of its context, where 4 are 128 blocks of a quarter).
   const int64_t blocks = int64_t(n_items) * groups(plan.tensor_cores ? kMmaHeadGroup : kHeadGroup);
   const int64_t by_sms = int64_t(sm_count) / blocks;
-  plan.n_splits = int(std::max<int64_t>(1, std::min(by_sms, tiles(plan.tensor_cores ? kMmaTile : kTile))));
+  const int64_t n_tiles = tiles(plan.tensor_cores ? kMmaTile : kTile);
+  const int64_t at_most = std::max<int64_t>(1, std::min(by_sms, n_tiles));
+  // Splits take whole tiles, as many each (split_rows): 68 tiles over at most 66 splits are 34
+  // splits of 2, not 66 of which 32 would be empty blocks and parts for the merge to read.
+  const int64_t per_split = (n_tiles + at_most - 1) / at_most;
+  plan.n_splits = int((n_tiles + per_split - 1) / per_split);
   return plan;
 }
 
