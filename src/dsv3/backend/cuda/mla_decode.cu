@@ -25,9 +25,11 @@ constexpr int kItemsPerBlock = 8;
 // more blocks, whose head groups of the same split run side by side and share the tile through L2
 // (bench, Moonlight FP8 on an H200: batch-1 decode 250 tok/s with groups of 4, 260 with 16, 265 with 8).
 constexpr int kHeadGroup = 8;
-constexpr int kTile = 32;  // cache rows a step
-// Eight warps, one block an SM (the two tiles take most of its shared memory).
-constexpr int kThreads = kHeadGroup * kTile;
+// Cache rows a step. Sixteen, not 32: a one-token step's context of 1K rows is then 2 x 68 blocks
+// of one tile each, where 2 x 34 blocks of 32 rows left half the SMs idle.
+constexpr int kTile = 16;
+// Four warps; two blocks an SM (q and two tiles of the widest rows, 640 floats: 101 KiB a block).
+constexpr int kThreads = kHeadGroup * kTile, kBlocksPerSm = 2;
 constexpr int kMaxColsPerThread = (kMaxDecodeLatent + kThreads - 1) / kThreads;
 constexpr int kLanesPerHead = kTile;  // the softmax phase: a lane a row
 // The score phase's quads of 16 threads each take 4 heads x 4 rows; the softmax phase's warps each
@@ -143,7 +145,7 @@ __host__ __device__ inline size_t decode_smem_bytes(int width) {
 // kRowsVector: rows of whole 16-byte vectors, copied asynchronously; otherwise staged through
 // registers (an instance of its own, so that the common one carries none of that code).
 template <bool kRowsVector>
-__global__ void __launch_bounds__(kThreads, 1) decode_attention_kernel(MlaDims dims, DeviceMatrix q,
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_kernel(MlaDims dims, DeviceMatrix q,
                                                                     const float* q_latent, const MlaItem* items,
                                                                     const int32_t* tables, DeviceCacheLayer cache,
                                                                     float* partial, float* o_latent) {
@@ -415,12 +417,13 @@ MlaDecodePlan plan_mla_decode(MlaDims dims, int n_items, int64_t context_bound, 
   // Batch-1 decode after a 1K prompt fills 32 blocks of 16 heads: slower than 64 of 8 on CUDA cores
   // (Moonlight on an H200: 311 against 337 tok/s), where 32K tokens ran 188 against 143.
   plan.tensor_cores = decode_on_tensor_cores(dims) && tiles(kMmaTile) * groups(kMmaHeadGroup) >= sm_count;
-  // A block an SM (registers or shared memory leave room for one), at least a tile of rows a part,
-  // and the splits in one wave of blocks: a split more that spills into a second wave doubles the
-  // launch's time for a few blocks (batch 32 of 16-head groups: 5 splits are 160 blocks on 132 SMs,
-  // each running a fifth of its context, where 4 are 128 blocks of a quarter).
+  // At least a tile of rows a part, and the splits in one wave of blocks (one an SM on tensor cores,
+  // where registers and shared memory leave room for one; kBlocksPerSm on CUDA cores): a split more
+  // that spills into a second wave doubles the launch's time for a few blocks (batch 32 of 16-head
+  // groups: 5 splits are 160 blocks on 132 SMs, each running a fifth of its context, where 4 are 128
+  // blocks of a quarter).
   const int64_t blocks = int64_t(n_items) * groups(plan.tensor_cores ? kMmaHeadGroup : kHeadGroup);
-  const int64_t by_sms = int64_t(sm_count) / blocks;
+  const int64_t by_sms = int64_t(sm_count) * (plan.tensor_cores ? 1 : kBlocksPerSm) / blocks;
   const int64_t n_tiles = tiles(plan.tensor_cores ? kMmaTile : kTile);
   const int64_t at_most = std::max<int64_t>(1, std::min(by_sms, n_tiles));
   // Splits take whole tiles, as many each (split_rows): 68 tiles over at most 66 splits are 34
