@@ -188,7 +188,16 @@ void launch_mla_absorb(MlaDims dims, DeviceMatrix q, const MlaItem* items, int n
 struct MlaDecodePlan {
   bool tensor_cores = false;
   int n_splits = 1;
+  int tile_rows = 1;  // the chosen kernel's rows a step, which splits take whole (split_rows)
 };
+// The rows [begin, end) of an item that split `split` of n_splits attends to: whole tiles of
+// tile_rows a split, as many each, so that no split ends on a tile of few rows.
+__host__ __device__ inline void split_rows(int context_len, int split, int n_splits, int tile_rows, int& begin,
+                                           int& end) {
+  const int chunk = ((context_len + n_splits - 1) / n_splits + tile_rows - 1) / tile_rows * tile_rows;
+  begin = split * chunk < context_len ? split * chunk : context_len;
+  end = begin + chunk < context_len ? begin + chunk : context_len;
+}
 MlaDecodePlan plan_mla_decode(MlaDims dims, int n_items, int64_t context_bound, int sm_count);
 // Attention of the absorbed queries over the latent cache as `plan` says; then the parts are merged
 // into o_latent [n_items, n_heads, d_c]. `partial` holds n_items * n_splits * n_heads * (d_c + 2)

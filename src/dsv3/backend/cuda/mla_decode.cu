@@ -424,7 +424,8 @@ MlaDecodePlan plan_mla_decode(MlaDims dims, int n_items, int64_t context_bound, 
   // blocks of a quarter).
   const int64_t blocks = int64_t(n_items) * groups(plan.tensor_cores ? kMmaHeadGroup : kHeadGroup);
   const int64_t by_sms = int64_t(sm_count) * (plan.tensor_cores ? 1 : kBlocksPerSm) / blocks;
-  const int64_t n_tiles = tiles(plan.tensor_cores ? kMmaTile : kTile);
+  plan.tile_rows = plan.tensor_cores ? kMmaTile : kTile;
+  const int64_t n_tiles = tiles(plan.tile_rows);
   const int64_t at_most = std::max<int64_t>(1, std::min(by_sms, n_tiles));
   // Splits take whole tiles, as many each (split_rows): 68 tiles over at most 66 splits are 34
   // splits of 2, not 66 of which 32 would be empty blocks and parts for the merge to read.

@@ -51,14 +51,6 @@ __device__ inline void copy_tile_async(DeviceCacheLayer cache, const int32_t* ta
   copy_async_commit();
 }
 
-// The rows [begin, end) of an item that split `split` of n_splits attends to: whole tiles of
-// tile_rows a split, so that no split ends on a tile of few rows.
-__device__ inline void split_rows(int context_len, int split, int n_splits, int tile_rows, int& begin, int& end) {
-  const int chunk = ((context_len + n_splits - 1) / n_splits + tile_rows - 1) / tile_rows * tile_rows;
-  begin = min(context_len, split * chunk);
-  end = min(context_len, begin + chunk);
-}
-
 // At the top of a tile's step: once every thread is done with the previous tile, its buffer takes
 // the rows of the tile after this one (fill(first row, buffer), one copy group), and this tile's
 // copies are waited for.
