@@ -184,35 +184,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_kerne
   if (begin < end) fill_tile(begin, kv_tile(0));  // issued before the wait: see the kernel's comment
   wait_for_inputs();
 
-  // Warp w stages heads w, w + kThreads / 32, ... of the group, a head's latent row then its
-  // rotated q_pe, every load of a head issued before its first store (a block-wide staging loop,
-  // a division by the row's width an element, was most of the kernel's code). Heads past the last
-  // are zero queries: finite scores, never written out.
-  for (int h = int(threadIdx.x / 32); h < kHeadGroup; h += kThreads / 32) {
-    const int lane = int(threadIdx.x % 32);
-    const bool real = h < n_heads;
-    const float* latent = q_latent + (int64_t(blockIdx.x) * dims.n_heads + h0 + h) * dims.d_c;
-    const float* pe = q.data + int64_t(item.q_row) * q.stride + (h0 + h) * dims.qk() + dims.nope;
-    constexpr int kLatentPerLane = kMaxDecodeLatent / 32, kRopePerLane = kMaxDecodeRope / 32;
-    float v[kLatentPerLane + kRopePerLane];
-#pragma unroll
-    for (int j = 0; j < kLatentPerLane; ++j) {
-      const int c = lane + 32 * j;
-      v[j] = real && c < dims.d_c ? latent[c] : 0.0f;
-    }
-#pragma unroll
-    for (int j = 0; j < kRopePerLane; ++j) {
-      const int c = lane + 32 * j;
-      v[kLatentPerLane + j] = real && c < dims.rope ? pe[c] : 0.0f;
-    }
-    float* row = q_s + h * stride;
-#pragma unroll
-    for (int j = 0; j < kLatentPerLane; ++j)
-      if (lane + 32 * j < dims.d_c) row[lane + 32 * j] = v[j];
-#pragma unroll
-    for (int j = 0; j < kRopePerLane; ++j)
-      if (lane + 32 * j < dims.rope) row[dims.d_c + lane + 32 * j] = v[kLatentPerLane + j];
-  }
+  stage_queries<kHeadGroup, kThreads / 32>(dims, q_latent + int64_t(blockIdx.x) * dims.n_heads * dims.d_c,
+                                           q.data + int64_t(item.q_row) * q.stride, h0, n_heads, stride, q_s,
+                                           [](float v) { return v; });
   if (threadIdx.x < kHeadGroup) m_s[threadIdx.x] = -FLT_MAX, l_s[threadIdx.x] = 0.0f;
   float o[kHeadGroup][kMaxColsPerThread] = {};
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;

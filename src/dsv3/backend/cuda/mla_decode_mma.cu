@@ -88,26 +88,10 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
   if (begin < end) fill_tile(begin, kv_tile(0));
   wait_for_inputs();
 
-  // The group's queries in TF32, rounded once: latent part, then the rotated q_pe; heads past the
-  // last are zeros (finite scores, never written out). Loads in batches, ahead of their stores.
-  const float* q_latent_group = q_latent + (int64_t(blockIdx.x) * dims.n_heads + h0) * dims.d_c;
-  const float* q_pe = q.data + int64_t(item.q_row) * q.stride + h0 * dims.qk() + dims.nope;
-  auto q_value = [&](int i) {
-    const int h = i / width, c = i % width;
-    if (h >= n_heads) return 0.0f;
-    return c < dims.d_c ? q_latent_group[h * dims.d_c + c] : q_pe[h * dims.qk() + c - dims.d_c];
-  };
-  constexpr int kBatch = 12;
-  for (int i0 = threadIdx.x; i0 < kHeads * width; i0 += kBatch * kThreads) {
-    float v[kBatch];
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) v[u] = i0 + u * kThreads < kHeads * width ? q_value(i0 + u * kThreads) : 0.0f;
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int i = i0 + u * kThreads;
-      if (i < kHeads * width) q_s[(i / width) * stride + i % width] = __uint_as_float(tf32(v[u]));
-    }
-  }
+  // The group's queries in TF32, rounded once.
+  stage_queries<kHeads, kWarps>(dims, q_latent + int64_t(blockIdx.x) * dims.n_heads * dims.d_c,
+                                q.data + int64_t(item.q_row) * q.stride, h0, n_heads, stride, q_s,
+                                [](float v) { return __uint_as_float(tf32(v)); });
   if (threadIdx.x < kHeads) m_s[threadIdx.x] = -FLT_MAX, l_s[threadIdx.x] = 0.0f;
 
   const int out_tiles = dims.d_c / (8 * kWarps), c0 = warp * out_tiles * 8;

@@ -51,6 +51,42 @@ __device__ inline void copy_tile_async(DeviceCacheLayer cache, const int32_t* ta
   copy_async_commit();
 }
 
+// The queries of heads h0.. of an item into shared rows `stride` apart, each value through `convert`:
+// warp w takes heads w, w + kWarps, ... of the kHeads, a head's latent row (q_latent, the item's
+// [n_heads][d_c]) then its rotated q_pe (q_row, the item's query row), every load of a head issued
+// before its first store. Heads past n_heads are zeros: finite scores, never written out. (A
+// block-wide loop over all the values divided each value's index by the row's width: most of the
+// CUDA-core kernel's code.)
+template <int kHeads, int kWarps, class Convert>
+__device__ inline void stage_queries(const MlaDims& dims, const float* q_latent, const float* q_row, int h0, int n_heads,
+                                     int stride, float* q_s, const Convert& convert) {
+  constexpr int kLatentPerLane = kMaxDecodeLatent / 32, kRopePerLane = kMaxDecodeRope / 32;
+  const int lane = int(threadIdx.x % 32);
+  for (int h = int(threadIdx.x / 32); h < kHeads; h += kWarps) {
+    const bool real = h < n_heads;
+    const float* latent = q_latent + int64_t(h0 + h) * dims.d_c;
+    const float* pe = q_row + (h0 + h) * dims.qk() + dims.nope;
+    float v[kLatentPerLane + kRopePerLane];
+#pragma unroll
+    for (int j = 0; j < kLatentPerLane; ++j) {
+      const int c = lane + 32 * j;
+      v[j] = real && c < dims.d_c ? latent[c] : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kRopePerLane; ++j) {
+      const int c = lane + 32 * j;
+      v[kLatentPerLane + j] = real && c < dims.rope ? pe[c] : 0.0f;
+    }
+    float* row = q_s + h * stride;
+#pragma unroll
+    for (int j = 0; j < kLatentPerLane; ++j)
+      if (lane + 32 * j < dims.d_c) row[lane + 32 * j] = convert(v[j]);
+#pragma unroll
+    for (int j = 0; j < kRopePerLane; ++j)
+      if (lane + 32 * j < dims.rope) row[dims.d_c + lane + 32 * j] = convert(v[kLatentPerLane + j]);
+  }
+}
+
 // At the top of a tile's step: once every thread is done with the previous tile, its buffer takes
 // the rows of the tile after this one (fill(first row, buffer), one copy group), and this tile's
 // copies are waited for.
