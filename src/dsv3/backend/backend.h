@@ -41,6 +41,9 @@ struct MlaShape {
 struct Indices {
   const int32_t* data = nullptr;
   int64_t size = 0;
+  // The most values any replay of a recorded step brings here (a step is replayed while inputs
+  // that grow, the block tables, fit the room it was recorded with); 0 where the step runs once.
+  int64_t room = 0;
 };
 
 // The sequences of a decode step as mla_decode reads them.

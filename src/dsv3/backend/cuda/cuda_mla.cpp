@@ -116,8 +116,11 @@ void CudaBackend::mla_decode(const MlaShape& shape, const Act& q, const LinearWe
          d.rope, " and ", d.nope, ")");
   const int n_items = int(batch.n_items);
   const auto* items_ptr = reinterpret_cast<const cuda::MlaItem*>(batch.items.data);
-  // No context is longer than all the items' pages together.
-  const int64_t context_bound = std::max<int64_t>(1, batch.tables.size * layout.page_size);
+  // No context is longer than all the items' pages together, in this step or in a replay of it (a
+  // plan for the pages at recording left a graph recorded at 17 pages, 1088 rows, to be replayed up
+  // to 32, its splits up to twice as long as planned).
+  const int64_t table_values = std::max(batch.tables.size, batch.tables.room);
+  const int64_t context_bound = std::max<int64_t>(1, table_values * layout.page_size);
 
   Buffer q_latent = scratch(size_t(n_items) * size_t(d.n_heads * d.d_c) * 4);
   const cuda::DeviceWeight w = decode_kv_b(kv_b_proj, d);

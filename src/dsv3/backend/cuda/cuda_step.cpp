@@ -14,7 +14,8 @@ std::vector<Indices> input_views(const void* memory, const cuda::StepInputLayout
                                  std::span<const std::vector<int32_t>> inputs) {
   std::vector<Indices> views;
   for (size_t i = 0; i < inputs.size(); ++i)
-    views.push_back({static_cast<const int32_t*>(memory) + layout.offsets[i], int64_t(inputs[i].size())});
+    views.push_back(
+        {static_cast<const int32_t*>(memory) + layout.offsets[i], int64_t(inputs[i].size()), layout.capacities[i]});
   return views;
 }
 
