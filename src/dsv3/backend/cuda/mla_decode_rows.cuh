@@ -58,8 +58,8 @@ __device__ inline void copy_tile_async(DeviceCacheLayer cache, const int32_t* ta
 // block-wide loop over all the values divided each value's index by the row's width: most of the
 // CUDA-core kernel's code.)
 template <int kHeads, int kWarps, class Convert>
-__device__ inline void stage_queries(const MlaDims& dims, const float* q_latent, const float* q_row, int h0, int n_heads,
-                                     int stride, float* q_s, const Convert& convert) {
+__device__ inline void stage_queries(const MlaDims& dims, const float* q_latent, const float* q_row, int h0,
+                                     int n_heads, int stride, float* q_s, const Convert& convert) {
   constexpr int kLatentPerLane = kMaxDecodeLatent / 32, kRopePerLane = kMaxDecodeRope / 32;
   const int lane = int(threadIdx.x % 32);
   for (int h = int(threadIdx.x / 32); h < kHeads; h += kWarps) {
