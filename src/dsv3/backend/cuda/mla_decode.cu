@@ -348,21 +348,21 @@ __global__ void unabsorb_kernel(MlaDims dims, const float* o_latent, const MlaIt
 void launch_decode_attention_cuda_cores(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items,
                                         int n_items, const int32_t* tables, DeviceCacheLayer cache, int n_splits,
                                         float* partial, float* o_latent, cudaStream_t stream) {
-  const size_t smem = decode_smem_bytes(dims.d_c + dims.rope);
-  // The attribute is the kernel's, not a launch's: set once, for the widest rows allowed (a failure
-  // shows as the launch's error).
+  // The attribute is the kernel's, not a launch's: set once for each instance, for the widest rows
+  // allowed (a failure shows as the launch's error).
+  auto allow_widest_rows = [](auto kernel) {
+    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                int(decode_smem_bytes(kMaxDecodeLatent + kMaxDecodeRope)));
+  };
+  static const cudaError_t configured[2] = {allow_widest_rows(decode_attention_kernel<false>),
+                                            allow_widest_rows(decode_attention_kernel<true>)};
+  (void)configured;
   const int width = dims.d_c + dims.rope;
   const auto kernel = width % 4 == 0 && cache.row_width % 4 == 0 ? decode_attention_kernel<true>
                                                                  : decode_attention_kernel<false>;
-  static const cudaError_t configured[2] = {
-      cudaFuncSetAttribute(decode_attention_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           int(decode_smem_bytes(kMaxDecodeLatent + kMaxDecodeRope))),
-      cudaFuncSetAttribute(decode_attention_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           int(decode_smem_bytes(kMaxDecodeLatent + kMaxDecodeRope)))};
-  (void)configured;
   const dim3 grid(unsigned(n_items), unsigned((dims.n_heads + kHeadGroup - 1) / kHeadGroup), unsigned(n_splits));
-  launch_chained(kernel, grid, kThreads, smem, stream, dims, q, q_latent, items, tables, cache, partial,
-                 o_latent);
+  launch_chained(kernel, grid, kThreads, decode_smem_bytes(width), stream, dims, q, q_latent, items, tables, cache,
+                 partial, o_latent);
 }
 
 }  // namespace
