@@ -168,10 +168,15 @@ ActBuffer DeepseekModel::run_layers(const Batch& batch, const StepIndices& step,
     attention(layer, batch, step, h.view, sublayer_out.view, {x.view, lw.post_attention_layernorm.view, eps, h.view});
     feed_forward(layer, h.view, sublayer_out.view, {x.view, next_norm, eps, h.view});
   }
+  // The output rows rise through the step's rows (one or all of each chunk's): as many as the step
+  // has are all of them in order, as in a decode step, which reads h itself instead of a copy.
   const Indices& rows = step.inputs[kOutputRows];
   const int64_t vocab = config_.vocab_size;
-  ActBuffer last = be.alloc(rows.size, hidden);
-  be.gather_rows(h.view, rows, last.view);
+  ActBuffer last{Buffer(), h.view};
+  if (rows.size != n) {
+    last = be.alloc(rows.size, hidden);
+    be.gather_rows(h.view, rows, last.view);
+  }
   if (output == Output::LastLogits || output == Output::AllLogits) {
     ActBuffer logits = be.alloc(rows.size, vocab);
     be.linear(last.view, weights_.lm_head, logits.view);
