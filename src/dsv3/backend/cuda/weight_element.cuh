@@ -36,10 +36,13 @@ __device__ inline float weight_element(const DeviceWeight& w, int64_t row, int64
 // coherent load (ld.global, not ld.global.nc), so that the kernels that ask for their first weights
 // before wait_for_inputs() have them in flight there (chained_launch.cuh): with .nc, ptxas put the
 // wait ahead of them in the BF16 linear_small kernels (H200, Moonlight batch-1 decode: BF16 349.7 ->
-// 354.6 tok/s, FP8 413.1 -> 414.5).
+// 354.6 tok/s, FP8 413.1 -> 414.5). Volatile: the compiler took a plain asm statement for a pure
+// function and issued it where the source's guard was false (all of a lane's chunks, the ones past
+// its row or part too; moe_mma.cu's PTX), which compute-sanitizer reported as reads past the end of
+// the last expert's down weight.
 __device__ inline uint4 load_weight_vector(const uint8_t* p) {
   uint4 v;
-  asm("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+  asm volatile("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
       : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
       : "l"(p));
   return v;
