@@ -683,5 +683,27 @@ TEST_F(CudaOps, MoeExpertsTakeActivationsOfAnyMagnitude) {
     }
 }
 
+// FP8 experts whose width ends inside or at the end of a lane's first 128-column chunk, and a
+// hidden size of Moonlight's: each lane's loads past its row or its part are not issued
+// (weight_element.cuh's load_weight_vector). The compiler once issued them anyway, reading past the
+// end of the last down weight: compute-sanitizer's memcheck on this test reports any such read, and
+// without it one past mapped memory stops the kernel.
+TEST_F(CudaOps, MoeExpertsOfNarrowWidthsReadOnlyTheirWeights) {
+  const int64_t n_experts = 16;
+  const RouterParams params{ScoringFunc::Softmax, TopkMethod::Greedy, 1, 1, 6, false, 1.0f};
+  for (const auto& [hidden, width] : std::vector<std::pair<int64_t, int64_t>>{{2048, 128}, {2048, 256}, {512, 96}})
+    for (const int64_t n : {1, 3}) {
+      auto gate = weight(DType::BF16, n_experts, hidden);
+      const MoeLayer layer = moe_layer(DType::F8_E4M3, hidden, width, n_experts);
+      Pair x = activations(n, hidden), out = activations(n, hidden);
+      const Routing host_routing = cpu.moe_route(x.host.view, gate->host, nullptr, params);
+      const Routing same = on_device(host_routing);
+      cpu.moe_experts(x.host.view, host_routing, layer.host_experts, &layer.host_shared, out.host.view);
+      gpu->moe_experts(x.device.view, same, layer.device_experts, &layer.device_shared, out.device.view);
+      EXPECT_LE(relative_l2(device_values(out.device.view), host_values(out.host.view)), 1e-5)
+          << "hidden " << hidden << ", width " << width << ", tokens " << n;
+    }
+}
+
 }  // namespace
 }  // namespace dsv3
