@@ -39,7 +39,7 @@ __device__ inline float weight_element(const DeviceWeight& w, int64_t row, int64
 // 354.6 tok/s, FP8 413.1 -> 414.5). Volatile: the compiler took a plain asm statement for a pure
 // function and issued it where the source's guard was false (all of a lane's chunks, the ones past
 // its row or part too; moe_mma.cu's PTX), which compute-sanitizer reported as reads past the end of
-// the last expert's down weight.
+// an expert's down weight (bench/RESULTS.md).
 __device__ inline uint4 load_weight_vector(const uint8_t* p) {
   uint4 v;
   asm volatile("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
