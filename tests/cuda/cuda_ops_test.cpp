@@ -686,8 +686,8 @@ TEST_F(CudaOps, MoeExpertsTakeActivationsOfAnyMagnitude) {
 // FP8 experts whose width ends inside or at the end of a lane's first 128-column chunk, and a
 // hidden size of Moonlight's: each lane's loads past its row or its part are not issued
 // (weight_element.cuh's load_weight_vector). The compiler once issued them anyway, reading past the
-// end of the last down weight: compute-sanitizer's memcheck on this test reports any such read, and
-// without it one past mapped memory stops the kernel.
+// end of an expert's down weight: compute-sanitizer's memcheck on this test reports any such read,
+// and without it one past mapped memory stops the kernel.
 TEST_F(CudaOps, MoeExpertsOfNarrowWidthsReadOnlyTheirWeights) {
   const int64_t n_experts = 16;
   const RouterParams params{ScoringFunc::Softmax, TopkMethod::Greedy, 1, 1, 6, false, 1.0f};
