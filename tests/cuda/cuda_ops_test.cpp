@@ -132,6 +132,17 @@ class CudaOps : public ::testing::Test {
             host.top_k, {}};
   }
 
+  // The layer's experts (and its shared FFN) on x on both backends, both on the CPU's routing by
+  // `gate`, so that what differs is the experts' products: the outputs.
+  Pair experts_on_the_cpus_choice(const Pair& x, const Weight& gate, const MoeLayer& layer, const RouterParams& params) {
+    const Routing host_routing = cpu.moe_route(x.host.view, gate.host, nullptr, params);
+    const Routing same = on_device(host_routing);
+    Pair out = activations(x.host.view.rows, x.host.view.cols);
+    cpu.moe_experts(x.host.view, host_routing, layer.host_experts, &layer.host_shared, out.host.view);
+    gpu->moe_experts(x.device.view, same, layer.device_experts, &layer.device_shared, out.device.view);
+    return out;
+  }
+
   // MLA decode and prefill of `shape` over a cache of a few sequences, against the CPU.
   void check_mla(const MlaShape& shape, const std::vector<int64_t>& lengths, double decode_tolerance);
 
@@ -667,13 +678,8 @@ TEST_F(CudaOps, MoeExpertsTakeActivationsOfAnyMagnitude) {
     for (const int64_t n : {1, 3}) {
       const std::vector<float> v =
           magnitude > 0.0f ? random(size_t(n * hidden), magnitude) : std::vector<float>(size_t(n * hidden), 0.0f);
-      Pair x{cpu.upload(v, n, hidden), gpu->upload(v, n, hidden)};
-      const Routing host_routing = cpu.moe_route(x.host.view, gate->host, nullptr, params);
-      // Both run the CPU's choice: the experts' products are what is checked here.
-      const Routing same = on_device(host_routing);
-      Pair out = activations(n, hidden);
-      cpu.moe_experts(x.host.view, host_routing, layer.host_experts, &layer.host_shared, out.host.view);
-      gpu->moe_experts(x.device.view, same, layer.device_experts, &layer.device_shared, out.device.view);
+      const Pair x{cpu.upload(v, n, hidden), gpu->upload(v, n, hidden)};
+      const Pair out = experts_on_the_cpus_choice(x, *gate, layer, params);
       const std::vector<float> mine = device_values(out.device.view), theirs = host_values(out.host.view);
       ASSERT_TRUE(std::all_of(mine.begin(), mine.end(), [](float v) { return std::isfinite(v); })) << magnitude;
       if (magnitude == 0.0f)
@@ -695,11 +701,7 @@ TEST_F(CudaOps, MoeExpertsOfNarrowWidthsReadOnlyTheirWeights) {
     for (const int64_t n : {1, 3}) {
       auto gate = weight(DType::BF16, n_experts, hidden);
       const MoeLayer layer = moe_layer(DType::F8_E4M3, hidden, width, n_experts);
-      Pair x = activations(n, hidden), out = activations(n, hidden);
-      const Routing host_routing = cpu.moe_route(x.host.view, gate->host, nullptr, params);
-      const Routing same = on_device(host_routing);
-      cpu.moe_experts(x.host.view, host_routing, layer.host_experts, &layer.host_shared, out.host.view);
-      gpu->moe_experts(x.device.view, same, layer.device_experts, &layer.device_shared, out.device.view);
+      const Pair out = experts_on_the_cpus_choice(activations(n, hidden), *gate, layer, params);
       EXPECT_LE(relative_l2(device_values(out.device.view), host_values(out.host.view)), 1e-5)
           << "hidden " << hidden << ", width " << width << ", tokens " << n;
     }
