@@ -48,7 +48,8 @@ def stall_columns(row):
 
 
 def summed(tables):
-    """Per instruction: its source text, its warp-level executions a launch, and its samples by reason."""
+    """Per instruction: its source text, its warp-level executions a launch, its samples, and those by
+    reason."""
     n = min(len(table) for table in tables)
     reasons = stall_columns(tables[0][0])
     out = []
@@ -56,9 +57,9 @@ def summed(tables):
         by_reason = collections.Counter()
         for table in tables:
             by_reason.update({name: int(table[i][name]) for name in reasons})
-            by_reason["all"] += int(table[i][SAMPLES])
+        samples = sum(int(table[i][SAMPLES]) for table in tables)
         executed = sum(int(table[i][EXECUTED]) for table in tables) // len(tables)
-        out.append((tables[0][i]["Source"].strip(), executed, by_reason))
+        out.append((tables[0][i]["Source"].strip(), executed, samples, by_reason))
     return out
 
 
@@ -73,20 +74,17 @@ def main():
     if not tables:
         sys.exit("stall_lines.py: no source table in the input (was it run with --page source --csv?)")
     lines = summed(tables)
-    total = sum(reasons["all"] for _, _, reasons in lines) or 1
+    total = sum(samples for _, _, samples, _ in lines) or 1
     print(f"{len(tables)} launches, {len(lines)} instructions, {total} samples")
-    overall = collections.Counter()
-    for _, _, reasons in lines:
-        overall.update({k: v for k, v in reasons.items() if k != "all"})
+    overall = sum((reasons for _, _, _, reasons in lines), collections.Counter())
     print("by reason: " + ", ".join(f"{k[len('stall_'):]} {v / total:.1%}" for k, v in overall.most_common(8)))
-    for i, (text, executed, reasons) in enumerate(lines):
-        if reasons["all"] >= args.share * total:
-            top = ", ".join(f"{k[len('stall_'):]} {v}" for k, v in
-                            collections.Counter({k: v for k, v in reasons.items() if k != "all"}).most_common(2))
-            print(f"{i:6d} {reasons['all'] / total:6.1%} ran {executed:6d}  {text[:60]:60s} {top}")
+    for i, (text, executed, samples, reasons) in enumerate(lines):
+        if samples >= args.share * total:
+            top = ", ".join(f"{k[len('stall_'):]} {v}" for k, v in reasons.most_common(2))
+            print(f"{i:6d} {samples / total:6.1%} ran {executed:6d}  {text[:60]:60s} {top}")
     for span in filter(None, args.ranges.split(",")):
         begin, end = (int(x) for x in span.split("-"))
-        share = sum(reasons["all"] for _, _, reasons in lines[begin:end]) / total
+        share = sum(samples for _, _, samples, _ in lines[begin:end]) / total
         print(f"instructions {begin}-{end}: {share:.1%} of the samples")
 
 
