@@ -80,6 +80,8 @@ __device__ __forceinline__ void a_fragment(uint32_t (&a)[4], const uint4 (&top)[
 
 // The pass's tokens, src(t) for t < n, each `cols` floats, scaled and split into xs (stage_stride
 // groups a row); max_bits[t] keeps each token's largest magnitude. Every thread of the block calls it.
+// The rows are read through L2 (`__ldcg`), so that a kernel may stage them before its wait where the
+// kernel two launches ahead wrote them (chained_launch.cuh).
 // A group's 4 floats take the 16 bytes of its 4 columns' parts: they wait there, as read, for the
 // scale, and the thread that read them splits them in place, not reading them again from L2
 // (Moonlight FP8 decode on an H200: batch 1 406.6 -> 408.9 tok/s, batch 16 1023.9 -> 1085.7).
@@ -89,13 +91,26 @@ __device__ void stage_tokens(Source src, int n, int64_t cols, uint4* xs, unsigne
   __syncthreads();  // the previous pass has read xs and max_bits
   if (threadIdx.x < kMaxPassTokens) max_bits[threadIdx.x] = 0;
   __syncthreads();
+  // A thread asks for kInFlight groups of a row before it stores any: one at a time, each waited out
+  // an L2 round trip (Nsight Compute: Moonlight's 2048 columns were four in a row over 128 threads,
+  // a lone token's down its 1408 three, after its wait).
+  constexpr int kInFlight = 4;
   for (int t = 0; t < n; ++t) {
     const float4* row = reinterpret_cast<const float4*>(src(t));
     float m = 0.0f;
-    for (int q = threadIdx.x; q < groups; q += blockDim.x) {
-      const float4 v = row[q];
-      reinterpret_cast<float4*>(xs)[t * rs + q] = v;
-      m = fmaxf(m, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+    for (int q0 = threadIdx.x; q0 < groups; q0 += kInFlight * blockDim.x) {
+      float4 v[kInFlight];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int q = q0 + u * int(blockDim.x);
+        v[u] = q < groups ? __ldcg(row + q) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int q = q0 + u * int(blockDim.x);
+        if (q < groups) reinterpret_cast<float4*>(xs)[t * rs + q] = v[u];
+        m = fmaxf(m, fmaxf(fmaxf(fabsf(v[u].x), fabsf(v[u].y)), fmaxf(fabsf(v[u].z), fabsf(v[u].w))));
+      }
     }
     for (int offset = 16; offset > 0; offset /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
     if (threadIdx.x % 32 == 0) atomicMax(&max_bits[t], __float_as_uint(m));  // non-negative: ordered as unsigned
@@ -220,13 +235,19 @@ __device__ inline WarpShare warp_share(int wpr, int64_t cols, int chunk_cols) {
 }
 
 // grid and passes as moe.cu's gate_up_kernel (moe_passes.cuh); a warp's tile is 8 rows of gate and
-// up, a block kWarps / wpr tiles, a pass up to pass_tokens (<= 8) slots.
-template <int kAhead, int kMinBlocks>
+// up, a block kWarps / wpr tiles, a pass up to pass_tokens (<= 8) slots. kLoneToken: x is one token,
+// which every active FFN takes once (a pass of one slot).
+template <int kAhead, int kMinBlocks, bool kLoneToken>
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     gate_up_mma_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan, int n_ffns, int shared_parts, int pass_tokens,
                        DeviceMatrix x, float* hidden, int64_t hidden_stride) {
   extern __shared__ uint4 xs[];
   __shared__ unsigned max_bits[kMaxPassTokens];
+  // A lone token is staged before the wait: the MoE's input was written by the launch before the
+  // router's (its norm), and without the plan's slots to read, the block multiplies as soon as its
+  // weights arrive. (Nsight Compute: the plan's slots and x's rows read after the wait held 11% of
+  // gate_up's warp samples, a decode step's lone token on an H100.)
+  if constexpr (kLoneToken) stage_tokens([&](int) { return x.data; }, 1, x.cols, xs, max_bits);
   // The shared FFN's blocks know their rows without the router's plan (block_passes reads none for
   // them): they ask for their first chunks before the wait.
   const bool early = int(blockIdx.y) >= int(gridDim.y) - shared_parts;
@@ -252,8 +273,9 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   for (int s0 = s_first; s0 < count; s0 += passes.pass_step * pass_tokens) {
     const int n = min(pass_tokens, count - s0);
     if (!early || s0 != s_first) stream.start();
-    stage_tokens([&](int i) { return x.data + int64_t(plan.slot_token[first + s0 + i]) * x.stride; }, n, gate.cols, xs,
-                 max_bits);
+    if constexpr (!kLoneToken)
+      stage_tokens([&](int i) { return x.data + int64_t(plan.slot_token[first + s0 + i]) * x.stride; }, n, gate.cols,
+                   xs, max_bits);
     float acc[4] = {};
     stream.multiply(xs, stage_stride(gate.cols), n, acc);
     if (!reduce_parts(acc, share.part, wpr) || row0 + g >= width) continue;
@@ -356,8 +378,8 @@ void launch_moe_gate_up_mma(const MoeFfns& ffns, int max_active, int64_t n_token
   const int shared_parts = shared_gate_up_parts(ffns, row_blocks, block_rows);
   const int tokens = pass_tokens(n_tokens, shape.cols);
   const dim3 grid(unsigned(row_blocks), unsigned(max_active + shared_parts));
-  static const auto lone_kernel = allowed_staging(gate_up_mma_kernel<kLoneAhead, kLoneMinBlocks>);
-  static const auto kernel = allowed_staging(gate_up_mma_kernel<kAhead, kMinBlocks>);
+  static const auto lone_kernel = allowed_staging(gate_up_mma_kernel<kLoneAhead, kLoneMinBlocks, true>);
+  static const auto kernel = allowed_staging(gate_up_mma_kernel<kAhead, kMinBlocks, false>);
   launch_chained(lone ? lone_kernel : kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(shape.cols) * 16, stream,
                  ffns.table, wpr, plan, ffns.n_ffns, shared_parts, tokens, x, hidden, hidden_stride);
 }
