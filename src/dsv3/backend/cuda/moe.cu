@@ -28,13 +28,21 @@ constexpr int kGateRows = 1, kDownRows = 2;
 template <int kPassTokens>
 constexpr int kUnroll = kPassTokens == 1 ? 4 : 2;
 
-// The best (value, index) of a warp: larger value, ties to the lower index (a stable sort's choice).
-__device__ void warp_best(float& value, int& index) {
-  for (int offset = 16; offset > 0; offset /= 2) {
-    const float v = __shfl_xor_sync(0xffffffffu, value, offset);
-    const int i = __shfl_xor_sync(0xffffffffu, index, offset);
-    if (v > value || (v == value && i < index)) value = v, index = i;
-  }
+// A float as an unsigned key that orders as the floats compare (a negative value's bits reversed,
+// a positive one's above them), -0 as +0, NaN below everything (it compares larger than nothing).
+__device__ inline unsigned ordered_key(float value) {
+  if (value != value) return 0u;
+  const unsigned bits = __float_as_uint(value + 0.0f);  // -0 + 0 is +0
+  return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+}
+
+// The index of the warp's best (value, index): larger value, ties to the lower index (a stable
+// sort's choice). Two warp-wide reductions (redux.sync), where five rounds of shuffles, each waiting
+// on the last, made every choice of the routing warp wait on a chain (Nsight Compute: that warp's
+// chain is 44% of the router launch's last block, bench/RESULTS.md).
+__device__ int warp_best_index(float value, int index) {
+  const unsigned key = ordered_key(value), best = __reduce_max_sync(0xffffffffu, key);
+  return int(__reduce_min_sync(0xffffffffu, key == best ? unsigned(index) : 0xffffffffu));
 }
 
 // One warp's shared memory for routing a token: every expert's score and biased choice value, and
@@ -106,8 +114,8 @@ __device__ void route_token(const float* row, int n_experts, const RouterConfig&
     for (int pick = 0; pick < config.topk_group; ++pick) {
       float v = lane < config.n_group && !group_kept[lane] ? group_score[lane] : -FLT_MAX;
       int i = lane < config.n_group && !group_kept[lane] ? lane : INT_MAX;
-      warp_best(v, i);
-      if (lane == 0) group_kept[i] = true;
+      const int best = warp_best_index(v, i);
+      if (lane == 0) group_kept[best] = true;
       __syncwarp();
     }
     for (int e = lane; e < n_experts; e += 32)
@@ -121,7 +129,7 @@ __device__ void route_token(const float* row, int n_experts, const RouterConfig&
     int i = INT_MAX;
     for (int e = lane; e < n_experts; e += 32)
       if (choice[e] > v || (choice[e] == v && e < i)) v = choice[e], i = e;
-    warp_best(v, i);
+    i = warp_best_index(v, i);
     if (lane == 0) {
       ids[k] = i;
       weights[k] = score[i];
