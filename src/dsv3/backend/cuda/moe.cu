@@ -123,6 +123,9 @@ __device__ void route_token(const float* row, int n_experts, const RouterConfig&
     __syncwarp();
   }
 
+  // Every lane knows each choice and sums the chosen scores in the same order; lane k % 32 keeps
+  // choice k and writes its weight at the end, where lane 0 alone stored each weight, read it back
+  // and scaled it, one after another.
   float chosen_sum = 0.0f;
   for (int k = 0; k < config.top_k; ++k) {
     float v = -INFINITY;
@@ -130,20 +133,17 @@ __device__ void route_token(const float* row, int n_experts, const RouterConfig&
     for (int e = lane; e < n_experts; e += 32)
       if (choice[e] > v || (choice[e] == v && e < i)) v = choice[e], i = e;
     i = warp_best_index(v, i);
-    if (lane == 0) {
-      ids[k] = i;
-      weights[k] = score[i];
-      chosen_sum += score[i];
-      choice[i] = -FLT_MAX * 2.0f;  // taken: below every real or masked score
-    }
+    chosen_sum += score[i];
+    if (lane == k % 32) ids[k] = i;
+    // Taken: below every real or masked score. The lanes read choice before the reductions.
+    if (lane == 0) choice[i] = -FLT_MAX * 2.0f;
     __syncwarp();
   }
-  if (lane == 0)
-    for (int k = 0; k < config.top_k; ++k) {
-      float& w = weights[k];
-      if (config.normalise) w /= chosen_sum + 1e-20f;
-      w *= config.routed_scaling_factor;
-    }
+  for (int k = lane; k < config.top_k; k += 32) {
+    float w = score[ids[k]];
+    if (config.normalise) w /= chosen_sum + 1e-20f;
+    weights[k] = w * config.routed_scaling_factor;
+  }
 }
 
 // One warp a token.
