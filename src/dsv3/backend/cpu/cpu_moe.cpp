@@ -18,12 +18,18 @@ namespace {
 
 using cpu::row_ptr;
 
+// a before b in a choice: the larger first, NaN after every number. The sorts below need a strict
+// weak order ([alg.sorting]); `>` is none once a value is NaN (a hidden state gone to NaN makes
+// every logit of its token NaN), NaN being "equal" to every number that differs from another.
+bool ranks_above(float a, float b) { return !std::isnan(a) && (std::isnan(b) || a > b); }
+
 // Indices of the k largest values, largest first (ties to the lower index, as a stable sort does).
 std::vector<int32_t> top_k_indices(const std::vector<float>& values, int64_t k) {
   std::vector<int32_t> order(values.size());
   std::iota(order.begin(), order.end(), 0);
   std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-    return values[size_t(a)] > values[size_t(b)] || (values[size_t(a)] == values[size_t(b)] && a < b);
+    const float va = values[size_t(a)], vb = values[size_t(b)];
+    return ranks_above(va, vb) || (!ranks_above(vb, va) && a < b);
   });
   order.resize(size_t(k));
   return order;
@@ -38,7 +44,7 @@ std::vector<float> group_limited(const std::vector<float>& choice, const RouterP
   std::vector<float> group_scores(static_cast<size_t>(p.n_group));
   for (int64_t g = 0; g < p.n_group; ++g) {
     std::vector<float> members(choice.begin() + g * per_group, choice.begin() + (g + 1) * per_group);
-    std::sort(members.begin(), members.end(), std::greater<float>());
+    std::sort(members.begin(), members.end(), ranks_above);
     // V3: a group scores the sum of its two best; V2 group_limited_greedy: its best.
     group_scores[size_t(g)] = p.topk_method == TopkMethod::NoauxTc ? members[0] + (members.size() > 1 ? members[1] : 0.0f)
                                                                      : members[0];
