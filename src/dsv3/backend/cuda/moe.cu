@@ -6,6 +6,7 @@
 #include <cfloat>
 
 #include "dsv3/backend/cuda/chained_launch.cuh"
+#include "dsv3/backend/cuda/float_key.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/backend/cuda/last_block.cuh"
 #include "dsv3/backend/cuda/linear_small.cuh"
@@ -27,14 +28,6 @@ constexpr int kGateRows = 1, kDownRows = 2;
 // Moonlight's decode gate_up 26 -> 30 us, down 20 -> 23 us on an H200.)
 template <int kPassTokens>
 constexpr int kUnroll = kPassTokens == 1 ? 4 : 2;
-
-// A float as an unsigned key that orders as the floats compare (a negative value's bits reversed,
-// a positive one's above them), -0 as +0, NaN below everything (it compares larger than nothing).
-__device__ inline unsigned ordered_key(float value) {
-  if (value != value) return 0u;
-  const unsigned bits = __float_as_uint(value + 0.0f);  // -0 + 0 is +0
-  return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
-}
 
 // The index of the warp's best (value, index): larger value, ties to the lower index (a stable
 // sort's choice). Two warp-wide reductions (redux.sync), where five rounds of shuffles, each waiting

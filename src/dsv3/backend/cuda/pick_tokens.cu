@@ -12,6 +12,7 @@
 
 #include "dsv3/backend/cuda/block_reduce.cuh"
 #include "dsv3/backend/cuda/chained_launch.cuh"
+#include "dsv3/backend/cuda/float_key.cuh"
 #include "dsv3/backend/cuda/kernels.h"
 #include "dsv3/util/gumbel_noise.h"
 
@@ -114,13 +115,8 @@ __device__ inline bool ranks_before(float logit_a, int a, float logit_b, int b) 
 constexpr int kCutThreads = 1024;
 
 // A key whose ascending order is ranks_before's order of the logits, ties aside: larger logits
-// first, -0 as +0, NaN last.
-__device__ inline uint32_t rank_key(float logit) {
-  if (isnan(logit)) return 0xffffffffu;
-  const uint32_t bits = __float_as_uint(logit == 0.0f ? 0.0f : logit);
-  const uint32_t ascending = bits & 0x80000000u ? ~bits : bits | 0x80000000u;  // the logits' own order
-  return ~ascending;
-}
+// first, -0 as +0, NaN last (the floats' own order, reversed).
+__device__ inline uint32_t rank_key(float logit) { return ~ordered_key(logit); }
 
 // The token of rank k - 1 (0 < k <= cols) by ranks_before, NaN last (util/token_draw.h,
 // kth_ranked), for the whole block: a radix select over rank_key, 8 bits a pass (a warp's equal
