@@ -1,6 +1,6 @@
 // The CPU router on logits it is handed directly (an identity gate): the order it chooses in, and
 // a token whose logits are all NaN, which must still get distinct experts in range and leave the
-// other tokens' choice alone (its sorts rank NaN last, a strict weak order, cpu_moe.cpp).
+// other tokens' choice alone (its sorts rank NaN last, util/token_draw.h's ranks_before_nan_last).
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -55,15 +55,21 @@ inline bool ranks_before(float logit_a, int64_t a, float logit_b, int64_t b) {
   return logit_a > logit_b || (logit_a == logit_b && a < b);
 }
 
+// ranks_before with NaN after every number (NaNs by id): a strict weak order over any values, as
+// the standard sorts need (ranks_before is none once a value is NaN). The MoE router's top-k on the
+// CPU ranks experts by it too.
+inline bool ranks_before_nan_last(float logit_a, int64_t a, float logit_b, int64_t b) {
+  if (std::isnan(logit_a) || std::isnan(logit_b)) return !std::isnan(logit_a) || (std::isnan(logit_b) && a < b);
+  return ranks_before(logit_a, a, logit_b, b);
+}
+
 // Every token id, the k first by ranks_before (NaN last) in ids[0, k) and the k-th at ids[k - 1]
 // (0 < k <= logits.size()), the rest after them in no order: linear time.
 inline std::vector<int32_t> rank_first(std::span<const float> logits, int64_t k) {
   std::vector<int32_t> ids(logits.size());
   std::iota(ids.begin(), ids.end(), 0);
   std::nth_element(ids.begin(), ids.begin() + (k - 1), ids.end(), [&](int32_t a, int32_t b) {
-    const float la = logits[size_t(a)], lb = logits[size_t(b)];
-    if (std::isnan(la) || std::isnan(lb)) return !std::isnan(la) || (std::isnan(lb) && a < b);
-    return ranks_before(la, a, lb, b);
+    return ranks_before_nan_last(logits[size_t(a)], a, logits[size_t(b)], b);
   });
   return ids;
 }

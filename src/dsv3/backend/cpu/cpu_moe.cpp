@@ -12,24 +12,21 @@
 #include "dsv3/backend/cpu/cpu_linear.h"
 #include "dsv3/util/error.h"
 #include "dsv3/util/thread_pool.h"
+#include "dsv3/util/token_draw.h"
 
 namespace dsv3 {
 namespace {
 
 using cpu::row_ptr;
 
-// a before b in a choice: the larger first, NaN after every number. The sorts below need a strict
-// weak order ([alg.sorting]); `>` is none once a value is NaN (a hidden state gone to NaN makes
-// every logit of its token NaN), NaN being "equal" to every number that differs from another.
-bool ranks_above(float a, float b) { return !std::isnan(a) && (std::isnan(b) || a > b); }
-
-// Indices of the k largest values, largest first (ties to the lower index, as a stable sort does).
+// Indices of the k largest values, largest first (ties to the lower index, as a stable sort does),
+// NaN after every number: a token whose hidden state went to NaN has every logit NaN, and `>` alone
+// is no strict weak order over them, which the sorts need ([alg.sorting]).
 std::vector<int32_t> top_k_indices(const std::vector<float>& values, int64_t k) {
   std::vector<int32_t> order(values.size());
   std::iota(order.begin(), order.end(), 0);
   std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-    const float va = values[size_t(a)], vb = values[size_t(b)];
-    return ranks_above(va, vb) || (!ranks_above(vb, va) && a < b);
+    return ranks_before_nan_last(values[size_t(a)], a, values[size_t(b)], b);
   });
   order.resize(size_t(k));
   return order;
@@ -44,7 +41,7 @@ std::vector<float> group_limited(const std::vector<float>& choice, const RouterP
   std::vector<float> group_scores(static_cast<size_t>(p.n_group));
   for (int64_t g = 0; g < p.n_group; ++g) {
     std::vector<float> members(choice.begin() + g * per_group, choice.begin() + (g + 1) * per_group);
-    std::sort(members.begin(), members.end(), ranks_above);
+    std::sort(members.begin(), members.end(), [](float a, float b) { return ranks_before_nan_last(a, 0, b, 0); });
     // V3: a group scores the sum of its two best; V2 group_limited_greedy: its best.
     group_scores[size_t(g)] = p.topk_method == TopkMethod::NoauxTc ? members[0] + (members.size() > 1 ? members[1] : 0.0f)
                                                                      : members[0];
