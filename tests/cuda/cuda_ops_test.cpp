@@ -632,6 +632,56 @@ TEST_F(CudaOps, MoeRoutingAndExpertsMatchTheCpu) {
   }
 }
 
+// A token whose hidden state is NaN has NaN router logits. Its experts must still be in range (an
+// index of none read past the scores, an illegal address that ends every later launch), and the
+// other tokens keep the CPU's choice. Batches of 1 (the router's last block), 3 (the routing and plan
+// launch) and 40 (a launch a token, then the plan); the experts then run on that routing.
+TEST_F(CudaOps, MoeRoutingOfNanLogitsChoosesExpertsInRange) {
+  const int64_t hidden = 256, width = 128, n_experts = 64;
+  const std::vector<RouterParams> routers = {
+      {ScoringFunc::Sigmoid, TopkMethod::NoauxTc, 8, 3, 6, true, 2.5f},
+      {ScoringFunc::Softmax, TopkMethod::GroupLimitedGreedy, 8, 3, 6, false, 16.0f},
+      {ScoringFunc::Softmax, TopkMethod::Greedy, 1, 1, 6, false, 1.0f},
+  };
+  auto gate = weight(DType::BF16, n_experts, hidden);
+  const MoeLayer layer = moe_layer(DType::BF16, hidden, width, n_experts);
+  Pair bias = activations(1, n_experts, 0.05f);
+  for (const RouterParams& params : routers)
+    for (const int64_t n : {1, 3, 40}) {
+      std::vector<float> values = random(size_t(n * hidden));
+      values[0] = std::nanf("");  // token 0's first value: every logit of it NaN
+      ActBuffer x = gpu->upload(values, n, hidden);
+      const Act* device_bias = params.topk_method == TopkMethod::NoauxTc ? &bias.device.view : nullptr;
+      const Routing routing = gpu->moe_route(x.view, gate->device, device_bias, params);
+      ActBuffer out = gpu->alloc(n, hidden);
+      gpu->moe_experts(x.view, routing, layer.device_experts, &layer.device_shared, out.view);
+      gpu->synchronize();  // an illegal address would fail here, and every call after it
+      std::vector<int32_t> ids(size_t(n * params.top_k));
+      std::vector<float> weights(ids.size());
+      DSV3_CUDA_CHECK(cudaMemcpy(ids.data(), routing.expert_ids.data(), ids.size() * 4, cudaMemcpyDeviceToHost));
+      DSV3_CUDA_CHECK(cudaMemcpy(weights.data(), routing.expert_weights.data(), ids.size() * 4, cudaMemcpyDeviceToHost));
+      for (const int32_t id : ids) ASSERT_TRUE(id >= 0 && id < n_experts) << "expert " << id << " of " << n_experts;
+      if (n == 1) continue;
+      // The other tokens against the CPU's routing of them alone (its sorts are not for NaN).
+      ActBuffer rest = cpu.upload(std::span(values).subspan(size_t(hidden)), n - 1, hidden);
+      const Act* host_bias = params.topk_method == TopkMethod::NoauxTc ? &bias.host.view : nullptr;
+      const Routing host_routing = cpu.moe_route(rest.view, gate->host, host_bias, params);
+      // Each token's weights sorted: a near tie may order two experts otherwise (as in
+      // MoeRoutingAndExpertsMatchTheCpu).
+      const auto* host_weights = static_cast<const float*>(host_routing.expert_weights.data());
+      std::vector<float> mine(weights.begin() + params.top_k, weights.end());
+      std::vector<float> theirs(host_weights, host_weights + mine.size());
+      for (size_t first = 0; first < mine.size(); first += size_t(params.top_k)) {
+        std::sort(mine.begin() + first, mine.begin() + first + size_t(params.top_k));
+        std::sort(theirs.begin() + first, theirs.begin() + first + size_t(params.top_k));
+      }
+      EXPECT_LE(relative_l2(mine, theirs), 1e-5) << "the other tokens' weights, batch " << n;
+      const std::vector<float> outputs = device_values(out.view);
+      EXPECT_TRUE(std::all_of(outputs.begin() + hidden, outputs.end(), [](float v) { return std::isfinite(v); }))
+          << "the other tokens' outputs, batch " << n;
+    }
+}
+
 // A prefill's experts on the grouped tensor-core products, an FP8 shared FFN as one more group of
 // them (every token in order, its output in the combine's shared slots; a BF16 one through
 // cuBLASLt): 10 rows an expert on average at 40 tokens (grouped_few.cu; the shared FFN's 40 rows in

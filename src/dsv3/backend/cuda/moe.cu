@@ -29,12 +29,15 @@ constexpr int kGateRows = 1, kDownRows = 2;
 template <int kPassTokens>
 constexpr int kUnroll = kPassTokens == 1 ? 4 : 2;
 
-// The index of the warp's best (value, index): larger value, ties to the lower index (a stable
-// sort's choice). Two warp-wide reductions (redux.sync), where five rounds of shuffles, each waiting
-// on the last, made every choice of the routing warp wait on a chain (Nsight Compute: that warp's
-// chain is 44% of the router launch's last block, bench/RESULTS.md).
-__device__ int warp_best_index(float value, int index) {
-  const unsigned key = ordered_key(value), best = __reduce_max_sync(0xffffffffu, key);
+// The key of NaN (float_key.cuh), which is what a lane without a candidate offers.
+constexpr unsigned kNoCandidate = 0u;
+
+// The index of the warp's best (key, index): larger key, ties to the lower index (a stable sort's
+// choice). Two warp-wide reductions (redux.sync), where five rounds of shuffles, each waiting on the
+// last, made every choice of the routing warp wait on a chain (Nsight Compute: that warp's chain is
+// 44% of the router launch's last block, bench/RESULTS.md).
+__device__ int warp_best_index(unsigned key, int index) {
+  const unsigned best = __reduce_max_sync(0xffffffffu, key);
   return int(__reduce_min_sync(0xffffffffu, key == best ? unsigned(index) : 0xffffffffu));
 }
 
@@ -104,10 +107,12 @@ __device__ void route_token(const float* row, int n_experts, const RouterConfig&
       group_kept[lane] = false;
     }
     __syncwarp();
+    // A group not yet kept is a candidate whatever its score (NaN too, ranked with the lanes that
+    // offer none, ahead of them by its lower index): the pick is always a group.
     for (int pick = 0; pick < config.topk_group; ++pick) {
-      float v = lane < config.n_group && !group_kept[lane] ? group_score[lane] : -FLT_MAX;
-      int i = lane < config.n_group && !group_kept[lane] ? lane : INT_MAX;
-      const int best = warp_best_index(v, i);
+      const bool candidate = lane < config.n_group && !group_kept[lane];
+      const int best = warp_best_index(candidate ? ordered_key(group_score[lane]) : kNoCandidate,
+                                       candidate ? lane : INT_MAX);
       if (lane == 0) group_kept[best] = true;
       __syncwarp();
     }
@@ -119,13 +124,17 @@ __device__ void route_token(const float* row, int n_experts, const RouterConfig&
   // Every lane knows each choice and sums the chosen scores in the same order; lane k % 32 keeps
   // choice k and writes its weight at the end, where lane 0 alone stored each weight, read it back
   // and scaled it, one after another.
+  // Compared as keys, every expert is a candidate, NaN included: a token whose logits are NaN (a
+  // hidden state gone to NaN) still gets experts in range, where an index of none read out of bounds.
   float chosen_sum = 0.0f;
   for (int k = 0; k < config.top_k; ++k) {
-    float v = -INFINITY;
+    unsigned key = kNoCandidate;
     int i = INT_MAX;
-    for (int e = lane; e < n_experts; e += 32)
-      if (choice[e] > v || (choice[e] == v && e < i)) v = choice[e], i = e;
-    i = warp_best_index(v, i);
+    for (int e = lane; e < n_experts; e += 32) {
+      const unsigned own = ordered_key(choice[e]);
+      if (own > key || (own == key && e < i)) key = own, i = e;
+    }
+    i = warp_best_index(key, i);
     chosen_sum += score[i];
     if (lane == k % 32) ids[k] = i;
     // Taken: below every real or masked score. The lanes read choice before the reductions.
