@@ -682,6 +682,64 @@ TEST_F(CudaOps, MoeRoutingOfNanLogitsChoosesExpertsInRange) {
     }
 }
 
+// A lone token's whole MoE sublayer with FP8 experts, which it routes in the experts' launches
+// (LoneRouting): the same outputs, residual and norm as the router's own launch feeding the experts
+// (bit for bit: the same sums, its pairs in another order of slots), and the CPU's where the CPU
+// chose the same experts. Moonlight's and DeepSeek-V3's routers (64 and 256 experts, 8 groups);
+// with and without the shared FFN; a token of NaN gets experts in range.
+TEST_F(CudaOps, MoeSublayerOfALoneTokenRoutedInItsExpertsMatches) {
+  const int64_t hidden = 512, width = 352;
+  const std::vector<std::pair<int64_t, RouterParams>> routers = {
+      {64, {ScoringFunc::Sigmoid, TopkMethod::NoauxTc, 1, 1, 6, true, 2.446f}},
+      {64, {ScoringFunc::Softmax, TopkMethod::GroupLimitedGreedy, 8, 3, 6, false, 16.0f}},
+      {64, {ScoringFunc::Softmax, TopkMethod::Greedy, 1, 1, 6, false, 1.0f}},
+      {256, {ScoringFunc::Sigmoid, TopkMethod::NoauxTc, 8, 4, 8, true, 2.5f}},
+  };
+  for (const auto& [n_experts, params] : routers) {
+    auto gate = weight(DType::BF16, n_experts, hidden);
+    const MoeLayer layer = moe_layer(DType::F8_E4M3, hidden, width, n_experts);
+    Pair bias = activations(1, n_experts, 0.05f), norm = activations(1, hidden);
+    const bool biased = params.topk_method == TopkMethod::NoauxTc;
+    for (const bool with_shared : {false, true})
+      for (const bool nan : {false, true}) {
+        std::vector<float> values = random(size_t(hidden));
+        if (nan) values[0] = std::nanf("");
+        const Pair x{cpu.upload(values, 1, hidden), gpu->upload(values, 1, hidden)};
+        const MoeSublayerWeights host{gate->host, biased ? &bias.host.view : nullptr, layer.host_experts,
+                                      with_shared ? &layer.host_shared : nullptr};
+        const MoeSublayerWeights device{gate->device, biased ? &bias.device.view : nullptr, layer.device_experts,
+                                        with_shared ? &layer.device_shared : nullptr};
+        ASSERT_TRUE(gpu->routes_in_experts(x.device.view, device, params));
+        const std::vector<float> start = random(size_t(hidden));
+        auto run = [&](Backend& be, const Act& in, const MoeSublayerWeights& moe, const Act& norm_weight, bool fused) {
+          ActBuffer out = be.alloc(1, hidden), residual = be.upload(start, 1, hidden), normed = be.alloc(1, hidden);
+          const ResidualNorm then{residual.view, norm_weight, 1e-6f, normed.view};
+          if (fused) {
+            be.moe_add_rmsnorm(in, moe, params, out.view, then);
+          } else {
+            const Routing routing = be.moe_route(in, moe.gate, moe.e_score_correction_bias, params);
+            be.moe_experts_add_rmsnorm(in, routing, moe.experts, moe.shared, out.view, then);
+          }
+          std::vector<float> all(size_t(3 * hidden));
+          for (int i = 0; i < 3; ++i) be.download((i == 0 ? out : i == 1 ? residual : normed).view, all.data() + i * hidden);
+          return all;
+        };
+        const std::vector<float> fused = run(*gpu, x.device.view, device, norm.device.view, true);
+        const std::string what = std::to_string(n_experts) + " experts" + (with_shared ? ", shared FFN" : "");
+        if (nan) continue;  // run() synchronised: its routing read and wrote in range
+        EXPECT_EQ(fused, run(*gpu, x.device.view, device, norm.device.view, false)) << what;
+        const Routing host_routing = cpu.moe_route(x.host.view, gate->host, host.e_score_correction_bias, params);
+        const Routing device_routing = gpu->moe_route(x.device.view, gate->device, device.e_score_correction_bias, params);
+        std::vector<int32_t> ids(size_t(params.top_k));
+        gpu->synchronize();  // the copy below runs on the legacy stream
+        DSV3_CUDA_CHECK(cudaMemcpy(ids.data(), device_routing.expert_ids.data(), ids.size() * 4, cudaMemcpyDeviceToHost));
+        // Near ties may choose otherwise (MoeRoutingAndExpertsMatchTheCpu); then the CPU is not compared.
+        if (!std::equal(ids.begin(), ids.end(), static_cast<const int32_t*>(host_routing.expert_ids.data()))) continue;
+        EXPECT_LE(relative_l2(fused, run(cpu, x.host.view, host, norm.host.view, true)), 1e-5) << what;
+      }
+  }
+}
+
 // A prefill's experts on the grouped tensor-core products, an FP8 shared FFN as one more group of
 // them (every token in order, its output in the combine's shared slots; a BF16 one through
 // cuBLASLt): 10 rows an expert on average at 40 tokens (grouped_few.cu; the shared FFN's 40 rows in

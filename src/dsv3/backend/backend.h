@@ -69,6 +69,14 @@ struct ExpertWeights {
   LinearWeight gate_proj, up_proj, down_proj;
 };
 
+// A MoE sublayer's weights as moe_add_rmsnorm takes them (views; the model owns them).
+struct MoeSublayerWeights {
+  const LinearWeight& gate;
+  const Act* e_score_correction_bias = nullptr;  // or null
+  std::span<const ExpertWeights> experts;
+  const ExpertWeights* shared = nullptr;  // or null
+};
+
 // The experts chosen for each token and their weights: int32 ids and float weights, [n_tokens, top_k].
 struct Routing {
   Buffer expert_ids;
@@ -207,6 +215,13 @@ class Backend {
                                        const ExpertWeights* shared, const Act& out, const ResidualNorm& then) {
     moe_experts(x, routing, experts, shared, out);
     add_rmsnorm(then.residual, out, then.weight, then.eps, then.normed);
+  }
+  // The whole sublayer: moe_route, then moe_experts_add_rmsnorm on its choice, as one op, so that a
+  // backend may route where the experts run instead of handing a Routing from one op to the next.
+  virtual void moe_add_rmsnorm(const Act& x, const MoeSublayerWeights& moe, const RouterParams& params, const Act& out,
+                               const ResidualNorm& then) {
+    const Routing routing = moe_route(x, moe.gate, moe.e_score_correction_bias, params);
+    moe_experts_add_rmsnorm(x, routing, moe.experts, moe.shared, out, then);
   }
 
  private:

@@ -249,9 +249,9 @@ void DeepseekModel::feed_forward(int64_t layer, const Act& h, const Act& out, co
     return;
   }
   const MoEWeights& moe = *lw.moe;
-  const Routing routing =
-      be.moe_route(h, moe.gate, moe.e_score_correction_bias ? &moe.e_score_correction_bias->view : nullptr, router_);
-  be.moe_experts_add_rmsnorm(h, routing, moe.experts, moe.shared_experts ? &*moe.shared_experts : nullptr, out, then);
+  const MoeSublayerWeights weights{moe.gate, moe.e_score_correction_bias ? &moe.e_score_correction_bias->view : nullptr,
+                           moe.experts, moe.shared_experts ? &*moe.shared_experts : nullptr};
+  be.moe_add_rmsnorm(h, weights, router_, out, then);
 }
 
 }  // namespace dsv3

@@ -15,6 +15,7 @@
 #include "dsv3/backend/cuda/device_pool.h"
 #include "dsv3/backend/cuda/gemm.h"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/moe_mma.h"
 #include "dsv3/backend/cuda/step_graphs.h"
 
 namespace dsv3 {
@@ -68,6 +69,12 @@ class CudaBackend final : public Backend {
                    const ExpertWeights* shared, const Act& out) override;
   void moe_experts_add_rmsnorm(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
                                const ExpertWeights* shared, const Act& out, const ResidualNorm& then) override;
+  void moe_add_rmsnorm(const Act& x, const MoeSublayerWeights& moe, const RouterParams& params, const Act& out,
+                       const ResidualNorm& then) override;
+  // Whether moe_add_rmsnorm routes x in the experts' launches (a lone token whose experts, and shared
+  // FFN, stream on tensor cores in the same launches: moe_mma.h, LoneRouting), the gate's launch only
+  // multiplying, where other batches route in the gate's last block or a launch of its own.
+  bool routes_in_experts(const Act& x, const MoeSublayerWeights& moe, const RouterParams& params);
 
   // Host values into fresh device memory (queued on the stream).
   template <typename T>
@@ -105,9 +112,11 @@ class CudaBackend final : public Backend {
   // given), made once per layer.
   const cuda::DeviceWeight* expert_table(std::span<const ExpertWeights> experts, const ExpertWeights* shared);
   // moe_experts, then `then` where given: in the combine's launch for a lone token, where the shared
-  // FFN joined the routed experts' launches.
+  // FFN joined the routed experts' launches. With `lone`, a lone token is routed in the experts'
+  // launches (moe_mma.h), which write routing's weights and the pair slots of routing.plan.
   void run_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
-                   const ExpertWeights* shared, const Act& out, const ResidualNorm* then);
+                   const ExpertWeights* shared, const Act& out, const ResidualNorm* then,
+                   const cuda::LoneRouting* lone = nullptr);
   // out += down(silu(gate x) * up x) of the shared experts, through linear().
   void shared_ffn_add(const Act& x, const ExpertWeights& shared, const Act& out);
   // A step's inputs in one device block laid out as `layout` says, uploaded through the staging ring.

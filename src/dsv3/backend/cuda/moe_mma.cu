@@ -28,6 +28,7 @@
 #include "dsv3/backend/cuda/mma.cuh"
 #include "dsv3/backend/cuda/moe_mma.h"
 #include "dsv3/backend/cuda/moe_passes.cuh"
+#include "dsv3/backend/cuda/route_token.cuh"
 #include "dsv3/backend/cuda/silu.cuh"
 #include "dsv3/backend/cuda/weight_element.cuh"
 
@@ -234,14 +235,50 @@ __device__ inline WarpShare warp_share(int wpr, int64_t cols, int chunk_cols) {
   return {warp / wpr, part, part * per_part, min(n_chunks, (part + 1) * per_part)};
 }
 
+// A block's shared memory under LoneRouting, ahead of its staged tokens: warp 0's routing scratch,
+// then the chosen ids (16-byte groups).
+__host__ __device__ constexpr int lone_routing_groups(int n_experts, int top_k) {
+  return int((route_warp_bytes(n_experts) + size_t(top_k) * sizeof(int32_t) + 15) / 16);
+}
+
+// Warp 0 reads the correction bias into its routing scratch (a weight: before the wait).
+__device__ inline void preload_lone_bias(const LoneRouting& r, uint4* memory) {
+  if (threadIdx.x < 32) preload_bias(r.bias, r.n_experts, route_scratch(reinterpret_cast<char*>(memory), r.n_experts, 0));
+}
+
+// The expert of this row of blocks (a routed one: blockIdx.y < top_k) under LoneRouting: warp 0
+// routes the token from the gate's logits (its bias preloaded). With `writes` (gate_up), block (0, 0)
+// writes the weights and the plan's pair_slot for the combine. Every thread of the block calls it.
+__device__ inline int route_lone_token(const LoneRouting& r, uint4* memory, bool writes) {
+  char* scratch_memory = reinterpret_cast<char*>(memory);
+  int32_t* chosen = reinterpret_cast<int32_t*>(scratch_memory + route_warp_bytes(r.n_experts));
+  writes = writes && blockIdx.x == 0 && blockIdx.y == 0;
+  if (threadIdx.x < 32) {
+    route_token(r.logits, r.n_experts, r.config, route_scratch(scratch_memory, r.n_experts, 0), chosen,
+                writes ? r.weights : nullptr);
+    if (writes)
+      for (int k = int(threadIdx.x); k < r.config.top_k; k += 32) r.pair_slot[k] = k;
+  }
+  __syncthreads();
+  return chosen[blockIdx.y];
+}
+
+// A lone token's slot under LoneRouting: choice y's is y, the shared FFN's top_k.
+__device__ inline int lone_slot(const LoneRouting& r, bool shared_row) {
+  return shared_row ? r.config.top_k : int(blockIdx.y);
+}
+
 // grid and passes as moe.cu's gate_up_kernel (moe_passes.cuh); a warp's tile is 8 rows of gate and
 // up, a block kWarps / wpr tiles, a pass up to pass_tokens (<= 8) slots. kLoneToken: x is one token,
-// which every active FFN takes once (a pass of one slot).
-template <int kAhead, int kMinBlocks, bool kLoneToken>
+// which every active FFN takes once (a pass of one slot). kRoutes (a lone token): the routed blocks
+// route it after their wait (LoneRouting), and the plan is not read.
+template <int kAhead, int kMinBlocks, bool kLoneToken, bool kRoutes>
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     gate_up_mma_kernel(const DeviceWeight* ffns, int wpr, MoePlan plan, int n_ffns, int shared_parts, int pass_tokens,
-                       DeviceMatrix x, float* hidden, int64_t hidden_stride) {
-  extern __shared__ uint4 xs[];
+                       DeviceMatrix x, float* hidden, int64_t hidden_stride, LoneRouting routing) {
+  static_assert(kLoneToken || !kRoutes);
+  extern __shared__ uint4 shared_memory[];
+  uint4* xs = shared_memory + (kRoutes ? lone_routing_groups(routing.n_experts, routing.config.top_k) : 0);
   __shared__ unsigned max_bits[kMaxPassTokens];
   // A lone token is staged before the wait: the MoE's input was written by the launch before the
   // router's (its norm), and without the plan's slots to read, the block multiplies as soon as its
@@ -251,9 +288,11 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   // The shared FFN's blocks know their rows without the router's plan (block_passes reads none for
   // them): they ask for their first chunks before the wait.
   const bool early = int(blockIdx.y) >= int(gridDim.y) - shared_parts;
+  if (kRoutes && !early) preload_lone_bias(routing, shared_memory);
   if (!early) wait_for_inputs();
   const int64_t block_rows = int64_t(kWarps / wpr) * kGateTileRows;
-  const BlockPasses passes = block_passes(plan, n_ffns, shared_parts, block_rows);
+  const BlockPasses passes = kRoutes && !early ? BlockPasses{route_lone_token(routing, shared_memory, true), 0, 1, 0}
+                                               : block_passes(plan, n_ffns, shared_parts, block_rows);
   const int e = passes.expert;
   if (e < 0) return;
   const DeviceWeight& gate = ffns[3 * e];
@@ -269,7 +308,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     wait_for_inputs();
   }
   if (!busy) return;
-  const int first = plan.offsets[e], count = plan.counts[e], s_first = passes.first_pass * pass_tokens;
+  const int first = kRoutes ? lone_slot(routing, early) : plan.offsets[e], count = kRoutes ? 1 : plan.counts[e];
+  const int s_first = passes.first_pass * pass_tokens;
   for (int s0 = s_first; s0 < count; s0 += passes.pass_step * pass_tokens) {
     const int n = min(pass_tokens, count - s0);
     if (!early || s0 != s_first) stream.start();
@@ -294,16 +334,23 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
 // than a routed one, takes shared_parts rows of blocks, each of a part of its rows and with
 // shared_wpr warps a tile, so that its warps have a routed warp's share of the columns.
 // The plan was written two launches ahead (by the router, then came the gate_up product): it is read,
-// and the block's first chunks asked for, before the wait (chained_launch.cuh).
-template <int kAhead, int kMinBlocks>
+// and the block's first chunks asked for, before the wait (chained_launch.cuh). kRoutes (a lone
+// token): so are the router gate's logits, and the routed blocks route the token there
+// (LoneRouting) instead of reading the plan.
+template <int kAhead, int kMinBlocks, bool kRoutes>
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     down_mma_kernel(const DeviceWeight* ffns, int wpr, int shared_wpr, MoePlan plan, int n_ffns, int shared_parts,
-                    int pass_tokens, const float* hidden, int64_t hidden_stride, float* y) {
-  extern __shared__ uint4 xs[];
+                    int pass_tokens, const float* hidden, int64_t hidden_stride, float* y, LoneRouting routing) {
+  extern __shared__ uint4 shared_memory[];
+  uint4* xs = shared_memory + (kRoutes ? lone_routing_groups(routing.n_experts, routing.config.top_k) : 0);
   __shared__ unsigned max_bits[kMaxPassTokens];
-  const int tile_wpr = int(blockIdx.y) >= int(gridDim.y) - shared_parts ? shared_wpr : wpr;
+  const bool shared_row = int(blockIdx.y) >= int(gridDim.y) - shared_parts;
+  const int tile_wpr = shared_row ? shared_wpr : wpr;
   const int64_t block_rows = int64_t(kWarps / tile_wpr) * kDownTileRows;
-  const BlockPasses passes = block_passes(plan, n_ffns, shared_parts, block_rows);
+  if (kRoutes && !shared_row) preload_lone_bias(routing, shared_memory);
+  const BlockPasses passes = kRoutes && !shared_row
+                                 ? BlockPasses{route_lone_token(routing, shared_memory, false), 0, 1, 0}
+                                 : block_passes(plan, n_ffns, shared_parts, block_rows);
   const int e = max(passes.expert, 0);
   const DeviceWeight& down = ffns[3 * e + 2];
   const int64_t rows = down.rows, block_row = passes.row_offset + int64_t(blockIdx.x) * block_rows;
@@ -312,7 +359,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   const int64_t row0 = block_row + int64_t(share.tile) * kDownTileRows;
   TileStream<kAhead> stream{lane_pair(down, min(row0 + g, rows - 1), down, min(row0 + g + 8, rows - 1)), down.cols,
                             down.block_in, share.begin, share.end};
-  const int first = __ldcg(plan.offsets + e), count = __ldcg(plan.counts + e);
+  const int first = kRoutes ? lone_slot(routing, shared_row) : __ldcg(plan.offsets + e);
+  const int count = kRoutes ? 1 : __ldcg(plan.counts + e);
   const int s_first = passes.first_pass * pass_tokens;
   const bool busy = passes.expert >= 0 && block_row < rows && s_first < count;
   if (busy) stream.start();
@@ -337,11 +385,22 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   }
 }
 
-// The kernel, allowed the staging's shared memory (an attribute of the kernel: set once).
+// Experts that LoneRouting's blocks route among (their scratch in shared memory beside the staging).
+constexpr int kMaxLoneRoutedExperts = 1024;
+constexpr size_t kMaxLoneRoutingBytes = size_t(lone_routing_groups(kMaxLoneRoutedExperts, kMaxLoneRoutedExperts)) * 16;
+
+// The kernel, allowed the staging's shared memory and a lone token's routing scratch (an attribute of
+// the kernel: set once).
 template <typename Kernel>
 Kernel allowed_staging(Kernel kernel) {
-  DSV3_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMaxStageBytes)));
+  DSV3_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(kMaxStageBytes + kMaxLoneRoutingBytes)));
   return kernel;
+}
+
+// The shared memory ahead of the staged tokens: LoneRouting's, where the blocks route.
+size_t routing_bytes(const LoneRouting* routing) {
+  return routing ? size_t(lone_routing_groups(routing->n_experts, routing->config.top_k)) * 16 : 0;
 }
 
 // Tokens a pass stages: B's 8 columns, as many as the batch has, as many as fit kMaxStageBytes.
@@ -367,8 +426,10 @@ bool moe_mma_ok(const DeviceWeight& shape) {
 
 bool moe_mma_fits(int64_t cols) { return size_t(stage_stride(cols)) * 16 <= kMaxStageBytes; }
 
+bool lone_routing_fits(int n_experts) { return n_experts <= kMaxLoneRoutedExperts; }
+
 void launch_moe_gate_up_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, MoePlan plan, DeviceMatrix x,
-                            float* hidden, int64_t hidden_stride, cudaStream_t stream) {
+                            float* hidden, int64_t hidden_stride, const LoneRouting* routing, cudaStream_t stream) {
   const DeviceWeight& shape = ffns.gate_shape;
   const int64_t tiles = (shape.rows + kGateTileRows - 1) / kGateTileRows;
   const int64_t shared_tiles = ffns.shared ? (ffns.max_width + kGateTileRows - 1) / kGateTileRows : 0;
@@ -378,14 +439,17 @@ void launch_moe_gate_up_mma(const MoeFfns& ffns, int max_active, int64_t n_token
   const int shared_parts = shared_gate_up_parts(ffns, row_blocks, block_rows);
   const int tokens = pass_tokens(n_tokens, shape.cols);
   const dim3 grid(unsigned(row_blocks), unsigned(max_active + shared_parts));
-  static const auto lone_kernel = allowed_staging(gate_up_mma_kernel<kLoneAhead, kLoneMinBlocks, true>);
-  static const auto kernel = allowed_staging(gate_up_mma_kernel<kAhead, kMinBlocks, false>);
-  launch_chained(lone ? lone_kernel : kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(shape.cols) * 16, stream,
-                 ffns.table, wpr, plan, ffns.n_ffns, shared_parts, tokens, x, hidden, hidden_stride);
+  static const auto lone_kernel = allowed_staging(gate_up_mma_kernel<kLoneAhead, kLoneMinBlocks, true, false>);
+  static const auto routing_kernel = allowed_staging(gate_up_mma_kernel<kLoneAhead, kLoneMinBlocks, true, true>);
+  static const auto kernel = allowed_staging(gate_up_mma_kernel<kAhead, kMinBlocks, false, false>);
+  DSV3_ASSERT(!routing || (lone && lone_routing_fits(routing->n_experts)));
+  launch_chained(routing ? routing_kernel : lone ? lone_kernel : kernel, grid, kWarps * 32,
+                 routing_bytes(routing) + size_t(tokens) * stage_stride(shape.cols) * 16, stream, ffns.table, wpr, plan,
+                 ffns.n_ffns, shared_parts, tokens, x, hidden, hidden_stride, routing ? *routing : LoneRouting{});
 }
 
 void launch_moe_down_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, MoePlan plan, const float* hidden,
-                         int64_t hidden_stride, float* y, cudaStream_t stream) {
+                         int64_t hidden_stride, float* y, const LoneRouting* routing, cudaStream_t stream) {
   const DeviceWeight& shape = ffns.down_shape;
   const int64_t tiles = (shape.rows + kDownTileRows - 1) / kDownTileRows;
   // The shared FFN's down weight is the widest (n_shared_experts routed widths), its rows the hidden
@@ -399,10 +463,14 @@ void launch_moe_down_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, 
   const int64_t block_rows = kWarps / wpr * kDownTileRows;
   const int tokens = pass_tokens(n_tokens, cols);
   const dim3 grid(unsigned((shape.rows + block_rows - 1) / block_rows), unsigned(max_active + shared_parts));
-  static const auto lone_kernel = allowed_staging(down_mma_kernel<kLoneAhead, kLoneMinBlocks>);
-  static const auto kernel = allowed_staging(down_mma_kernel<kAhead, kMinBlocks>);
-  launch_chained(lone ? lone_kernel : kernel, grid, kWarps * 32, size_t(tokens) * stage_stride(cols) * 16, stream,
-                 ffns.table, wpr, shared_wpr, plan, ffns.n_ffns, shared_parts, tokens, hidden, hidden_stride, y);
+  static const auto lone_kernel = allowed_staging(down_mma_kernel<kLoneAhead, kLoneMinBlocks, false>);
+  static const auto routing_kernel = allowed_staging(down_mma_kernel<kLoneAhead, kLoneMinBlocks, true>);
+  static const auto kernel = allowed_staging(down_mma_kernel<kAhead, kMinBlocks, false>);
+  DSV3_ASSERT(!routing || (lone && lone_routing_fits(routing->n_experts)));
+  launch_chained(routing ? routing_kernel : lone ? lone_kernel : kernel, grid, kWarps * 32,
+                 routing_bytes(routing) + size_t(tokens) * stage_stride(cols) * 16, stream,
+                 ffns.table, wpr, shared_wpr, plan, ffns.n_ffns, shared_parts, tokens, hidden, hidden_stride, y,
+                 routing ? *routing : LoneRouting{});
 }
 
 }  // namespace dsv3::cuda
