@@ -250,7 +250,7 @@ void DeepseekModel::feed_forward(int64_t layer, const Act& h, const Act& out, co
   }
   const MoEWeights& moe = *lw.moe;
   const MoeSublayerWeights weights{moe.gate, moe.e_score_correction_bias ? &moe.e_score_correction_bias->view : nullptr,
-                           moe.experts, moe.shared_experts ? &*moe.shared_experts : nullptr};
+                                   moe.experts, moe.shared_experts ? &*moe.shared_experts : nullptr};
   be.moe_add_rmsnorm(h, weights, router_, out, then);
 }
 

@@ -102,7 +102,6 @@ ExpertPaths expert_paths(const Act& x, int64_t top_k, std::span<const ExpertWeig
   return paths;
 }
 
-
 }  // namespace
 
 using cuda::matrix;
@@ -225,7 +224,6 @@ void CudaBackend::moe_experts_add_rmsnorm(const Act& x, const Routing& routing, 
                                           const ExpertWeights* shared, const Act& out, const ResidualNorm& then) {
   run_experts(x, routing, experts, shared, out, &then);
 }
-
 
 void CudaBackend::run_experts(const Act& x, const Routing& routing, std::span<const ExpertWeights> experts,
                               const ExpertWeights* shared, const Act& out, const ResidualNorm* then,

@@ -59,7 +59,7 @@ __device__ inline void preload_bias(const float* bias, int n_experts, RouteScrat
 // weights; the bias is in scratch.choice (preload_bias). The logits are read through L2: other
 // blocks of the launch may have written them (ThenRoute).
 __device__ inline void route_token(const float* row, int n_experts, const RouterConfig& config, RouteScratch scratch,
-                            int32_t* ids, float* weights) {
+                                   int32_t* ids, float* weights) {
   float* score = scratch.score;
   float* choice = scratch.choice;
   float* group_score = scratch.group_score;
