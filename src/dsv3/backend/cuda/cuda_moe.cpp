@@ -21,7 +21,6 @@ namespace {
 // Measured with bench --ops on Moonlight's 64 experts (H100): streaming 0.32 ms at 16 tokens against
 // 0.39 grouped, 0.60 against 0.55 at 32, 2.3 against 0.58 at 128.
 constexpr int64_t kStreamingTokens = 16;
-constexpr int64_t kMaxExperts = 1024;
 // Rows up to which the router's gate streams its weight (linear_small); beyond, one cuBLASLt float32
 // product against a float32 copy of it (the streaming kernel took 68 us a layer at 1024 rows on
 // Moonlight, a 64 x 2048 weight, on an H100).
@@ -29,9 +28,9 @@ constexpr int64_t kStreamedRouterRows = 16;
 
 // The router's rules as its kernels take them; fails for routers they do not take.
 cuda::RouterConfig router_config(int64_t n_experts, const RouterParams& p) {
-  if (n_experts > kMaxExperts || p.n_group > 32)
+  if (n_experts > cuda::kMaxRoutedExperts || p.n_group > 32)
     fail("--device cuda: routing over ", n_experts, " experts in ", p.n_group, " groups is not supported (at most ",
-         kMaxExperts, " experts and 32 groups)");
+         cuda::kMaxRoutedExperts, " experts and 32 groups)");
   cuda::RouterConfig config;
   config.sigmoid = p.scoring_func == ScoringFunc::Sigmoid;
   config.group_rule = p.n_group <= 1 ? 0 : p.topk_method == TopkMethod::NoauxTc ? 1 : p.topk_method == TopkMethod::GroupLimitedGreedy ? 2 : 0;
@@ -195,7 +194,7 @@ bool CudaBackend::routes_in_experts(const Act& x, const MoeSublayerWeights& moe,
   const int64_t n_experts = moe.gate.out_features();
   const ExpertPaths paths = expert_paths(x, p.top_k, moe.experts, moe.shared);
   return x.rows == 1 && paths.gate_up_mma && paths.down_mma && (!moe.shared || paths.fuse_shared) &&
-         p.top_k <= n_experts && cuda::lone_routing_fits(int(n_experts)) && cuda::last_block_norm_fits(1);
+         p.top_k <= n_experts && cuda::last_block_norm_fits(1);
 }
 
 void CudaBackend::moe_add_rmsnorm(const Act& x, const MoeSublayerWeights& moe, const RouterParams& p, const Act& out,

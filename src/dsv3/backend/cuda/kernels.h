@@ -233,6 +233,10 @@ void launch_mla_causal_softmax(const float* scores, int n_heads, int64_t rows, i
 namespace dsv3::cuda {
 
 // DeepSeekMoE (moe.cu).
+// The most experts a layer's router chooses among on the GPU: the router's counting sort keeps a
+// count an expert in shared memory, and so does a lone token's routing in the expert launches
+// (moe_mma.cu). Every DeepSeek V2/V3 model has 64 to 256.
+constexpr int kMaxRoutedExperts = 1024;
 struct RouterConfig {
   bool sigmoid = true;       // else softmax
   int group_rule = 0;        // 0: no groups, 1: V3 (sum of a group's top 2), 2: V2 (a group's best)

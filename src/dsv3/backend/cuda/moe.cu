@@ -17,7 +17,6 @@
 namespace dsv3::cuda {
 namespace {
 
-constexpr int kMaxExperts = 1024;
 constexpr int kTokens = 8;  // tokens of one expert multiplied per pass over its weight
 // Rows of a lane group (row_dots.cuh): gate_up's are kGateRows rows of the gate and the same rows of
 // the up projection, so that one group has both halves of its hidden values.
@@ -82,7 +81,7 @@ __device__ int2 scan_experts(const int* count, int n_experts, int* offset, int32
 // The block's counting sort of the pairs by expert (MoePlan), the shared FFN's entry last. ids may
 // be in shared memory.
 __device__ void plan_pairs(const int32_t* ids, int64_t n_pairs, int top_k, int n_experts, MoePlan plan) {
-  __shared__ int count[kMaxExperts + 1], offset[kMaxExperts + 2];
+  __shared__ int count[kMaxRoutedExperts + 1], offset[kMaxRoutedExperts + 2];
   const int64_t n_tokens = n_pairs / top_k;
   for (int e = threadIdx.x; e < n_experts; e += blockDim.x) count[e] = 0;
   __syncthreads();
@@ -148,7 +147,7 @@ __global__ void route_plan_kernel(const float* logits, int n_experts, const floa
 struct ThenRoute {
   static constexpr bool kLastBlock = true;
   static constexpr int kThreads = kRowWarps * 32;  // linear_small's blocks
-  static constexpr int kBiasPerThread = kMaxExperts / kThreads;
+  static constexpr int kBiasPerThread = kMaxRoutedExperts / kThreads;
   struct Early {
     float bias[kBiasPerThread];
   };
@@ -376,7 +375,7 @@ void launch_moe_plan(const int32_t* ids, int64_t n_pairs, int top_k, int n_exper
 // One warp a token in a block, the routing scratch of all of them and the sort's counters in the
 // default 48 KB of shared memory.
 bool moe_route_plan_fits(int64_t n, int n_experts, int top_k) {
-  constexpr size_t kSortBytes = (2 * size_t(kMaxExperts) + 3) * sizeof(int) + 32 * sizeof(int2);
+  constexpr size_t kSortBytes = (2 * size_t(kMaxRoutedExperts) + 3) * sizeof(int) + 32 * sizeof(int2);
   return n >= 1 && n <= 32 && route_plan_scratch_bytes(n, n_experts, top_k) + kSortBytes <= 48 * 1024;
 }
 

@@ -385,9 +385,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   }
 }
 
-// Experts that LoneRouting's blocks route among (their scratch in shared memory beside the staging).
-constexpr int kMaxLoneRoutedExperts = 1024;
-constexpr size_t kMaxLoneRoutingBytes = size_t(lone_routing_groups(kMaxLoneRoutedExperts, kMaxLoneRoutedExperts)) * 16;
+// LoneRouting's scratch in shared memory beside the staging, for the most experts a router takes.
+constexpr size_t kMaxLoneRoutingBytes = size_t(lone_routing_groups(kMaxRoutedExperts, kMaxRoutedExperts)) * 16;
 
 // The kernel, allowed the staging's shared memory and a lone token's routing scratch (an attribute of
 // the kernel: set once).
@@ -426,8 +425,6 @@ bool moe_mma_ok(const DeviceWeight& shape) {
 
 bool moe_mma_fits(int64_t cols) { return size_t(stage_stride(cols)) * 16 <= kMaxStageBytes; }
 
-bool lone_routing_fits(int n_experts) { return n_experts <= kMaxLoneRoutedExperts; }
-
 void launch_moe_gate_up_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, MoePlan plan, DeviceMatrix x,
                             float* hidden, int64_t hidden_stride, const LoneRouting* routing, cudaStream_t stream) {
   const DeviceWeight& shape = ffns.gate_shape;
@@ -442,7 +439,7 @@ void launch_moe_gate_up_mma(const MoeFfns& ffns, int max_active, int64_t n_token
   static const auto lone_kernel = allowed_staging(gate_up_mma_kernel<kLoneAhead, kLoneMinBlocks, true, false>);
   static const auto routing_kernel = allowed_staging(gate_up_mma_kernel<kLoneAhead, kLoneMinBlocks, true, true>);
   static const auto kernel = allowed_staging(gate_up_mma_kernel<kAhead, kMinBlocks, false, false>);
-  DSV3_ASSERT(!routing || (lone && lone_routing_fits(routing->n_experts)));
+  DSV3_ASSERT(!routing || (lone && routing->n_experts <= kMaxRoutedExperts));
   launch_chained(routing ? routing_kernel : lone ? lone_kernel : kernel, grid, kWarps * 32,
                  routing_bytes(routing) + size_t(tokens) * stage_stride(shape.cols) * 16, stream, ffns.table, wpr, plan,
                  ffns.n_ffns, shared_parts, tokens, x, hidden, hidden_stride, routing ? *routing : LoneRouting{});
@@ -466,7 +463,7 @@ void launch_moe_down_mma(const MoeFfns& ffns, int max_active, int64_t n_tokens, 
   static const auto lone_kernel = allowed_staging(down_mma_kernel<kLoneAhead, kLoneMinBlocks, false>);
   static const auto routing_kernel = allowed_staging(down_mma_kernel<kLoneAhead, kLoneMinBlocks, true>);
   static const auto kernel = allowed_staging(down_mma_kernel<kAhead, kMinBlocks, false>);
-  DSV3_ASSERT(!routing || (lone && lone_routing_fits(routing->n_experts)));
+  DSV3_ASSERT(!routing || (lone && routing->n_experts <= kMaxRoutedExperts));
   launch_chained(routing ? routing_kernel : lone ? lone_kernel : kernel, grid, kWarps * 32,
                  routing_bytes(routing) + size_t(tokens) * stage_stride(cols) * 16, stream,
                  ffns.table, wpr, shared_wpr, plan, ffns.n_ffns, shared_parts, tokens, hidden, hidden_stride, y,

@@ -26,8 +26,6 @@ struct LoneRouting {
   float* weights = nullptr;  // [top_k]
   int32_t* pair_slot = nullptr;  // [top_k]
 };
-// Whether launches of this many experts can route in their blocks (their scratch in shared memory).
-bool lone_routing_fits(int n_experts);
 
 // As launch_moe_gate_up and launch_moe_down (kernels.h), for batches of n_tokens. With `routing`
 // (one token, max_active its top_k), the blocks route it themselves and `plan` is not read.
