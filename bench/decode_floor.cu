@@ -6,9 +6,10 @@
 //    128 bytes contiguous, 64 a lane), with `ahead` chunks a lane in flight and `work` dependent FMAs
 //    a chunk standing for its products; and a plain read of every byte, many loads in flight, as the
 //    ceiling of any order;
-//  - hand-offs: a launch of small blocks that reads what the launch before wrote, launched plainly and
-//    chained (programmatic dependent launch, chained_launch.cuh), both replayed from a CUDA graph, and
-//    a grid barrier inside one persistent launch (one word, every block adding and spinning on it).
+//  - hand-offs: a launch of small blocks that reads what the launch before wrote, launched plainly,
+//    chained (programmatic dependent launch, chained_launch.cuh), and chained but waiting by polling
+//    memory (hop_polled), all replayed from a CUDA graph, and a grid barrier inside one persistent
+//    launch (one word, every block adding and spinning on it).
 // Every stream reads 4 sets of weights in turn (more than L2 holds), and each time is the median of
 // 21 replays (of a graph of 8 launches; of a launch of 1000 barriers).
 //
@@ -102,13 +103,61 @@ __global__ void read_all(const uint4* weights, int64_t n_vectors, unsigned* sink
   sink[int64_t(blockIdx.x) * blockDim.x + threadIdx.x] = folded;
 }
 
-// One hand-off: each block reads the word the block after it wrote in the launch before.
+// One hand-off: each block reads the word the block after it wrote in the launch before. The words
+// count launches: launch L reads L from slot (L + 1) % 2 and writes L + 1 to slot L % 2.
 template <bool kChained>
 __global__ void hop(unsigned* words, int step) {
   if constexpr (kChained) wait_for_inputs();
   if (threadIdx.x != 0) return;
   const unsigned n = gridDim.x, from = (step + 1) % 2, to = step % 2;
   words[to * n + blockIdx.x] = __ldcg(words + from * n + (blockIdx.x + 1) % n) + 1;
+}
+
+__device__ inline unsigned load_relaxed(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+// How a chained launch can wait other than by griddepcontrol.wait (which waits for the whole launch
+// ahead to end and its memory to be flushed): by polling memory, once the launch ahead's blocks have
+// all started (the attribute lets this launch start then; each block lets the next start once past
+// its wait, as wait_for_inputs() does).
+//  - kCounted: each block of the launch ahead fences its writes and adds 1 to one count; a block
+//    polls the count until every block ahead has added, then reads the words (two round trips after
+//    the writes: the fence and count, then the poll and read).
+//  - kWordsAsFlags: the words are their own flags (NCCL's low-latency protocol): a block polls every
+//    word of the launch ahead until each holds the count it expects, one round trip after the writes.
+// Either way every block waits for every block ahead, as a product's blocks wait for all of its input.
+// What launch L expects, L, is one more than what this block wrote two launches ago.
+enum class Poll { kCounted, kWordsAsFlags };
+
+template <Poll kPoll>
+__global__ void hop_polled(unsigned* words, unsigned* count, int step) {
+  const unsigned n = gridDim.x, from = (step + 1) % 2, to = step % 2;
+  const unsigned expected = __ldcg(words + to * n + blockIdx.x) + 1;
+  if constexpr (kPoll == Poll::kCounted) {
+    if (threadIdx.x == 0)
+      while (load_relaxed(count) - expected * n > 0x7fffffffu) __nanosleep(0);  // count < expected * n
+    __syncthreads();
+  } else {
+    bool all_there;
+    do {
+      bool mine = true;
+      for (unsigned b = threadIdx.x; b < n; b += blockDim.x) mine &= load_relaxed(words + from * n + b) == expected;
+      all_there = __syncthreads_and(mine);
+    } while (!all_there);
+  }
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  if (threadIdx.x != 0) return;
+  const unsigned got = __ldcg(words + from * n + (blockIdx.x + 1) % n);
+  if constexpr (kPoll == Poll::kCounted) {
+    words[to * n + blockIdx.x] = got + 1;
+    __threadfence();
+    atomicAdd(count, 1u);
+  } else {
+    asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(words + to * n + blockIdx.x), "r"(got + 1) : "memory");
+  }
 }
 
 // n_barriers grid barriers in one launch of co-resident blocks: a count that only grows, from `base`
@@ -212,6 +261,20 @@ double time_hops(cudaStream_t stream, unsigned blocks, unsigned* words) {
   });
 }
 
+// The words as launch -2 and -1 left them (slot 0 all ~0u, slot 1 all 0) and a count of 0, so that
+// the polled hops' launch L finds L where it expects it.
+void reset_hops(unsigned* words, unsigned* count, unsigned blocks) {
+  DSV3_CUDA_CHECK(cudaMemset(words, 0xff, blocks * sizeof(unsigned)));
+  DSV3_CUDA_CHECK(cudaMemset(words + blocks, 0, blocks * sizeof(unsigned)));
+  DSV3_CUDA_CHECK(cudaMemset(count, 0, sizeof(unsigned)));
+}
+
+template <Poll kPoll>
+double time_polled_hops(cudaStream_t stream, unsigned blocks, unsigned* words, unsigned* count) {
+  reset_hops(words, count, blocks);
+  return median_launch_us(stream, [&](int i) { launch_chained(hop_polled<kPoll>, blocks, 128, 0, stream, words, count, i); });
+}
+
 double time_barriers(cudaStream_t stream, unsigned blocks, unsigned* count) {
   constexpr int kBarriers = 1000;
   DSV3_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(unsigned), stream));
@@ -232,12 +295,17 @@ void run() {
   const unsigned sms = unsigned(props.multiProcessorCount);
 
   unsigned* words;
-  DSV3_CUDA_CHECK(cudaMalloc(&words, size_t(2) * 4 * sms * sizeof(unsigned)));
-  DSV3_CUDA_CHECK(cudaMemset(words, 0, size_t(2) * 4 * sms * sizeof(unsigned)));
+  DSV3_CUDA_CHECK(cudaMalloc(&words, (size_t(2) * 4 * sms + 1) * sizeof(unsigned)));
+  DSV3_CUDA_CHECK(cudaMemset(words, 0, (size_t(2) * 4 * sms + 1) * sizeof(unsigned)));
+  unsigned* const count = words + 2 * 4 * sms;
   std::printf("\nhand-offs, us each:\n");
   for (unsigned blocks : {sms, 2 * sms, 4 * sms}) {
     const double plain = time_hops<false>(stream, blocks, words), chained = time_hops<true>(stream, blocks, words);
-    std::printf("  %4u blocks: plain launch %5.2f  chained launch %5.2f\n", blocks, plain, chained);
+    const double counted = time_polled_hops<Poll::kCounted>(stream, blocks, words, count);
+    const double flagged = time_polled_hops<Poll::kWordsAsFlags>(stream, blocks, words, count);
+    std::printf("  %4u blocks: plain launch %5.2f  chained launch %5.2f  chained, polling a count %5.2f  chained, "
+                "polling the words %5.2f\n",
+                blocks, plain, chained, counted, flagged);
   }
   for (unsigned blocks : {sms, 2 * sms})
     std::printf("  %4u blocks: grid barrier in one launch %5.2f\n", blocks, time_barriers(stream, blocks, words));
