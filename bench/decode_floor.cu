@@ -9,9 +9,11 @@
 //  - hand-offs: a launch of small blocks that reads what the launch before wrote, launched plainly,
 //    chained (programmatic dependent launch, chained_launch.cuh), and chained but waiting by polling
 //    memory (hop_polled), all replayed from a CUDA graph, and a grid barrier inside one persistent
-//    launch (one word, every block adding and spinning on it).
+//    launch (one word, every block adding and spinning on it);
+//  - a persistent layer's overlap: a layer's chain of barriers in one warp of each block while the
+//    other warps stream the bytes the layer reads outside its routed experts, against each alone.
 // Every stream reads 4 sets of weights in turn (more than L2 holds), and each time is the median of
-// 21 replays (of a graph of 8 launches; of a launch of 1000 barriers).
+// 21 replays (of a graph of 8 launches; of a launch of 1000 barriers; of one launch).
 //
 //   build/bench/dsv3_decode_floor
 #include <cuda_runtime.h>
@@ -87,11 +89,10 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
   sink[tile * 32 + lane] = folded;
 }
 
-// Every 16-byte vector once, 4 independent loads in flight a thread.
-__global__ void read_all(const uint4* weights, int64_t n_vectors, unsigned* sink) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+// Vectors first, first + stride, ... of n_vectors folded together, 4 independent loads in flight.
+__device__ inline unsigned fold_vectors(const uint4* weights, int64_t n_vectors, int64_t first, int64_t stride) {
   unsigned folded = 0;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n_vectors; i += 4 * stride) {
+  for (int64_t i = first; i < n_vectors; i += 4 * stride) {
     uint4 v[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j)
@@ -100,7 +101,13 @@ __global__ void read_all(const uint4* weights, int64_t n_vectors, unsigned* sink
 #pragma unroll
     for (int j = 0; j < 4; ++j) folded ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
   }
-  sink[int64_t(blockIdx.x) * blockDim.x + threadIdx.x] = folded;
+  return folded;
+}
+
+// Every 16-byte vector once.
+__global__ void read_all(const uint4* weights, int64_t n_vectors, unsigned* sink) {
+  const int64_t thread = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  sink[thread] = fold_vectors(weights, n_vectors, thread, int64_t(gridDim.x) * blockDim.x);
 }
 
 // One hand-off: each block reads the word the block after it wrote in the launch before. The words
@@ -160,21 +167,45 @@ __global__ void hop_polled(unsigned* words, unsigned* count, int step) {
   }
 }
 
-// n_barriers grid barriers in one launch of co-resident blocks: a count that only grows, from `base`
-// (what the launches before left in it).
+// One thread's arrival at grid barrier `i` (from 1) of a launch of co-resident blocks, and its wait
+// for every block's: a count that only grows, from `base` (what the launches before left in it).
+__device__ inline void arrive_and_wait(unsigned* count, unsigned base, int i) {
+  __threadfence();
+  atomicAdd(count, 1u);
+  const unsigned target = base + unsigned(i) * gridDim.x;
+  unsigned seen;
+  do asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count));
+  while (seen < target);
+}
+
+// n_barriers grid barriers in one launch.
 __global__ void barriers(unsigned* count, unsigned base, int n_barriers) {
   for (int i = 1; i <= n_barriers; ++i) {
     __syncthreads();
-    if (threadIdx.x == 0) {
-      __threadfence();
-      atomicAdd(count, 1u);
-      const unsigned target = base + unsigned(i) * gridDim.x;
-      unsigned seen;
-      do asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count));
-      while (seen < target);
-    }
+    if (threadIdx.x == 0) arrive_and_wait(count, base, i);
     __syncthreads();
   }
+}
+
+// What a persistent layer would count on: that its chain of dependent steps runs while the same
+// blocks stream weights. One block an SM; warp 0 of each goes through n_barriers grid barriers (a
+// batch-1 layer's dependent steps) while the other warps read n_vectors of weights; either may be
+// none.
+constexpr int kOverlapThreads = 1024;
+
+__global__ void __launch_bounds__(kOverlapThreads)
+    barriers_beside_stream(unsigned* count, unsigned base, int n_barriers, const uint4* weights, int64_t n_vectors,
+                           unsigned* sink) {
+  if (threadIdx.x < 32) {
+    for (int i = 1; i <= n_barriers; ++i) {
+      if (threadIdx.x == 0) arrive_and_wait(count, base, i);
+      __syncwarp();
+    }
+    return;
+  }
+  const int64_t streamers = int64_t(gridDim.x) * (blockDim.x - 32);
+  const int64_t thread = int64_t(blockIdx.x) * (blockDim.x - 32) + threadIdx.x - 32;
+  sink[thread] = fold_vectors(weights, n_vectors, thread, streamers);
 }
 
 __global__ void fill_bytes(uint8_t* p, int64_t n, uint32_t seed) {
@@ -286,6 +317,22 @@ double time_barriers(cudaStream_t stream, unsigned blocks, unsigned* count) {
   });
 }
 
+// Median microseconds of one launch of barriers_beside_stream on `blocks` blocks, each replay reading
+// the next of `sets`.
+double time_overlap(cudaStream_t stream, unsigned blocks, unsigned* count, int n_barriers,
+                    const std::vector<uint8_t*>& sets, int64_t bytes, unsigned* sink) {
+  DSV3_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(unsigned), stream));
+  return median_us(stream, 1, [&](int r) {
+    unsigned base = unsigned(r) * unsigned(n_barriers) * blocks;
+    int n = n_barriers;
+    const uint4* weights = reinterpret_cast<const uint4*>(sets[r % kWeightSets]);
+    int64_t n_vectors = bytes / 16;
+    void* args[] = {&count, &base, &n, &weights, &n_vectors, &sink};
+    DSV3_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(barriers_beside_stream), blocks,
+                                                kOverlapThreads, args, 0, stream));
+  });
+}
+
 void run() {
   cudaDeviceProp props{};
   DSV3_CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
@@ -339,6 +386,19 @@ void run() {
       time_stream<Order::kTileMajor, 2>(stream, layer, sets, work, sink, "tile-major", hop_us);
       time_stream<Order::kTileMajor, 4>(stream, layer, sets, work, sink, "tile-major", hop_us);
     }
+  }
+  // A Moonlight batch-1 layer's 11 dependent launches as barriers, beside the bytes the layer reads
+  // outside its routed experts: 16.6 MB (q_proj, kv_a, kv_b, o_proj, the router's gate, the cache
+  // rows), and those with the shared FFN's 17.3 MB. Each time includes one plain launch.
+  constexpr int kLayerSteps = 11;
+  std::printf("\npersistent layer (one launch of %u blocks of %d threads; warp 0 the barriers), us:\n", sms,
+              kOverlapThreads);
+  const double chain = time_overlap(stream, sms, count, kLayerSteps, sets, 0, sink);
+  for (const int64_t bytes : {int64_t(16'600'000), int64_t(33'900'000)}) {
+    const double alone = time_overlap(stream, sms, count, 0, sets, bytes, sink);
+    const double both = time_overlap(stream, sms, count, kLayerSteps, sets, bytes, sink);
+    std::printf("  %d barriers %6.2f  reading %4.1f MB %6.2f  both %6.2f  (the two apart, added: %6.2f)\n", kLayerSteps,
+                chain, bytes / 1e6, alone, both, chain + alone);
   }
   for (uint8_t* s : sets) DSV3_CUDA_CHECK(cudaFree(s));
   DSV3_CUDA_CHECK(cudaFree(sink));
