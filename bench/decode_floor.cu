@@ -293,16 +293,17 @@ double time_hops(cudaStream_t stream, unsigned blocks, unsigned* words) {
 }
 
 // The words as launch -2 and -1 left them (slot 0 all ~0u, slot 1 all 0) and a count of 0, so that
-// the polled hops' launch L finds L where it expects it.
-void reset_hops(unsigned* words, unsigned* count, unsigned blocks) {
-  DSV3_CUDA_CHECK(cudaMemset(words, 0xff, blocks * sizeof(unsigned)));
-  DSV3_CUDA_CHECK(cudaMemset(words + blocks, 0, blocks * sizeof(unsigned)));
-  DSV3_CUDA_CHECK(cudaMemset(count, 0, sizeof(unsigned)));
+// the polled hops' launch L finds L where it expects it. On the stream: the legacy stream's memsets
+// are not ordered with this non-blocking one.
+void reset_hops(cudaStream_t stream, unsigned* words, unsigned* count, unsigned blocks) {
+  DSV3_CUDA_CHECK(cudaMemsetAsync(words, 0xff, blocks * sizeof(unsigned), stream));
+  DSV3_CUDA_CHECK(cudaMemsetAsync(words + blocks, 0, blocks * sizeof(unsigned), stream));
+  DSV3_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(unsigned), stream));
 }
 
 template <Poll kPoll>
 double time_polled_hops(cudaStream_t stream, unsigned blocks, unsigned* words, unsigned* count) {
-  reset_hops(words, count, blocks);
+  reset_hops(stream, words, count, blocks);
   return median_launch_us(stream, [&](int i) { launch_chained(hop_polled<kPoll>, blocks, 128, 0, stream, words, count, i); });
 }
 
