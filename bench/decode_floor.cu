@@ -27,15 +27,19 @@
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/cuda_check.h"
 #include "dsv3/backend/cuda/weight_element.cuh"
+#include "floor_timing.cuh"
 
 namespace {
 
 using dsv3::cuda::launch_chained;
 using dsv3::cuda::load_weight_vector;
 using dsv3::cuda::wait_for_inputs;
+using dsv3::floor::arrive_and_wait;
+using dsv3::floor::fill_bytes;
+using dsv3::floor::median_us;
 
 constexpr int kWarps = 4, kTileRows = 16, kChunkCols = 128;
-constexpr int kWeightSets = 4, kLaunchesPerReplay = 8, kReplays = 21;
+constexpr int kWeightSets = 4, kLaunchesPerReplay = 8;
 
 enum class Order { kRowPairs, kTileMajor };
 
@@ -167,17 +171,6 @@ __global__ void hop_polled(unsigned* words, unsigned* count, int step) {
   }
 }
 
-// One thread's arrival at grid barrier `i` (from 1) of a launch of co-resident blocks, and its wait
-// for every block's: a count that only grows, from `base` (what the launches before left in it).
-__device__ inline void arrive_and_wait(unsigned* count, unsigned base, int i) {
-  __threadfence();
-  atomicAdd(count, 1u);
-  const unsigned target = base + unsigned(i) * gridDim.x;
-  unsigned seen;
-  do asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count));
-  while (seen < target);
-}
-
 // n_barriers grid barriers in one launch.
 __global__ void barriers(unsigned* count, unsigned base, int n_barriers) {
   for (int i = 1; i <= n_barriers; ++i) {
@@ -206,37 +199,6 @@ __global__ void __launch_bounds__(kOverlapThreads)
   const int64_t streamers = int64_t(gridDim.x) * (blockDim.x - 32);
   const int64_t thread = int64_t(blockIdx.x) * (blockDim.x - 32) + threadIdx.x - 32;
   sink[thread] = fold_vectors(weights, n_vectors, thread, streamers);
-}
-
-__global__ void fill_bytes(uint8_t* p, int64_t n, uint32_t seed) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
-    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
-    p[i] = uint8_t(h & 0x77);  // finite FP8 e4m3 codes
-  }
-}
-
-// The median, over kReplays, of the microseconds enqueue(r) takes on the stream, divided by `per`;
-// enqueue(0) warms up untimed, replays are 1..kReplays.
-double median_us(cudaStream_t stream, int per, const std::function<void(int)>& enqueue) {
-  cudaEvent_t start, stop;
-  DSV3_CUDA_CHECK(cudaEventCreate(&start));
-  DSV3_CUDA_CHECK(cudaEventCreate(&stop));
-  enqueue(0);
-  std::vector<double> us;
-  for (int r = 1; r <= kReplays; ++r) {
-    DSV3_CUDA_CHECK(cudaEventRecord(start, stream));
-    enqueue(r);
-    DSV3_CUDA_CHECK(cudaEventRecord(stop, stream));
-    DSV3_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0.0f;
-    DSV3_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    us.push_back(1e3 * ms / per);
-  }
-  std::sort(us.begin(), us.end());
-  DSV3_CUDA_CHECK(cudaEventDestroy(start));
-  DSV3_CUDA_CHECK(cudaEventDestroy(stop));
-  return us[us.size() / 2];
 }
 
 // Median microseconds of one launch of `record` (kLaunchesPerReplay of them captured in a graph).

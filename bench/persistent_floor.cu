@@ -1,0 +1,289 @@
+// What a persistent batch-1 decode kernel could reach on this GPU, measured apart from the model
+// (bench/RESULTS.md compares it with the engine's launches): Moonlight's MoE layers as one launch of
+// one block an SM, in the manner of a "megakernel". In each block:
+//  - warp 0 is the producer: it walks the layers' steps in order and asks for its block's slice of
+//    each step's weights by bulk copies (cp.async.bulk, completing on an mbarrier) into a ring of
+//    shared-memory slots, as far ahead as free slots allow, across steps and layers. Weights do not
+//    depend on the token, so it never waits on the chain, except for a step's routed experts, whose
+//    addresses the layer's router decides: those it asks for only after the router's step;
+//  - the other warps are the chain: a step waits for every block's previous step (a grid barrier),
+//    reads what the previous step wrote (a dependent L2 round trip), folds its slots as they fill
+//    (standing for the products) and frees them, writes its output and arrives at the next barrier.
+// A step's time is then the larger of its bytes and its chain, not their sum, if the ring keeps the
+// bytes coming while the chain waits. The same launch with no bytes (the chain alone) and with no
+// barriers (the ring alone) says how far each is from the whole.
+//
+//   build/bench/dsv3_persistent_floor
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#include "dsv3/backend/cuda/cuda_check.h"
+#include "floor_timing.cuh"
+
+namespace {
+
+using dsv3::floor::fill_bytes;
+using dsv3::floor::median_us;
+using dsv3::floor::wait_for_count;
+
+constexpr int kThreads = 512, kChainThreads = kThreads - 32, kChainWarps = kChainThreads / 32;
+constexpr int kSlotBytes = 16 * 1024, kSlots = 12;
+constexpr int kSteps = 11, kRouterStep = 7;
+constexpr int kWeightSets = 4;  // layers read these in turn: more bytes than L2 holds
+
+// A Moonlight MoE layer's 11 dependent steps at batch 1 (FP8 weights), as the engine launches them:
+// the bytes any time may ask for, and those of the 6 routed experts, known once the router has run.
+struct Step {
+  const char* name;
+  int64_t any_bytes, routed_bytes;
+};
+constexpr Step kLayer[kSteps] = {
+    {"q_proj and kv_a", 2048 * (3072 + 576), 0},
+    {"rope and cache", 0, 0},
+    {"absorb (kv_b's keys)", 16 * 128 * 512, 0},
+    {"attention (1K float32 rows)", 1024 * 576 * 4, 0},
+    {"merge", 0, 0},
+    {"unabsorb (kv_b's values)", 16 * 128 * 512, 0},
+    {"o_proj", 2048 * 2048, 0},
+    {"router gate (float32)", 64 * 2048 * 4, 0},
+    {"gate_up (shared; routed)", 2 * 2816 * 2048, 6 * 2 * 1408 * 2048},
+    {"down (shared; routed)", 2048 * 2816, 6 * 2048 * 1408},
+    {"combine and norm", 0, 0},
+};
+
+struct Plan {
+  const uint8_t* sets[kWeightSets];
+  int64_t any_offset[kSteps], routed_offset[kSteps];  // in a set
+  int64_t any_slice[kSteps], routed_slice[kSteps];    // a block's bytes, multiples of 16
+  int layers;
+  bool chain;  // grid barriers between steps (false: the ring alone)
+  bool gated;  // routed bytes asked for only after the router's step
+};
+
+__device__ inline uint32_t shared_address(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+__device__ inline void mbarrier_init(uint64_t* bar, unsigned arrivals) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_address(bar)), "r"(arrivals) : "memory");
+}
+__device__ inline void mbarrier_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(shared_address(bar)) : "memory");
+}
+__device__ inline void mbarrier_expect_bytes(uint64_t* bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_address(bar)), "r"(bytes)
+               : "memory");
+}
+// Until the barrier's phase of parity `parity` has completed.
+__device__ inline void mbarrier_wait(uint64_t* bar, unsigned parity) {
+  unsigned done;
+  do
+    asm volatile(
+        "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+        : "=r"(done)
+        : "r"(shared_address(bar)), "r"(parity)
+        : "memory");
+  while (!done);
+}
+// `bytes` (a multiple of 16) from global to shared memory, counted on `bar` as they land.
+__device__ inline void bulk_copy(void* dst, const void* src, unsigned bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                   shared_address(dst)),
+               "l"(src), "r"(bytes), "r"(shared_address(bar))
+               : "memory");
+}
+__device__ inline void chain_sync() { asm volatile("bar.sync 1, %0;" ::"n"(kChainThreads) : "memory"); }
+
+// The ring: slot k % kSlots holds the k-th chunk a block asks for; `full` completes when it has
+// landed, `empty` when every chain warp is done with it.
+struct Ring {
+  uint64_t full[kSlots], empty[kSlots];
+};
+
+template <typename Visit>
+__device__ inline void for_each_chunk(int64_t slice, Visit&& visit) {
+  for (int64_t at = 0; at < slice; at += kSlotBytes) visit(at, unsigned(min(int64_t(kSlotBytes), slice - at)));
+}
+
+__device__ void produce(const Plan& plan, Ring& ring, uint8_t* slots, const unsigned* count, unsigned base) {
+  unsigned k = 0;
+  for (int layer = 0; layer < plan.layers; ++layer)
+    for (int s = 0; s < kSteps; ++s)
+      for (int part = 0; part < 2; ++part) {
+        const bool routed = part == 1;
+        const int64_t slice = routed ? plan.routed_slice[s] : plan.any_slice[s];
+        if (slice == 0) continue;
+        if (routed && plan.gated && plan.chain)
+          wait_for_count(count, base + unsigned(layer * kSteps + kRouterStep + 1) * gridDim.x);
+        const uint8_t* src = plan.sets[layer % kWeightSets] + (routed ? plan.routed_offset[s] : plan.any_offset[s]) +
+                             int64_t(blockIdx.x) * slice;
+        for_each_chunk(slice, [&](int64_t at, unsigned bytes) {
+          const unsigned slot = k % kSlots;
+          if (k >= kSlots) mbarrier_wait(&ring.empty[slot], (k / kSlots - 1) & 1);
+          mbarrier_expect_bytes(&ring.full[slot], bytes);
+          bulk_copy(slots + size_t(slot) * kSlotBytes, src + at, bytes, &ring.full[slot]);
+          ++k;
+        });
+      }
+}
+
+// The chain warps: step after step, the barrier, the previous outputs, the slots, the outputs.
+__device__ unsigned chain(const Plan& plan, Ring& ring, const uint8_t* slots, unsigned* count, unsigned base,
+                          unsigned* outputs) {
+  const int t = threadIdx.x - 32, warp = t / 32, lane = t % 32;
+  const unsigned n_outputs = gridDim.x * kChainWarps;
+  unsigned k = 0, folded = 0;
+  for (int layer = 0; layer < plan.layers; ++layer)
+    for (int s = 0; s < kSteps; ++s) {
+      const int g = layer * kSteps + s;  // barriers passed before this step
+      if (plan.chain && g > 0) {
+        if (t == 0) wait_for_count(count, base + unsigned(g) * gridDim.x);
+        chain_sync();
+        folded ^= __ldcg(outputs + (g - 1) % 2 * n_outputs + (blockIdx.x * kChainThreads + t) % n_outputs);
+      }
+      for (int part = 0; part < 2; ++part)
+        for_each_chunk(part == 1 ? plan.routed_slice[s] : plan.any_slice[s], [&](int64_t, unsigned bytes) {
+          const unsigned slot = k % kSlots;
+          mbarrier_wait(&ring.full[slot], (k / kSlots) & 1);
+          const uint4* v = reinterpret_cast<const uint4*>(slots + size_t(slot) * kSlotBytes);
+          for (unsigned i = t; i < bytes / 16; i += kChainThreads) folded ^= v[i].x ^ v[i].y ^ v[i].z ^ v[i].w;
+          __syncwarp();
+          if (lane == 0) mbarrier_arrive(&ring.empty[slot]);
+          ++k;
+        });
+      if (plan.chain) {
+        if (lane == 0) outputs[g % 2 * n_outputs + blockIdx.x * kChainWarps + warp] = folded;
+        chain_sync();
+        if (t == 0) {
+          __threadfence();
+          atomicAdd(count, 1u);
+        }
+      }
+    }
+  return folded;
+}
+
+__global__ void __launch_bounds__(kThreads, 1)
+    persistent_layers(const Plan plan, unsigned* count, unsigned base, unsigned* outputs, unsigned* sink) {
+  extern __shared__ __align__(128) uint8_t slots[];
+  __shared__ Ring ring;
+  if (threadIdx.x < kSlots) {
+    mbarrier_init(&ring.full[threadIdx.x], 1);
+    mbarrier_init(&ring.empty[threadIdx.x], kChainWarps);
+  }
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    if (threadIdx.x == 0) produce(plan, ring, slots, count, base);
+    return;
+  }
+  const unsigned folded = chain(plan, ring, slots, count, base, outputs);
+  sink[blockIdx.x * kChainThreads + threadIdx.x - 32] = folded;
+}
+
+__global__ void read_all(const uint4* weights, int64_t n_vectors, unsigned* sink) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x, first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  unsigned folded = 0;
+  for (int64_t i = first; i < n_vectors; i += stride) {
+    const uint4 v = __ldcs(weights + i);
+    folded ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  sink[first] = folded;
+}
+
+int64_t slice_of(int64_t bytes, unsigned blocks) { return (bytes + 16 * blocks - 1) / (16 * blocks) * 16; }
+
+void run() {
+  cudaDeviceProp props{};
+  DSV3_CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
+  const unsigned blocks = unsigned(props.multiProcessorCount);
+  std::printf("device: %s, %u SMs, L2 %d MB\n", props.name, blocks, props.l2CacheSize >> 20);
+  cudaStream_t stream;
+  DSV3_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+
+  Plan plan{};
+  int64_t set_bytes = 0, layer_bytes = 0;
+  for (int s = 0; s < kSteps; ++s) {
+    plan.any_slice[s] = slice_of(kLayer[s].any_bytes, blocks);
+    plan.routed_slice[s] = slice_of(kLayer[s].routed_bytes, blocks);
+    plan.any_offset[s] = set_bytes;
+    set_bytes += plan.any_slice[s] * blocks;
+    plan.routed_offset[s] = set_bytes;
+    set_bytes += plan.routed_slice[s] * blocks;
+    layer_bytes += kLayer[s].any_bytes + kLayer[s].routed_bytes;
+  }
+  std::vector<uint8_t*> sets(kWeightSets);
+  for (int i = 0; i < kWeightSets; ++i) {
+    DSV3_CUDA_CHECK(cudaMalloc(&sets[i], size_t(set_bytes)));
+    fill_bytes<<<4 * blocks, 256, 0, stream>>>(sets[i], set_bytes, 977u * i + 1);
+    DSV3_CUDA_CHECK(cudaGetLastError());
+    plan.sets[i] = sets[i];
+  }
+  unsigned *count, *outputs, *sink;
+  const size_t sink_words = std::max<size_t>(size_t(blocks) * kThreads, size_t(set_bytes / 16));
+  DSV3_CUDA_CHECK(cudaMalloc(&count, sizeof(unsigned)));
+  DSV3_CUDA_CHECK(cudaMalloc(&outputs, 2 * size_t(blocks) * kChainWarps * sizeof(unsigned)));
+  DSV3_CUDA_CHECK(cudaMalloc(&sink, sink_words * sizeof(unsigned)));
+  DSV3_CUDA_CHECK(cudaMemsetAsync(outputs, 0, 2 * size_t(blocks) * kChainWarps * sizeof(unsigned), stream));
+  DSV3_CUDA_CHECK(cudaStreamSynchronize(stream));
+
+  // Copy bandwidth's stand-in: every byte of the 4 sets read once by a plain wide launch.
+  const double read_us = median_us(stream, 1, [&](int r) {
+    read_all<<<4 * blocks, 512, 0, stream>>>(reinterpret_cast<const uint4*>(sets[r % kWeightSets]), set_bytes / 16,
+                                             sink);
+    DSV3_CUDA_CHECK(cudaGetLastError());
+  });
+  const double tbps = set_bytes / read_us / 1e6;
+  std::printf("a layer's weights: %.1f MB (%.1f MB as %u slices); read once by a plain launch: %.2f us, %.2f TB/s\n",
+              layer_bytes / 1e6, set_bytes / 1e6, blocks, read_us, tbps);
+
+  const int shared_bytes = kSlots * kSlotBytes;
+  DSV3_CUDA_CHECK(cudaFuncSetAttribute(persistent_layers, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
+  constexpr int kLayers = 26;  // Moonlight's MoE layers
+  auto time_layers = [&](bool bytes, bool chain, bool gated) {
+    Plan p = plan;
+    p.layers = kLayers, p.chain = chain, p.gated = gated;
+    if (!bytes)
+      for (int s = 0; s < kSteps; ++s) p.any_slice[s] = p.routed_slice[s] = 0;
+    DSV3_CUDA_CHECK(cudaMemsetAsync(count, 0, sizeof(unsigned), stream));
+    return median_us(stream, kLayers, [&](int r) {
+      unsigned base = unsigned(r) * kLayers * kSteps * blocks;
+      void* args[] = {&p, &count, &base, &outputs, &sink};
+      DSV3_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(persistent_layers), blocks, kThreads, args,
+                                                  size_t(shared_bytes), stream));
+    });
+  };
+  const double layer_floor = set_bytes / tbps / 1e6;
+  std::printf("\n%d layers in one launch of %u blocks x %d threads, a ring of %d x %d KB; us a layer:\n", kLayers, blocks,
+              kThreads, kSlots, kSlotBytes / 1024);
+  std::printf("  the bytes at the plain launch's rate      %7.2f\n", layer_floor);
+  const double ring = time_layers(true, false, false), barriers = time_layers(false, true, false);
+  const double gated = time_layers(true, true, true), ungated = time_layers(true, true, false);
+  std::printf("  the ring alone (no barriers)              %7.2f  (%.0f%% of the rate)\n", ring,
+              100 * layer_floor / ring);
+  std::printf("  the chain alone (%d barriers, no bytes)   %7.2f\n", kSteps, barriers);
+  std::printf("  both, routed bytes after the router       %7.2f  (%.0f%% of the rate)\n", gated,
+              100 * layer_floor / gated);
+  std::printf("  both, routed bytes whenever               %7.2f  (%.0f%% of the rate)\n", ungated,
+              100 * layer_floor / ungated);
+
+  for (uint8_t* s : sets) DSV3_CUDA_CHECK(cudaFree(s));
+  DSV3_CUDA_CHECK(cudaFree(count));
+  DSV3_CUDA_CHECK(cudaFree(outputs));
+  DSV3_CUDA_CHECK(cudaFree(sink));
+  DSV3_CUDA_CHECK(cudaStreamDestroy(stream));
+}
+
+}  // namespace
+
+int main() {
+  try {
+    run();
+  } catch (const dsv3::Error& e) {
+    std::fprintf(stderr, "dsv3_persistent_floor: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
