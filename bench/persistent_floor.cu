@@ -22,10 +22,13 @@
 #include <vector>
 
 #include "dsv3/backend/cuda/cuda_check.h"
+#include "dsv3/backend/cuda/weight_element.cuh"
 #include "floor_timing.cuh"
 
 namespace {
 
+using dsv3::DType;
+using dsv3::cuda::WeightVector;
 using dsv3::floor::fill_bytes;
 using dsv3::floor::median_us;
 using dsv3::floor::wait_for_count;
@@ -129,7 +132,28 @@ __device__ void produce(const Plan& plan, Ring& ring, uint8_t* slots, const unsi
       }
 }
 
+// What a chain thread makes of a 16-byte vector of FP8 weights: with kProducts, its 16 products
+// with an input x as the engine's batch-1 kernels do them (widened to float32, multiplied, summed);
+// without, only its bits folded in.
+template <bool kProducts>
+__device__ inline unsigned consume(const uint4& w, float x, unsigned folded) {
+  if constexpr (kProducts) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int g = 0; g < 4; ++g) {
+      float f[4];
+      WeightVector<DType::F8_E4M3>::widen(w, g, f);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) sum = fmaf(f[j], x, sum);
+    }
+    return folded ^ __float_as_uint(sum);
+  } else {
+    return folded ^ w.x ^ w.y ^ w.z ^ w.w;
+  }
+}
+
 // The chain warps: step after step, the barrier, the previous outputs, the slots, the outputs.
+template <bool kProducts>
 __device__ unsigned chain(const Plan& plan, Ring& ring, const uint8_t* slots, unsigned* count, unsigned base,
                           unsigned* outputs) {
   const int t = threadIdx.x - 32, warp = t / 32, lane = t % 32;
@@ -143,12 +167,13 @@ __device__ unsigned chain(const Plan& plan, Ring& ring, const uint8_t* slots, un
         chain_sync();
         folded ^= __ldcg(outputs + (g - 1) % 2 * n_outputs + (blockIdx.x * kChainThreads + t) % n_outputs);
       }
+      const float x = __uint_as_float((folded & 0x007fffffu) | 0x3f800000u);  // in [1, 2)
       for (int part = 0; part < 2; ++part)
         for_each_chunk(part == 1 ? plan.routed_slice[s] : plan.any_slice[s], [&](int64_t, unsigned bytes) {
           const unsigned slot = k % kSlots;
           mbarrier_wait(&ring.full[slot], (k / kSlots) & 1);
           const uint4* v = reinterpret_cast<const uint4*>(slots + size_t(slot) * kSlotBytes);
-          for (unsigned i = t; i < bytes / 16; i += kChainThreads) folded ^= v[i].x ^ v[i].y ^ v[i].z ^ v[i].w;
+          for (unsigned i = t; i < bytes / 16; i += kChainThreads) folded = consume<kProducts>(v[i], x, folded);
           __syncwarp();
           if (lane == 0) mbarrier_arrive(&ring.empty[slot]);
           ++k;
@@ -165,6 +190,7 @@ __device__ unsigned chain(const Plan& plan, Ring& ring, const uint8_t* slots, un
   return folded;
 }
 
+template <bool kProducts>
 __global__ void __launch_bounds__(kThreads, 1)
     persistent_layers(const Plan plan, unsigned* count, unsigned base, unsigned* outputs, unsigned* sink) {
   extern __shared__ __align__(128) uint8_t slots[];
@@ -179,7 +205,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) produce(plan, ring, slots, count, base);
     return;
   }
-  const unsigned folded = chain(plan, ring, slots, count, base, outputs);
+  const unsigned folded = chain<kProducts>(plan, ring, slots, count, base, outputs);
   sink[blockIdx.x * kChainThreads + threadIdx.x - 32] = folded;
 }
 
@@ -240,9 +266,11 @@ void run() {
               layer_bytes / 1e6, set_bytes / 1e6, blocks, read_us, tbps);
 
   const int shared_bytes = kSlots * kSlotBytes;
-  DSV3_CUDA_CHECK(cudaFuncSetAttribute(persistent_layers, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
+  for (const void* kernel : {reinterpret_cast<const void*>(persistent_layers<false>),
+                             reinterpret_cast<const void*>(persistent_layers<true>)})
+    DSV3_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
   constexpr int kLayers = 26;  // Moonlight's MoE layers
-  auto time_layers = [&](bool bytes, bool chain, bool gated) {
+  auto time_layers = [&](bool bytes, bool chain, bool gated, bool products = false) {
     Plan p = plan;
     p.layers = kLayers, p.chain = chain, p.gated = gated;
     if (!bytes)
@@ -251,8 +279,9 @@ void run() {
     return median_us(stream, kLayers, [&](int r) {
       unsigned base = unsigned(r) * kLayers * kSteps * blocks;
       void* args[] = {&p, &count, &base, &outputs, &sink};
-      DSV3_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(persistent_layers), blocks, kThreads, args,
-                                                  size_t(shared_bytes), stream));
+      const void* kernel = products ? reinterpret_cast<const void*>(persistent_layers<true>)
+                                    : reinterpret_cast<const void*>(persistent_layers<false>);
+      DSV3_CUDA_CHECK(cudaLaunchCooperativeKernel(kernel, blocks, kThreads, args, size_t(shared_bytes), stream));
     });
   };
   const double layer_floor = set_bytes / tbps / 1e6;
@@ -261,6 +290,7 @@ void run() {
   std::printf("  the bytes at the plain launch's rate      %7.2f\n", layer_floor);
   const double ring = time_layers(true, false, false), barriers = time_layers(false, true, false);
   const double gated = time_layers(true, true, true), ungated = time_layers(true, true, false);
+  const double products = time_layers(true, true, true, true);
   std::printf("  the ring alone (no barriers)              %7.2f  (%.0f%% of the rate)\n", ring,
               100 * layer_floor / ring);
   std::printf("  the chain alone (%d barriers, no bytes)   %7.2f\n", kSteps, barriers);
@@ -268,6 +298,8 @@ void run() {
               100 * layer_floor / gated);
   std::printf("  both, routed bytes whenever               %7.2f  (%.0f%% of the rate)\n", ungated,
               100 * layer_floor / ungated);
+  std::printf("  both, routed after the router, products   %7.2f  (%.0f%% of the rate)\n", products,
+              100 * layer_floor / products);
 
   for (uint8_t* s : sets) DSV3_CUDA_CHECK(cudaFree(s));
   DSV3_CUDA_CHECK(cudaFree(count));
