@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "dsv3/backend/cuda/bulk_copy.cuh"
 #include "dsv3/backend/cuda/cuda_check.h"
 #include "dsv3/backend/cuda/weight_element.cuh"
 #include "floor_timing.cuh"
@@ -28,6 +29,11 @@
 namespace {
 
 using dsv3::DType;
+using dsv3::cuda::bulk_copy;
+using dsv3::cuda::mbarrier_arrive;
+using dsv3::cuda::mbarrier_arrive_expecting;
+using dsv3::cuda::mbarrier_init;
+using dsv3::cuda::mbarrier_wait;
 using dsv3::cuda::WeightVector;
 using dsv3::floor::fill_bytes;
 using dsv3::floor::median_us;
@@ -67,36 +73,6 @@ struct Plan {
   bool gated;  // routed bytes asked for only after the router's step
 };
 
-__device__ inline uint32_t shared_address(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-
-__device__ inline void mbarrier_init(uint64_t* bar, unsigned arrivals) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_address(bar)), "r"(arrivals) : "memory");
-}
-__device__ inline void mbarrier_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(shared_address(bar)) : "memory");
-}
-__device__ inline void mbarrier_expect_bytes(uint64_t* bar, unsigned bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_address(bar)), "r"(bytes)
-               : "memory");
-}
-// Until the barrier's phase of parity `parity` has completed.
-__device__ inline void mbarrier_wait(uint64_t* bar, unsigned parity) {
-  unsigned done;
-  do
-    asm volatile(
-        "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-        : "=r"(done)
-        : "r"(shared_address(bar)), "r"(parity)
-        : "memory");
-  while (!done);
-}
-// `bytes` (a multiple of 16) from global to shared memory, counted on `bar` as they land.
-__device__ inline void bulk_copy(void* dst, const void* src, unsigned bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                   shared_address(dst)),
-               "l"(src), "r"(bytes), "r"(shared_address(bar))
-               : "memory");
-}
 __device__ inline void chain_sync() { asm volatile("bar.sync 1, %0;" ::"n"(kChainThreads) : "memory"); }
 
 // The ring: slot k % kSlots holds the k-th chunk a block asks for; `full` completes when it has
@@ -125,7 +101,7 @@ __device__ void produce(const Plan& plan, Ring& ring, uint8_t* slots, const unsi
         for_each_chunk(slice, [&](int64_t at, unsigned bytes) {
           const unsigned slot = k % kSlots;
           if (k >= kSlots) mbarrier_wait(&ring.empty[slot], (k / kSlots - 1) & 1);
-          mbarrier_expect_bytes(&ring.full[slot], bytes);
+          mbarrier_arrive_expecting(&ring.full[slot], bytes);
           bulk_copy(slots + size_t(slot) * kSlotBytes, src + at, bytes, &ring.full[slot]);
           ++k;
         });
@@ -199,7 +175,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     mbarrier_init(&ring.full[threadIdx.x], 1);
     mbarrier_init(&ring.empty[threadIdx.x], kChainWarps);
   }
-  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  dsv3::cuda::mbarrier_init_fence();
   __syncthreads();
   if (threadIdx.x < 32) {
     if (threadIdx.x == 0) produce(plan, ring, slots, count, base);
