@@ -371,12 +371,4 @@ void run() {
 
 }  // namespace
 
-int main() {
-  try {
-    run();
-  } catch (const dsv3::Error& e) {
-    std::fprintf(stderr, "dsv3_decode_floor: %s\n", e.what());
-    return 1;
-  }
-  return 0;
-}
+int main() { return dsv3::floor::run_reporting_errors("dsv3_decode_floor", run); }

@@ -1,11 +1,12 @@
 // What bench/decode_floor.cu and bench/persistent_floor.cu share: the median time of a replayed
-// piece of work on a stream, weights of random finite FP8 codes, and a grid barrier's arrival.
+// piece of work on a stream, weights of random finite FP8 codes, a grid barrier's arrival, and main.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <vector>
 
@@ -59,6 +60,17 @@ __device__ inline void arrive_and_wait(unsigned* count, unsigned base, int i) {
   __threadfence();
   atomicAdd(count, 1u);
   wait_for_count(count, base + unsigned(i) * gridDim.x);
+}
+
+// A floor binary's main: run(), a failed CUDA call reported as one line and exit status 1.
+inline int run_reporting_errors(const char* binary, void (*run)()) {
+  try {
+    run();
+  } catch (const dsv3::Error& e) {
+    std::fprintf(stderr, "%s: %s\n", binary, e.what());
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace dsv3::floor

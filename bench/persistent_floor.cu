@@ -29,15 +29,8 @@
 namespace {
 
 using dsv3::DType;
-using dsv3::cuda::bulk_copy;
-using dsv3::cuda::mbarrier_arrive;
-using dsv3::cuda::mbarrier_arrive_expecting;
-using dsv3::cuda::mbarrier_init;
-using dsv3::cuda::mbarrier_wait;
-using dsv3::cuda::WeightVector;
-using dsv3::floor::fill_bytes;
-using dsv3::floor::median_us;
-using dsv3::floor::wait_for_count;
+using namespace dsv3::cuda;   // the bulk copies, their barriers and FP8 widening
+using namespace dsv3::floor;  // the timing, the weights' fill and the barrier count
 
 constexpr int kThreads = 512, kChainThreads = kThreads - 32, kChainWarps = kChainThreads / 32;
 constexpr int kSlotBytes = 16 * 1024, kSlots = 12;
@@ -286,12 +279,4 @@ void run() {
 
 }  // namespace
 
-int main() {
-  try {
-    run();
-  } catch (const dsv3::Error& e) {
-    std::fprintf(stderr, "dsv3_persistent_floor: %s\n", e.what());
-    return 1;
-  }
-  return 0;
-}
+int main() { return dsv3::floor::run_reporting_errors("dsv3_persistent_floor", run); }
