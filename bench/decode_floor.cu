@@ -36,7 +36,9 @@ using dsv3::cuda::load_weight_vector;
 using dsv3::cuda::wait_for_inputs;
 using dsv3::floor::arrive_and_wait;
 using dsv3::floor::fill_bytes;
+using dsv3::floor::fold_vectors;
 using dsv3::floor::median_us;
+using dsv3::floor::read_all;
 
 constexpr int kWarps = 4, kTileRows = 16, kChunkCols = 128;
 constexpr int kWeightSets = 4, kLaunchesPerReplay = 8;
@@ -91,27 +93,6 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
       ask(u, c0 + u + kAhead);
     }
   sink[tile * 32 + lane] = folded;
-}
-
-// Vectors first, first + stride, ... of n_vectors folded together, 4 independent loads in flight.
-__device__ inline unsigned fold_vectors(const uint4* weights, int64_t n_vectors, int64_t first, int64_t stride) {
-  unsigned folded = 0;
-  for (int64_t i = first; i < n_vectors; i += 4 * stride) {
-    uint4 v[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-      v[j] = i + j * stride < n_vectors ? load_weight_vector(reinterpret_cast<const uint8_t*>(weights + i + j * stride))
-                                        : make_uint4(0, 0, 0, 0);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) folded ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
-  }
-  return folded;
-}
-
-// Every 16-byte vector once.
-__global__ void read_all(const uint4* weights, int64_t n_vectors, unsigned* sink) {
-  const int64_t thread = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  sink[thread] = fold_vectors(weights, n_vectors, thread, int64_t(gridDim.x) * blockDim.x);
 }
 
 // One hand-off: each block reads the word the block after it wrote in the launch before. The words

@@ -40,21 +40,20 @@ constexpr int kWeightSets = 4;  // layers read these in turn: more bytes than L2
 // A Moonlight MoE layer's 11 dependent steps at batch 1 (FP8 weights), as the engine launches them:
 // the bytes any time may ask for, and those of the 6 routed experts, known once the router has run.
 struct Step {
-  const char* name;
   int64_t any_bytes, routed_bytes;
 };
 constexpr Step kLayer[kSteps] = {
-    {"q_proj and kv_a", 2048 * (3072 + 576), 0},
-    {"rope and cache", 0, 0},
-    {"absorb (kv_b's keys)", 16 * 128 * 512, 0},
-    {"attention (1K float32 rows)", 1024 * 576 * 4, 0},
-    {"merge", 0, 0},
-    {"unabsorb (kv_b's values)", 16 * 128 * 512, 0},
-    {"o_proj", 2048 * 2048, 0},
-    {"router gate (float32)", 64 * 2048 * 4, 0},
-    {"gate_up (shared; routed)", 2 * 2816 * 2048, 6 * 2 * 1408 * 2048},
-    {"down (shared; routed)", 2048 * 2816, 6 * 2048 * 1408},
-    {"combine and norm", 0, 0},
+    {2048 * (3072 + 576), 0},                  // q_proj and kv_a
+    {0, 0},                                    // rope and cache
+    {16 * 128 * 512, 0},                       // absorb (kv_b's keys)
+    {1024 * 576 * 4, 0},                       // attention (1K float32 cache rows)
+    {0, 0},                                    // merge
+    {16 * 128 * 512, 0},                       // unabsorb (kv_b's values)
+    {2048 * 2048, 0},                          // o_proj
+    {64 * 2048 * 4, 0},                        // router gate (float32)
+    {2 * 2816 * 2048, 6 * 2 * 1408 * 2048},    // gate_up: shared; routed
+    {2048 * 2816, 6 * 2048 * 1408},            // down: shared; routed
+    {0, 0},                                    // combine and norm
 };
 
 struct Plan {
@@ -150,10 +149,7 @@ __device__ unsigned chain(const Plan& plan, Ring& ring, const uint8_t* slots, un
       if (plan.chain) {
         if (lane == 0) outputs[g % 2 * n_outputs + blockIdx.x * kChainWarps + warp] = folded;
         chain_sync();
-        if (t == 0) {
-          __threadfence();
-          atomicAdd(count, 1u);
-        }
+        if (t == 0) arrive_at_count(count);
       }
     }
   return folded;
@@ -176,16 +172,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   const unsigned folded = chain<kProducts>(plan, ring, slots, count, base, outputs);
   sink[blockIdx.x * kChainThreads + threadIdx.x - 32] = folded;
-}
-
-__global__ void read_all(const uint4* weights, int64_t n_vectors, unsigned* sink) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x, first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  unsigned folded = 0;
-  for (int64_t i = first; i < n_vectors; i += stride) {
-    const uint4 v = __ldcs(weights + i);
-    folded ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  sink[first] = folded;
 }
 
 int64_t slice_of(int64_t bytes, unsigned blocks) { return (bytes + 16 * blocks - 1) / (16 * blocks) * 16; }
@@ -224,7 +210,7 @@ void run() {
   DSV3_CUDA_CHECK(cudaMemsetAsync(outputs, 0, 2 * size_t(blocks) * kChainWarps * sizeof(unsigned), stream));
   DSV3_CUDA_CHECK(cudaStreamSynchronize(stream));
 
-  // Copy bandwidth's stand-in: every byte of the 4 sets read once by a plain wide launch.
+  // Copy bandwidth's stand-in: every byte of a set read once by a plain wide launch.
   const double read_us = median_us(stream, 1, [&](int r) {
     read_all<<<4 * blocks, 512, 0, stream>>>(reinterpret_cast<const uint4*>(sets[r % kWeightSets]), set_bytes / 16,
                                              sink);
