@@ -135,7 +135,7 @@ int run_bench(const Args& args) {
 
   // The cache grows during the timed steps: count the mean context.
   const double bytes_per_token =
-      decode_bytes_per_token(model->weights(), config, prompt_len + decode_len / 2, model->backend().name());
+      decode_bytes_per_token(model->weights(), config, prompt_len + decode_len / 2, model->backend().cache_value_bytes());
   const double tokens_per_s = double(decode_len) / decode_s;
   const double prefill_flop_rate = prefill_flops(model->weights(), config, prompt_len) / prefill_s;
   const double bound_tokens_per_s = bandwidth / bytes_per_token;

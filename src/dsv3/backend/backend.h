@@ -106,6 +106,8 @@ class Backend {
   virtual ActBuffer upload(std::span<const float> values, int64_t rows, int64_t cols) = 0;
   virtual void download(const Act& src, float* dst) = 0;  // rows * cols floats, row-major
   virtual Buffer alloc_cache(const LatentCacheLayout& layout) = 0;
+  // Bytes of one cached value: what decode attention reads a value (float32 on the CPU, BF16 on CUDA).
+  virtual int64_t cache_value_bytes() const = 0;
   // A stored weight where this backend's ops read it: the CPU reads it in place (memory-mapped);
   // CUDA copies it to device memory once and returns a view of the copy, owned by the backend.
   virtual TensorView place(const TensorView& stored) { return stored; }

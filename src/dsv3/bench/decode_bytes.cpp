@@ -10,7 +10,7 @@ double ffn_bytes(const ExpertWeights& w) {
 }  // namespace
 
 double decode_bytes_per_token(const ModelWeights& weights, const ModelConfig& config, int64_t context_tokens,
-                              const std::string& backend) {
+                              int64_t cache_value_bytes) {
   double bytes = double(config.hidden_size * int64_t(dtype_bytes(weights.embed_tokens.dtype)));  // one embedding row
   for (const LayerWeights& layer : weights.layers) {
     const AttentionWeights& a = layer.self_attn;
@@ -25,9 +25,8 @@ double decode_bytes_per_token(const ModelWeights& weights, const ModelConfig& co
     }
   }
   bytes += double(weights.lm_head.n_bytes());
-  const double cache_elem_bytes = backend == "cpu" ? 4.0 : 2.0;
-  bytes += double(config.num_hidden_layers * context_tokens * (config.kv_lora_rank + config.qk_rope_head_dim)) *
-           cache_elem_bytes;
+  bytes += double(config.num_hidden_layers * context_tokens * (config.kv_lora_rank + config.qk_rope_head_dim) *
+                  cache_value_bytes);
   return bytes;
 }
 

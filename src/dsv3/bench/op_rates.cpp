@@ -79,7 +79,7 @@ OpRate time_mla_decode(DeepseekModel& model, int64_t items, int64_t context) {
     backend.mla_decode(shape, q.view, kv_b_proj, cache, layout, 0, {in[0], in[1], items}, out.view);
   });
   return {"MLA decode, " + std::to_string(items) + " x " + std::to_string(context) + " tokens",
-          double(items * context * layout.row_width()) * sizeof(float), seconds};
+          double(items * context * layout.row_width() * backend.cache_value_bytes()), seconds};
 }
 
 namespace {

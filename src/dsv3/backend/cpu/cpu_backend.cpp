@@ -43,7 +43,7 @@ void CpuBackend::download(const Act& src, float* dst) {
 }
 
 Buffer CpuBackend::alloc_cache(const LatentCacheLayout& layout) {
-  return cpu::host_alloc(size_t(layout.n_layers * layout.layer_elems()) * sizeof(float));
+  return cpu::host_alloc(size_t(layout.n_layers * layout.layer_elems() * cache_value_bytes()));
 }
 
 void CpuBackend::embed(const TensorView& table, const Indices& indices, const Act& fed, const Act& out) {

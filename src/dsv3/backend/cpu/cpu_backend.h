@@ -14,6 +14,7 @@ class CpuBackend final : public Backend {
   ActBuffer upload(std::span<const float> values, int64_t rows, int64_t cols) override;
   void download(const Act& src, float* dst) override;
   Buffer alloc_cache(const LatentCacheLayout& layout) override;
+  int64_t cache_value_bytes() const override { return sizeof(float); }
   double measure_read_bandwidth() override;
 
   void embed(const TensorView& table, const Indices& ids, const Act& fed, const Act& out) override;

@@ -164,7 +164,7 @@ void CudaBackend::download(const Act& src, float* dst) {
 }
 
 Buffer CudaBackend::alloc_cache(const LatentCacheLayout& layout) {
-  return cuda::device_alloc(size_t(layout.n_layers * layout.layer_elems()) * sizeof(float), "the latent KV cache");
+  return cuda::device_alloc(size_t(layout.n_layers * layout.layer_elems() * cache_value_bytes()), "the latent KV cache");
 }
 
 TensorView CudaBackend::place(const TensorView& stored) {

@@ -31,6 +31,7 @@ class CudaBackend final : public Backend {
   ActBuffer upload(std::span<const float> values, int64_t rows, int64_t cols) override;
   void download(const Act& src, float* dst) override;
   Buffer alloc_cache(const LatentCacheLayout& layout) override;
+  int64_t cache_value_bytes() const override { return sizeof(cuda::CacheValue); }
   TensorView place(const TensorView& stored) override;
 
   void launch_step(std::optional<uint64_t> replay_key, std::span<const std::vector<int32_t>> inputs,

@@ -19,7 +19,8 @@ cuda::MlaDims dims_of(const MlaShape& s) {
 }
 
 cuda::DeviceCacheLayer cache_layer(const Buffer& cache, const LatentCacheLayout& layout, int64_t layer) {
-  return {static_cast<float*>(cache.data()) + layer * layout.layer_elems(), layout.page_size, layout.row_width()};
+  return {static_cast<cuda::CacheValue*>(cache.data()) + layer * layout.layer_elems(), layout.page_size,
+          layout.row_width()};
 }
 
 }  // namespace

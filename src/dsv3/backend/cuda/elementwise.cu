@@ -112,7 +112,7 @@ __global__ void mla_rope_and_cache_kernel(MlaDims dims, DeviceMatrix q, DeviceMa
   wait_for_inputs();
   float* kv_row = kv.data + blockIdx.x * kv.stride;
   float* q_row = q.data + blockIdx.x * q.stride;
-  float* cached = cache.data + int64_t(slots[blockIdx.x]) * cache.row_width;
+  CacheValue* cached = cache.data + int64_t(slots[blockIdx.x]) * cache.row_width;
   const float position = float(positions[blockIdx.x]);
   // Each pair's rotation, worked out once for k_pe and every head (block_sum's barrier publishes them).
   static_assert(kMaxRopePairs <= kThreads);
@@ -132,14 +132,14 @@ __global__ void mla_rope_and_cache_kernel(MlaDims dims, DeviceMatrix q, DeviceMa
 #pragma unroll
   for (int j = 0; j < kLatentValues; ++j) {
     const int c = threadIdx.x + j * kThreads;
-    if (c < dims.d_c) cached[c] = kv_row[c] = w[j] * (v[j] * inv_rms);
+    if (c < dims.d_c) cached[c] = __float2bfloat16_rn(kv_row[c] = w[j] * (v[j] * inv_rms));
   }
   for (int c = threadIdx.x + kLatentValues * kThreads; c < dims.d_c; c += blockDim.x)
-    cached[c] = kv_row[c] = kv_norm[c] * (kv_row[c] * inv_rms);
+    cached[c] = __float2bfloat16_rn(kv_row[c] = kv_norm[c] * (kv_row[c] * inv_rms));
   for (int i = threadIdx.x; i < n_pairs; i += blockDim.x) {
     float* pair = kv_row + dims.d_c + 2 * i;
     rotate(pair, rotations[i]);
-    cached[dims.d_c + 2 * i] = pair[0], cached[dims.d_c + 2 * i + 1] = pair[1];
+    cached[dims.d_c + 2 * i] = __float2bfloat16_rn(pair[0]), cached[dims.d_c + 2 * i + 1] = __float2bfloat16_rn(pair[1]);
   }
   // The heads' q_pe, kBatch pairs a thread loaded before any is stored (a pair at a time waited out a
   // memory latency each).
@@ -164,23 +164,24 @@ __global__ void mla_rope_and_cache_kernel(MlaDims dims, DeviceMatrix q, DeviceMa
   }
 }
 
-__device__ float* cache_row(DeviceCacheLayer cache, const int32_t* block_table, int64_t position) {
+__device__ const CacheValue* cache_row(DeviceCacheLayer cache, const int32_t* block_table, int64_t position) {
   const int64_t page = block_table[position / cache.page_size];
   return cache.data + (page * cache.page_size + position % cache.page_size) * cache.row_width;
 }
 
+// Rows are rounded to BF16 (to nearest even) as they are cached.
 __global__ void cache_write_kernel(DeviceCacheLayer cache, const int32_t* slots, DeviceMatrix rows) {
   wait_for_inputs();
-  float* dst = cache.data + int64_t(slots[blockIdx.x]) * cache.row_width;
+  CacheValue* dst = cache.data + int64_t(slots[blockIdx.x]) * cache.row_width;
   const float* src = rows.data + blockIdx.x * rows.stride;
-  for (int64_t c = threadIdx.x; c < cache.row_width; c += blockDim.x) dst[c] = src[c];
+  for (int64_t c = threadIdx.x; c < cache.row_width; c += blockDim.x) dst[c] = __float2bfloat16_rn(src[c]);
 }
 
 __global__ void cache_gather_kernel(DeviceCacheLayer cache, const int32_t* block_table, DeviceMatrix out) {
   wait_for_inputs();
-  const float* src = cache_row(cache, block_table, blockIdx.x);
+  const CacheValue* src = cache_row(cache, block_table, blockIdx.x);
   float* dst = out.data + blockIdx.x * out.stride;
-  for (int64_t c = threadIdx.x; c < cache.row_width; c += blockDim.x) dst[c] = src[c];
+  for (int64_t c = threadIdx.x; c < cache.row_width; c += blockDim.x) dst[c] = __bfloat162float(src[c]);
 }
 
 __global__ void read_probe_kernel(const uint4* data, size_t n, float* sink) {

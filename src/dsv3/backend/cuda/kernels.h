@@ -2,6 +2,7 @@
 // pointers and a stream, check nothing about ownership, and queue work without synchronising.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -41,9 +42,13 @@ struct DeviceWeight {
   int64_t block_out = 128, block_in = 128;
 };
 
-// One layer of the paged latent cache: pages of page_size rows of row_width floats.
+// The latent cache's values: BF16, the dtype the reference model caches c_kv and k_pe in. Half the
+// bytes of float32 for decode attention to read, and twice the tokens in the same memory.
+using CacheValue = __nv_bfloat16;
+
+// One layer of the paged latent cache: pages of page_size rows of row_width CacheValues.
 struct DeviceCacheLayer {
-  float* data = nullptr;
+  CacheValue* data = nullptr;
   int64_t page_size = 0, row_width = 0;
 };
 

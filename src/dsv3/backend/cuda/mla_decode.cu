@@ -28,7 +28,7 @@ constexpr int kHeadGroup = 8;
 // Cache rows a step. Sixteen, not 32: a one-token step's context of 1K rows is then 2 x 68 blocks
 // of one tile each, where 2 x 34 blocks of 32 rows left half the SMs idle.
 constexpr int kTile = 16;
-// Four warps; two blocks an SM (q and two tiles of the widest rows, 640 floats: 101 KiB a block).
+// Four warps; two blocks an SM (q and two tiles of the widest rows, 640 values: 62 KiB a block).
 constexpr int kThreads = kHeadGroup * kTile, kBlocksPerSm = 2;
 constexpr int kMaxColsPerThread = (kMaxDecodeLatent + kThreads - 1) / kThreads;
 constexpr int kLanesPerHead = kTile;  // the softmax phase: a lane a row
@@ -125,7 +125,8 @@ __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(Mla
 
 // q, two cache tiles (one multiplied while the next arrives), probabilities, m, l and factors.
 __host__ __device__ inline size_t decode_smem_bytes(int width) {
-  return sizeof(float) * (size_t(kHeadGroup + 2 * kTile) * tile_row_stride(width) + kHeadGroup * kTile + 3 * kHeadGroup);
+  return sizeof(float) * (size_t(kHeadGroup) * tile_row_stride(width) + kHeadGroup * kTile + 3 * kHeadGroup) +
+         sizeof(CacheValue) * 2 * kTile * cache_tile_stride(width);
 }
 
 // grid (n_items, head groups, n_splits). Each block runs online softmax over its split of the
@@ -142,20 +143,21 @@ __host__ __device__ inline size_t decode_smem_bytes(int width) {
 // The first tile is asked for before wait_for_inputs(): the items and block tables are the step's
 // inputs (copied in before its first kernel), and the rows were cached by mla_rope_and_cache, which
 // had finished before the absorb ahead of this kernel passed its own wait and let this one start.
-// kRowsVector: rows of whole 16-byte vectors, copied asynchronously; otherwise staged through
-// registers (an instance of its own, so that the common one carries none of that code).
+// kRowsVector: rows of whole 16-byte vectors (cache_rows_are_vectors), copied asynchronously;
+// otherwise staged through registers (an instance of its own, so that the common one carries none of
+// that code).
 template <bool kRowsVector>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_kernel(MlaDims dims, DeviceMatrix q,
                                                                     const float* q_latent, const MlaItem* items,
                                                                     const int32_t* tables, DeviceCacheLayer cache,
                                                                     float* partial, float* o_latent) {
   extern __shared__ float smem[];
-  const int width = dims.d_c + dims.rope, stride = tile_row_stride(width);
+  const int width = dims.d_c + dims.rope, stride = tile_row_stride(width), kv_stride = cache_tile_stride(width);
   float* q_s = smem;                                     // [kHeadGroup][stride]: q_latent then q_pe
-  // Tile buffer b (0 or 1), [kTile][stride]: worked out, not indexed from an array of two pointers
+  // Tile buffer b (0 or 1), [kTile][kv_stride]: worked out, not indexed from an array of two pointers
   // (which ptxas kept in local memory, a load a tile).
-  auto kv_tile = [&](int b) { return q_s + (kHeadGroup + b * kTile) * stride; };
-  float* p_s = kv_tile(2);                               // [kHeadGroup][kTile] scores, then probabilities
+  auto kv_tile = [&](int b) { return reinterpret_cast<CacheValue*>(q_s + kHeadGroup * stride) + b * kTile * kv_stride; };
+  float* p_s = reinterpret_cast<float*>(kv_tile(2));     // [kHeadGroup][kTile] scores, then probabilities
   float* m_s = p_s + kHeadGroup * kTile;     // [kHeadGroup] running max
   float* l_s = m_s + kHeadGroup;             // [kHeadGroup] running sum
   float* f_s = l_s + kHeadGroup;             // [kHeadGroup] rescale factor of this tile
@@ -169,15 +171,17 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_kerne
 
   // The tile of rows from t0 into `tile`: all kTile rows, those past the split's end as zeros, so
   // the output phase needs no bound. 16-byte rows arrive asynchronously (a copy group a tile).
-  auto fill_tile = [&](int t0, float* tile) {
+  auto fill_tile = [&](int t0, CacheValue* tile) {
     const int n_rows = min(kTile, end - t0);
     if constexpr (kRowsVector) {
-      copy_tile_async<kTile, kThreads / 32>(cache, table, t0, n_rows, width, stride, tile);
+      copy_tile_async<kTile, kThreads / 32>(cache, table, t0, n_rows, width, kv_stride, tile);
     } else {
-      stage<float>(
+      stage<CacheValue>(
           kTile * width,
-          [&](int i) { return i / width < n_rows ? cache_row(cache, table, t0 + i / width)[i % width] : 0.0f; },
-          [&](int i, float v) { tile[(i / width) * stride + i % width] = v; });
+          [&](int i) {
+            return i / width < n_rows ? cache_row(cache, table, t0 + i / width)[i % width] : __float2bfloat16_rn(0.0f);
+          },
+          [&](int i, CacheValue v) { tile[(i / width) * kv_stride + i % width] = v; });
     }
   };
 
@@ -196,14 +200,15 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_kerne
   for (int t0 = begin, b = 0; t0 < end; t0 += kTile, b ^= 1) {
     const int n_rows = min(kTile, end - t0);
     next_tile(t0, end, kTile, kv_tile(b ^ 1), fill_tile);
-    const float* kv_s = kv_tile(b);
+    const CacheValue* kv_s = kv_tile(b);
 
     float acc[16] = {};  // head quad_head + i, row quad_row + j at 4 i + j
 #pragma unroll 4
     for (int c = slice; c < width; c += 16) {
       float qv[4], kv[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) qv[i] = q_s[(quad_head + i) * stride + c], kv[i] = kv_s[(quad_row + i) * stride + c];
+      for (int i = 0; i < 4; ++i)
+        qv[i] = q_s[(quad_head + i) * stride + c], kv[i] = __bfloat162float(kv_s[(quad_row + i) * kv_stride + c]);
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -238,7 +243,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_kerne
 #pragma unroll
         for (int j = 0; j < kMaxColsPerThread; ++j) {
           const int c = threadIdx.x + j * kThreads;
-          kv[r][j] = c < dims.d_c ? kv_s[(t + r) * stride + c] : 0.0f;
+          kv[r][j] = c < dims.d_c ? __bfloat162float(kv_s[(t + r) * kv_stride + c]) : 0.0f;
         }
 #pragma unroll
       for (int h = 0; h < kHeadGroup; ++h) {
@@ -358,8 +363,8 @@ void launch_decode_attention_cuda_cores(MlaDims dims, DeviceMatrix q, const floa
                                             allow_widest_rows(decode_attention_kernel<true>)};
   (void)configured;
   const int width = dims.d_c + dims.rope;
-  const auto kernel = width % 4 == 0 && cache.row_width % 4 == 0 ? decode_attention_kernel<true>
-                                                                 : decode_attention_kernel<false>;
+  const auto kernel = cache_rows_are_vectors(width, cache.row_width) ? decode_attention_kernel<true>
+                                                                     : decode_attention_kernel<false>;
   const dim3 grid(unsigned(n_items), unsigned((dims.n_heads + kHeadGroup - 1) / kHeadGroup), unsigned(n_splits));
   launch_chained(kernel, grid, kThreads, decode_smem_bytes(width), stream, dims, q, q_latent, items, tables, cache,
                  partial, o_latent);

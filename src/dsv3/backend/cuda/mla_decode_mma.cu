@@ -7,6 +7,8 @@
 //            columns; the halves meet in shared memory;
 //   softmax: online, as in mla_decode.cu; warp w takes heads 2w and 2w + 1, a lane a row;
 //   output:  O [16 x d_c] += P V: warp w keeps columns (d_c / 8) w.. in its accumulators.
+// The cache's BF16 values are TF32 values as they are (8 exponent bits, 7 of mantissa): their B
+// fragments are their bits moved up, without a rounding.
 // Fragment layouts: PTX ISA, "Matrix Fragments for mma.m16n8k8" (.tf32).
 #include "dsv3/backend/cuda/mla_decode_mma.h"
 
@@ -29,8 +31,9 @@ static_assert(kWarps == 4 * kScoreHalves && kHeads % kWarps == 0);
 // q, two cache tiles (one multiplied while the next arrives), the score halves, probabilities, m, l
 // and factors.
 __host__ __device__ inline size_t smem_bytes(int width) {
-  return sizeof(float) * (size_t(kHeads + 2 * kTile) * tile_row_stride(width) + kScoreHalves * kHeads * kTile +
-                          kHeads * kProbStride + 3 * kHeads);
+  return sizeof(float) * (size_t(kHeads) * tile_row_stride(width) + kScoreHalves * kHeads * kTile +
+                          kHeads * kProbStride + 3 * kHeads) +
+         sizeof(CacheValue) * 2 * kTile * cache_tile_stride(width);
 }
 
 __device__ inline uint32_t tf32(float x) {
@@ -48,6 +51,8 @@ __device__ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+__device__ inline uint32_t tf32(CacheValue x) { return uint32_t(__bfloat16_as_ushort(x)) << 16; }
+
 // The A fragment at row 0, column k of a row-major matrix whose rows are `stride` apart, values
 // already in TF32: lane (g, t) holds (g, k + t), (g + 8, k + t), (g, k + t + 4), (g + 8, k + t + 4).
 __device__ inline void a_fragment(uint32_t (&a)[4], const float* m, int stride, int k, int g, int t) {
@@ -63,12 +68,12 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
                                                                         const int32_t* tables, DeviceCacheLayer cache,
                                                                         float* partial, float* o_latent) {
   extern __shared__ float smem[];
-  const int width = dims.d_c + dims.rope, stride = tile_row_stride(width);
+  const int width = dims.d_c + dims.rope, stride = tile_row_stride(width), kv_stride = cache_tile_stride(width);
   float* q_s = smem;                                           // [kHeads][stride], TF32
-  // Tile buffer b (0 or 1), [kTile][stride]: worked out, not indexed from an array of two pointers
+  // Tile buffer b (0 or 1), [kTile][kv_stride]: worked out, not indexed from an array of two pointers
   // (which ptxas kept in local memory, a load a tile).
-  auto kv_tile = [&](int b) { return q_s + (kHeads + b * kTile) * stride; };
-  float* s_part = kv_tile(2);                                  // [kScoreHalves][kHeads][kTile]
+  auto kv_tile = [&](int b) { return reinterpret_cast<CacheValue*>(q_s + kHeads * stride) + b * kTile * kv_stride; };
+  float* s_part = reinterpret_cast<float*>(kv_tile(2));        // [kScoreHalves][kHeads][kTile]
   float* p_s = s_part + kScoreHalves * kHeads * kTile;         // [kHeads][kProbStride], TF32
   float* m_s = p_s + kHeads * kProbStride;                     // [kHeads] running max
   float* l_s = m_s + kHeads;                                   // [kHeads] running sum
@@ -82,8 +87,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
 
   // All kTile rows from t0, those past the split's end as zeros; a copy group a tile.
-  auto fill_tile = [&](int t0, float* tile) {
-    copy_tile_async<kTile, kWarps>(cache, table, t0, min(kTile, end - t0), width, stride, tile);
+  auto fill_tile = [&](int t0, CacheValue* tile) {
+    copy_tile_async<kTile, kWarps>(cache, table, t0, min(kTile, end - t0), width, kv_stride, tile);
   };
   if (begin < end) fill_tile(begin, kv_tile(0));
   wait_for_inputs();
@@ -99,10 +104,10 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
   for (int t0 = begin, b = 0; t0 < end; t0 += kTile, b ^= 1) {
     const int n_rows = min(kTile, end - t0);
     next_tile(t0, end, kTile, kv_tile(b ^ 1), fill_tile);
-    const float* kv_s = kv_tile(b);
+    const CacheValue* kv_s = kv_tile(b);
     {  // scores of tile rows 8j.. over columns [half * k_half, (half + 1) * k_half)
       const int j = warp % 4, half = warp / 4, k_half = width / kScoreHalves;
-      const float* k_rows = kv_s + (j * 8 + g) * stride + half * k_half + t;
+      const CacheValue* k_rows = kv_s + (j * 8 + g) * kv_stride + half * k_half + t;
       // Two sums, of even and odd steps, so that an mma waits on the one two before it.
       float s[4] = {}, s_odd[4] = {};
 #pragma unroll 4
@@ -138,10 +143,10 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
     for (int k = 0; k < kTile; k += 8) {
       uint32_t a[4];
       a_fragment(a, p_s, kProbStride, k, g, t);
-      const float* v_rows = kv_s + (k + t) * stride + c0 + g;
+      const CacheValue* v_rows = kv_s + (k + t) * kv_stride + c0 + g;
 #pragma unroll
       for (int n = 0; n < kMaxOutTiles; ++n)
-        if (n < out_tiles) mma_tf32(o[n], a, tf32(v_rows[n * 8]), tf32(v_rows[4 * stride + n * 8]));
+        if (n < out_tiles) mma_tf32(o[n], a, tf32(v_rows[n * 8]), tf32(v_rows[4 * kv_stride + n * 8]));
     }
   }
   __syncthreads();
@@ -164,6 +169,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
 
 }  // namespace
 
+// Rows of whole 16-column score steps are whole 16-byte vectors of the cache too (copy_tile_async).
+static_assert(8 * kScoreHalves % (16 / sizeof(CacheValue)) == 0);
 bool decode_on_tensor_cores(MlaDims dims) {
   return dims.d_c % (8 * kWarps) == 0 && dims.d_c <= kMaxDecodeLatent && (dims.d_c + dims.rope) % (8 * kScoreHalves) == 0;
 }

@@ -11,33 +11,43 @@ namespace dsv3::cuda {
 
 // Positions and page sizes fit 32 bits (a context is an int): a 32-bit division, where a 64-bit one
 // was a call of some 70 instructions a row.
-__device__ inline const float* cache_row(DeviceCacheLayer cache, const int32_t* table, int position) {
+__device__ inline const CacheValue* cache_row(DeviceCacheLayer cache, const int32_t* table, int position) {
   const int page_size = int(cache.page_size), page = table[position / page_size];
   return cache.data + (int64_t(page) * page_size + position % page_size) * cache.row_width;
 }
 
-// The shared-memory row stride of q and the cache tiles: a multiple of 4 floats (16-byte copies) that
-// is 4 more than a multiple of 32, so that rows 0..7 at one column fall in banks 4 apart (the CUDA-core
-// kernel's two row quads of a warp, the tensor-core kernel's fragments of 8 rows x 4 columns, in
-// distinct banks).
+// The shared-memory row stride of q (floats): a multiple of 4 floats (16-byte vectors) that is 4 more
+// than a multiple of 32, so that rows 0..7 at one column fall in banks 4 apart (the tensor-core
+// kernel's A fragments of 8 rows x 4 columns in distinct banks).
 __host__ __device__ inline int tile_row_stride(int width) {
   const int w = (width + 3) / 4 * 4;
   return w + ((4 - w % 32) + 32) % 32;
 }
 
-// The kTile cache rows from position t0 into `tile` (rows `stride` floats apart), 16-byte copies in
+// The shared-memory row stride of the cache tiles (BF16 values): rows of whole 16-byte vectors whose
+// 32-bit words are tile_row_stride's, so that rows 4 apart (the CUDA-core kernel's two row quads of a
+// warp) and the 8 rows of a tensor-core B fragment, 2 values each, fall in distinct banks.
+__host__ __device__ inline int cache_tile_stride(int width) { return 2 * tile_row_stride((width + 1) / 2); }
+
+// Whether a cache row is whole 16-byte vectors, copied by copy_tile_async.
+__host__ __device__ inline bool cache_rows_are_vectors(int width, int64_t row_width) {
+  constexpr int kPerVector = 16 / sizeof(CacheValue);
+  return width % kPerVector == 0 && row_width % kPerVector == 0;
+}
+
+// The kTile cache rows from position t0 into `tile` (rows `stride` values apart), 16-byte copies in
 // one copy group; rows from n_rows on as zeros. Warp w takes rows w, w + kWarps, ...: it looks up
 // their pages first, all at once, then copies them a lane a vector. (Thread-strided vectors each
 // looked up their row's page before their copy: 18 dependent table reads a thread before its copies
-// were all in flight; H200, Moonlight fp8 batch-1 decode 366 -> 382 tok/s.) Needs width % 4 == 0 and
-// a row width of whole vectors.
+// were all in flight; H200, Moonlight fp8 batch-1 decode 366 -> 382 tok/s.) Needs
+// cache_rows_are_vectors.
 template <int kTile, int kWarps>
 __device__ inline void copy_tile_async(DeviceCacheLayer cache, const int32_t* table, int t0, int n_rows, int width,
-                                       int stride, float* tile) {
+                                       int stride, CacheValue* tile) {
   static_assert(kTile % kWarps == 0);
-  constexpr int kRowsPerWarp = kTile / kWarps;
+  constexpr int kRowsPerWarp = kTile / kWarps, kPerVector = 16 / sizeof(CacheValue);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const float* rows[kRowsPerWarp];
+  const CacheValue* rows[kRowsPerWarp];
 #pragma unroll
   for (int j = 0; j < kRowsPerWarp; ++j) {
     const int r = warp + j * kWarps;
@@ -46,7 +56,9 @@ __device__ inline void copy_tile_async(DeviceCacheLayer cache, const int32_t* ta
 #pragma unroll
   for (int j = 0; j < kRowsPerWarp; ++j) {
     const int r = warp + j * kWarps;
-    for (int v = lane; v < width / 4; v += 32) copy_async16(tile + r * stride + 4 * v, rows[j] + 4 * v, r < n_rows);
+    for (int v = lane; v < width / kPerVector; v += 32)
+      copy_async16(static_cast<uint32_t>(__cvta_generic_to_shared(tile + r * stride + kPerVector * v)),
+                   rows[j] + kPerVector * v, r < n_rows);
   }
   copy_async_commit();
 }
@@ -91,7 +103,7 @@ __device__ inline void stage_queries(const MlaDims& dims, const float* q_latent,
 // the rows of the tile after this one (fill(first row, buffer), one copy group), and this tile's
 // copies are waited for.
 template <class Fill>
-__device__ inline void next_tile(int t0, int end, int tile_rows, float* next_buffer, const Fill& fill) {
+__device__ inline void next_tile(int t0, int end, int tile_rows, CacheValue* next_buffer, const Fill& fill) {
   __syncthreads();
   if (t0 + tile_rows < end) {
     fill(t0 + tile_rows, next_buffer);
