@@ -467,9 +467,11 @@ struct CachePair {
   std::vector<CacheSequence> sequences;
 };
 
-// Decode runs on tensor cores (TF32 operands: within 2e-3) where the latent and rope widths suit
-// them, as every DeepSeek model's do, and the contexts fill the GPU (the long ones here; with 20
-// heads, a partial second group of 16), else on CUDA cores (float32: 1e-4); ten short contexts
+// Decode runs on tensor cores (queries and probabilities rounded to BF16, as the reference's
+// attention rounds them: within 1e-2, METHOD.md's range for BF16 operands) where the latent and rope
+// widths suit them, as every DeepSeek model's do, and the contexts fill the GPU (the long ones here;
+// with 20 heads, a partial second group of 16), else on CUDA cores (float32: 1e-4); the cache's rows
+// are BF16 values on both backends (cache_rows); ten short contexts
 // make a batch of many one-tile items, and a lone 1K context a decode step of one sequence, its
 // context split over dozens of blocks. A batch of 150 items fills the GPU with one split each
 // (the attention writes its output without the merge) and is more than kMaxFewItems, so the absorb
@@ -490,9 +492,9 @@ TEST_F(CudaOps, MlaMatchesTheCpu) {
   // qk 40 and v 24, not whole 16-column steps: prefill on the cuBLAS products, not the one-pass kernel.
   const MlaShape odd{4, 24, 16, 24, 64, 0.15f};
   for (const auto& [shape, lengths, decode_tolerance] :
-       {Case{deepseek, short_contexts, 1e-4}, Case{deepseek, long_contexts, 2e-3}, Case{deepseek, many_contexts, 1e-4},
-        Case{deepseek, one_context, 1e-4}, Case{deepseek, batch_contexts, 2e-3},
-        Case{{20, 128, 64, 128, 512, 0.0721f}, long_contexts, 2e-3}, Case{small, long_contexts, 1e-4},
+       {Case{deepseek, short_contexts, 1e-4}, Case{deepseek, long_contexts, 1e-2}, Case{deepseek, many_contexts, 1e-4},
+        Case{deepseek, one_context, 1e-4}, Case{deepseek, batch_contexts, 1e-2},
+        Case{{20, 128, 64, 128, 512, 0.0721f}, long_contexts, 1e-2}, Case{small, long_contexts, 1e-4},
         Case{small, batch_contexts, 1e-4}, Case{odd, short_contexts, 1e-4}})
     check_mla(shape, lengths, decode_tolerance);
 }

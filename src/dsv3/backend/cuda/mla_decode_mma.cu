@@ -1,21 +1,22 @@
 // MLA decode attention on tensor cores: the absorbed form of mla_decode.cu, its products as
-// mma.sync m16n8k8 over TF32 operands (rounded to nearest) with float32 sums, where the CUDA-core
-// kernel was bound by issuing its shared-memory operands. A block takes 16 heads of one item (the M
-// of the product) over one split of its context, kTile cache rows a step, so that the cache is read
-// once for all 16:
+// mma.sync m16n8k16 over BF16 operands with float32 sums, where the CUDA-core kernel was bound by
+// issuing its shared-memory operands. The operands are the cache's own BF16 values, and the queries
+// and probabilities rounded to BF16, as the reference model's attention rounds them. A block takes 16
+// heads of one item (the M of the product) over one split of its context, kTile cache rows a step, so
+// that the cache is read once for all 16:
 //   scores S = Q [16 x width] K^T: warp w takes tile rows 8 (w % 4).. over half w / 4 of the
 //            columns; the halves meet in shared memory;
 //   softmax: online, as in mla_decode.cu; warp w takes heads 2w and 2w + 1, a lane a row;
-//   output:  O [16 x d_c] += P V: warp w keeps columns (d_c / 8) w.. in its accumulators.
-// The cache's BF16 values are TF32 values as they are (8 exponent bits, 7 of mantissa): their B
-// fragments are their bits moved up, without a rounding.
-// Fragment layouts: PTX ISA, "Matrix Fragments for mma.m16n8k8" (.tf32).
+//   output:  O [16 x d_c] += P V: warp w keeps columns (d_c / 8) w.. in its accumulators, V's B
+//            fragments two 8-column tiles at a time by ldmatrix.trans.
+// Fragment layouts: mma.cuh.
 #include "dsv3/backend/cuda/mla_decode_mma.h"
 
 #include <cfloat>
 
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/mla_decode_rows.cuh"
+#include "dsv3/backend/cuda/mma.cuh"
 
 namespace dsv3::cuda {
 namespace {
@@ -25,40 +26,23 @@ constexpr int kTile = kMmaTile;  // a lane a row in the softmax
 constexpr int kWarps = 8, kThreads = 32 * kWarps;
 constexpr int kScoreHalves = 2;
 constexpr int kMaxOutTiles = kMaxDecodeLatent / (8 * kWarps);
-constexpr int kProbStride = kTile + 4;  // a fragment's 8 rows x 4 columns of P fall in distinct banks
-static_assert(kWarps == 4 * kScoreHalves && kHeads % kWarps == 0);
+// P's rows, 8 values apart from a multiple of 32 words: an A fragment's 8 rows x 4 words in distinct banks.
+constexpr int kProbStride = kTile + 8;
+static_assert(kWarps == 4 * kScoreHalves && kHeads % kWarps == 0 && kTile % 16 == 0);
 
-// q, two cache tiles (one multiplied while the next arrives), the score halves, probabilities, m, l
-// and factors.
+// q, two cache tiles (one multiplied while the next arrives), probabilities (all BF16, rows
+// cache_tile_stride apart), the score halves, m, l and factors.
 __host__ __device__ inline size_t smem_bytes(int width) {
-  return sizeof(float) * (size_t(kHeads) * tile_row_stride(width) + kScoreHalves * kHeads * kTile +
-                          kHeads * kProbStride + 3 * kHeads) +
-         sizeof(CacheValue) * 2 * kTile * cache_tile_stride(width);
+  return sizeof(CacheValue) * (size_t(kHeads + 2 * kTile) * cache_tile_stride(width) + kHeads * kProbStride) +
+         sizeof(float) * (kScoreHalves * kHeads * kTile + 3 * kHeads);
 }
 
-__device__ inline uint32_t tf32(float x) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-  return r;
-}
+__device__ inline uint32_t pair_bits(const CacheValue* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
-// d += a b: a 16 x 8 (row), b 8 x 8 (column), TF32 operands, float32 sums.
-__device__ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ inline uint32_t tf32(CacheValue x) { return uint32_t(__bfloat16_as_ushort(x)) << 16; }
-
-// The A fragment at row 0, column k of a row-major matrix whose rows are `stride` apart, values
-// already in TF32: lane (g, t) holds (g, k + t), (g + 8, k + t), (g, k + t + 4), (g + 8, k + t + 4).
-__device__ inline void a_fragment(uint32_t (&a)[4], const float* m, int stride, int k, int g, int t) {
-  const float* p = m + g * stride + k + t;
-  a[0] = __float_as_uint(p[0]), a[1] = __float_as_uint(p[8 * stride]);
-  a[2] = __float_as_uint(p[4]), a[3] = __float_as_uint(p[8 * stride + 4]);
+// The A fragment at row 0, column k of a row-major BF16 matrix whose rows are `stride` values apart.
+__device__ inline void a_fragment(uint32_t (&a)[4], const CacheValue* m, int stride, int k, int g, int t) {
+  const CacheValue* p = m + g * stride + k + 2 * t;
+  a[0] = pair_bits(p), a[1] = pair_bits(p + 8 * stride), a[2] = pair_bits(p + 8), a[3] = pair_bits(p + 8 * stride + 8);
 }
 
 // grid (n_items, head groups, n_splits); partial results as mla_decode.cu's kernel writes them.
@@ -68,14 +52,14 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
                                                                         const int32_t* tables, DeviceCacheLayer cache,
                                                                         float* partial, float* o_latent) {
   extern __shared__ float smem[];
-  const int width = dims.d_c + dims.rope, stride = tile_row_stride(width), kv_stride = cache_tile_stride(width);
-  float* q_s = smem;                                           // [kHeads][stride], TF32
-  // Tile buffer b (0 or 1), [kTile][kv_stride]: worked out, not indexed from an array of two pointers
+  const int width = dims.d_c + dims.rope, stride = cache_tile_stride(width);
+  auto* q_s = reinterpret_cast<CacheValue*>(smem);             // [kHeads][stride]
+  // Tile buffer b (0 or 1), [kTile][stride]: worked out, not indexed from an array of two pointers
   // (which ptxas kept in local memory, a load a tile).
-  auto kv_tile = [&](int b) { return reinterpret_cast<CacheValue*>(q_s + kHeads * stride) + b * kTile * kv_stride; };
-  float* s_part = reinterpret_cast<float*>(kv_tile(2));        // [kScoreHalves][kHeads][kTile]
-  float* p_s = s_part + kScoreHalves * kHeads * kTile;         // [kHeads][kProbStride], TF32
-  float* m_s = p_s + kHeads * kProbStride;                     // [kHeads] running max
+  auto kv_tile = [&](int b) { return q_s + (kHeads + b * kTile) * stride; };
+  CacheValue* p_s = kv_tile(2);                                // [kHeads][kProbStride]
+  auto* s_part = reinterpret_cast<float*>(p_s + kHeads * kProbStride);  // [kScoreHalves][kHeads][kTile]
+  float* m_s = s_part + kScoreHalves * kHeads * kTile;         // [kHeads] running max
   float* l_s = m_s + kHeads;                                   // [kHeads] running sum
   float* f_s = l_s + kHeads;                                   // [kHeads] rescale factor of this tile
 
@@ -88,15 +72,15 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
 
   // All kTile rows from t0, those past the split's end as zeros; a copy group a tile.
   auto fill_tile = [&](int t0, CacheValue* tile) {
-    copy_tile_async<kTile, kWarps>(cache, table, t0, min(kTile, end - t0), width, kv_stride, tile);
+    copy_tile_async<kTile, kWarps>(cache, table, t0, min(kTile, end - t0), width, stride, tile);
   };
   if (begin < end) fill_tile(begin, kv_tile(0));
   wait_for_inputs();
 
-  // The group's queries in TF32, rounded once.
+  // The group's queries in BF16, rounded once.
   stage_queries<kHeads, kWarps>(dims, q_latent + int64_t(blockIdx.x) * dims.n_heads * dims.d_c,
                                 q.data + int64_t(item.q_row) * q.stride, h0, n_heads, stride, q_s,
-                                [](float v) { return __uint_as_float(tf32(v)); });
+                                [](float v) { return __float2bfloat16_rn(v); });
   if (threadIdx.x < kHeads) m_s[threadIdx.x] = -FLT_MAX, l_s[threadIdx.x] = 0.0f;
 
   const int out_tiles = dims.d_c / (8 * kWarps), c0 = warp * out_tiles * 8;
@@ -107,17 +91,18 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
     const CacheValue* kv_s = kv_tile(b);
     {  // scores of tile rows 8j.. over columns [half * k_half, (half + 1) * k_half)
       const int j = warp % 4, half = warp / 4, k_half = width / kScoreHalves;
-      const CacheValue* k_rows = kv_s + (j * 8 + g) * kv_stride + half * k_half + t;
+      const CacheValue* k_row = kv_s + (j * 8 + g) * stride + half * k_half + 2 * t;
+      const CacheValue* q_half = q_s + half * k_half;
       // Two sums, of even and odd steps, so that an mma waits on the one two before it.
       float s[4] = {}, s_odd[4] = {};
-#pragma unroll 4
-      for (int k = 0; k < k_half; k += 16) {
+#pragma unroll 3
+      for (int k = 0; k < k_half; k += 32) {
         uint32_t a[4];
-        a_fragment(a, q_s, stride, half * k_half + k, g, t);
-        mma_tf32(s, a, tf32(k_rows[k]), tf32(k_rows[k + 4]));
-        if (k + 8 < k_half) {
-          a_fragment(a, q_s, stride, half * k_half + k + 8, g, t);
-          mma_tf32(s_odd, a, tf32(k_rows[k + 8]), tf32(k_rows[k + 12]));
+        a_fragment(a, q_half, stride, k, g, t);
+        mma_bf16(s, a, pair_bits(k_row + k), pair_bits(k_row + k + 8));
+        if (k + 16 < k_half) {
+          a_fragment(a, q_half, stride, k + 16, g, t);
+          mma_bf16(s_odd, a, pair_bits(k_row + k + 16), pair_bits(k_row + k + 24));
         }
       }
 #pragma unroll
@@ -132,21 +117,28 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
       const int h = warp * (kHeads / kWarps) + i;
       const float s =
           lane < n_rows ? (s_part[h * kTile + lane] + s_part[(kHeads + h) * kTile + lane]) * dims.softmax_scale : -INFINITY;
-      p_s[h * kProbStride + lane] = __uint_as_float(tf32(online_softmax_step<kTile>(s, m_s + h, l_s + h, f_s + h)));
+      p_s[h * kProbStride + lane] = __float2bfloat16_rn(online_softmax_step<kTile>(s, m_s + h, l_s + h, f_s + h));
     }
     __syncthreads();
     // O = O * f + P V over this warp's columns; rows g and g + 8 of each accumulator are heads g, g + 8.
     const float f_low = f_s[g], f_high = f_s[g + 8];
 #pragma unroll
     for (int n = 0; n < kMaxOutTiles; ++n) o[n][0] *= f_low, o[n][1] *= f_low, o[n][2] *= f_high, o[n][3] *= f_high;
+    // ldmatrix's lane 8i + r gives row r of matrix i: rows k.., k + 8.. of tile n, then of tile n + 1.
+    const int v_row = lane % 16, v_col = lane / 16 * 8;
 #pragma unroll
-    for (int k = 0; k < kTile; k += 8) {
+    for (int k = 0; k < kTile; k += 16) {
       uint32_t a[4];
       a_fragment(a, p_s, kProbStride, k, g, t);
-      const CacheValue* v_rows = kv_s + (k + t) * kv_stride + c0 + g;
+      const CacheValue* v_rows = kv_s + (k + v_row) * stride + c0 + v_col;
 #pragma unroll
-      for (int n = 0; n < kMaxOutTiles; ++n)
-        if (n < out_tiles) mma_tf32(o[n], a, tf32(v_rows[n * 8]), tf32(v_rows[4 * kv_stride + n * 8]));
+      for (int n = 0; n < kMaxOutTiles; n += 2)
+        if (n < out_tiles) {
+          uint32_t b[4];
+          ldmatrix_x4_trans(b, v_rows + n * 8);
+          mma_bf16(o[n], a, b[0], b[1]);
+          mma_bf16(o[n + 1], a, b[2], b[3]);
+        }
     }
   }
   __syncthreads();
@@ -169,10 +161,11 @@ __global__ void __launch_bounds__(kThreads, 1) decode_attention_mma_kernel(MlaDi
 
 }  // namespace
 
-// Rows of whole 16-column score steps are whole 16-byte vectors of the cache too (copy_tile_async).
-static_assert(8 * kScoreHalves % (16 / sizeof(CacheValue)) == 0);
+// Score halves of whole 16-column steps, and pairs of 8-column output tiles for each warp; rows of
+// whole steps are whole 16-byte vectors of the cache too (copy_tile_async).
+static_assert(16 * kScoreHalves % (16 / sizeof(CacheValue)) == 0);
 bool decode_on_tensor_cores(MlaDims dims) {
-  return dims.d_c % (8 * kWarps) == 0 && dims.d_c <= kMaxDecodeLatent && (dims.d_c + dims.rope) % (8 * kScoreHalves) == 0;
+  return dims.d_c % (16 * kWarps) == 0 && dims.d_c <= kMaxDecodeLatent && (dims.d_c + dims.rope) % (16 * kScoreHalves) == 0;
 }
 
 void launch_decode_attention_mma(MlaDims dims, DeviceMatrix q, const float* q_latent, const MlaItem* items, int n_items,

@@ -7,11 +7,11 @@
 
 namespace dsv3::cuda {
 
-// Heads a block takes: the M of the m16n8k8 products; cache rows a step.
+// Heads a block takes: the M of the m16n8k16 products; cache rows a step.
 constexpr int kMmaHeadGroup = 16, kMmaTile = 32;
 
-// Whether the latent and rope widths suit the tensor-core kernel: latent columns in whole 8-column
-// tiles for each of its 8 warps, and rows in whole 8-column steps for each half of the scores.
+// Whether the latent and rope widths suit the tensor-core kernel: latent columns in whole pairs of
+// 8-column tiles for each of its 8 warps, and rows in whole 16-column steps for each half of the scores.
 bool decode_on_tensor_cores(MlaDims dims);
 
 // The kernel over grid (n_items, head groups of kMmaHeadGroup, n_splits), writing the same partial

@@ -16,17 +16,16 @@ __device__ inline const CacheValue* cache_row(DeviceCacheLayer cache, const int3
   return cache.data + (int64_t(page) * page_size + position % page_size) * cache.row_width;
 }
 
-// The shared-memory row stride of q (floats): a multiple of 4 floats (16-byte vectors) that is 4 more
-// than a multiple of 32, so that rows 0..7 at one column fall in banks 4 apart (the tensor-core
-// kernel's A fragments of 8 rows x 4 columns in distinct banks).
-__host__ __device__ inline int tile_row_stride(int width) {
-  const int w = (width + 3) / 4 * 4;
+// A shared-memory row stride in 32-bit words for rows of `words`: a multiple of 4 (16-byte vectors)
+// that is 4 more than a multiple of 32, so that rows 0..7 at one word fall in banks 4 apart.
+__host__ __device__ inline int tile_row_stride(int words) {
+  const int w = (words + 3) / 4 * 4;
   return w + ((4 - w % 32) + 32) % 32;
 }
 
-// The shared-memory row stride of the cache tiles (BF16 values): rows of whole 16-byte vectors whose
-// 32-bit words are tile_row_stride's, so that rows 4 apart (the CUDA-core kernel's two row quads of a
-// warp) and the 8 rows of a tensor-core B fragment, 2 values each, fall in distinct banks.
+// The shared-memory row stride of BF16 rows of `width` values (the cache tiles and the tensor-core
+// kernel's queries): tile_row_stride's words, so that rows 4 apart (the CUDA-core kernel's two row
+// quads of a warp) and a tensor-core fragment's 8 rows of 4 words fall in distinct banks.
 __host__ __device__ inline int cache_tile_stride(int width) { return 2 * tile_row_stride((width + 1) / 2); }
 
 // Whether a cache row is whole 16-byte vectors, copied by copy_tile_async.
@@ -69,9 +68,9 @@ __device__ inline void copy_tile_async(DeviceCacheLayer cache, const int32_t* ta
 // before its first store. Heads past n_heads are zeros: finite scores, never written out. (A
 // block-wide loop over all the values divided each value's index by the row's width: most of the
 // CUDA-core kernel's code.)
-template <int kHeads, int kWarps, class Convert>
+template <int kHeads, int kWarps, class T, class Convert>
 __device__ inline void stage_queries(const MlaDims& dims, const float* q_latent, const float* q_row, int h0,
-                                     int n_heads, int stride, float* q_s, const Convert& convert) {
+                                     int n_heads, int stride, T* q_s, const Convert& convert) {
   constexpr int kLatentPerLane = kMaxDecodeLatent / 32, kRopePerLane = kMaxDecodeRope / 32;
   const int lane = int(threadIdx.x % 32);
   for (int h = int(threadIdx.x / 32); h < kHeads; h += kWarps) {
@@ -89,7 +88,7 @@ __device__ inline void stage_queries(const MlaDims& dims, const float* q_latent,
       const int c = lane + 32 * j;
       v[kLatentPerLane + j] = real && c < dims.rope ? pe[c] : 0.0f;
     }
-    float* row = q_s + h * stride;
+    T* row = q_s + h * stride;
 #pragma unroll
     for (int j = 0; j < kLatentPerLane; ++j)
       if (lane + 32 * j < dims.d_c) row[lane + 32 * j] = convert(v[j]);
