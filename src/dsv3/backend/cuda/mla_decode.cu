@@ -123,6 +123,26 @@ __global__ void __launch_bounds__(kAbsorbCols * kAbsorbSlices) absorb_kernel(Mla
   }
 }
 
+// kCols adjacent values from shared memory as floats: a pair in one load (float2, or a BF16 pair).
+template <int kCols>
+__device__ inline void load_cols(const float* p, float (&v)[kCols]) {
+  if constexpr (kCols == 2) {
+    const float2 f = *reinterpret_cast<const float2*>(p);
+    v[0] = f.x, v[1] = f.y;
+  } else {
+    v[0] = *p;
+  }
+}
+template <int kCols>
+__device__ inline void load_cols(const CacheValue* p, float (&v)[kCols]) {
+  if constexpr (kCols == 2) {
+    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+    v[0] = f.x, v[1] = f.y;
+  } else {
+    v[0] = __bfloat162float(*p);
+  }
+}
+
 // q, two cache tiles (one multiplied while the next arrives), probabilities, m, l and factors.
 __host__ __device__ inline size_t decode_smem_bytes(int width) {
   return sizeof(float) * (size_t(kHeadGroup) * tile_row_stride(width) + kHeadGroup * kTile + 3 * kHeadGroup) +
@@ -132,10 +152,13 @@ __host__ __device__ inline size_t decode_smem_bytes(int width) {
 // grid (n_items, head groups, n_splits). Each block runs online softmax over its split of the
 // context, kTile rows at a time:
 //   scores: thread (quad q = tid / 16, slice s = tid % 16) computes the 4 heads x 4 rows of quad q
-//           over columns s, s + 16, ... and the 16 slices add up by shuffles, slice s
+//           over column groups s, s + 16, ... and the 16 slices add up by shuffles, slice s
 //           keeping score s of the quad (lanes_sum_scatter);
 //   softmax: kLanesPerHead lanes a head (lane = row);
-//   output: thread tid keeps columns tid, tid + kThreads, ... of all kHeadGroup heads.
+//   output: thread tid keeps column groups tid, tid + kThreads, ... of all kHeadGroup heads.
+// A column group is a pair where rows are whole vectors (kRowsVector; a BF16 pair is one 32-bit
+// load, and converting it two instructions: as many instructions as float32 tiles of single columns
+// took), else a single column.
 // Writes, per head of the group, the split's running max m, sum l and unnormalised latent output o:
 // partial[((item * n_splits + split) * H + h) * (d_c + 2)]; a lone split writes o / l, the merge's
 // result, to o_latent itself (batches of many items: the merge was a launch of tens of thousands of
@@ -192,7 +215,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_kerne
                                            q.data + int64_t(item.q_row) * q.stride, h0, n_heads, stride, q_s,
                                            [](float v) { return v; });
   if (threadIdx.x < kHeadGroup) m_s[threadIdx.x] = -FLT_MAX, l_s[threadIdx.x] = 0.0f;
-  float o[kHeadGroup][kMaxColsPerThread] = {};
+  constexpr int kCols = kRowsVector ? 2 : 1;
+  static_assert(kMaxColsPerThread % kCols == 0);
+  float o[kHeadGroup][kMaxColsPerThread] = {};  // column group j's column u at j * kCols + u
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int quad = threadIdx.x / 16, slice = threadIdx.x % 16;
   const int quad_head = quad / (kTile / 4) * 4, quad_row = quad % (kTile / 4) * 4;
@@ -203,16 +228,18 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_kerne
     const CacheValue* kv_s = kv_tile(b);
 
     float acc[16] = {};  // head quad_head + i, row quad_row + j at 4 i + j
-#pragma unroll 4
-    for (int c = slice; c < width; c += 16) {
-      float qv[4], kv[4];
+#pragma unroll 4 / kCols
+    for (int c = kCols * slice; c < width; c += 16 * kCols) {
+      float qv[4][kCols], kv[4][kCols];
 #pragma unroll
       for (int i = 0; i < 4; ++i)
-        qv[i] = q_s[(quad_head + i) * stride + c], kv[i] = __bfloat162float(kv_s[(quad_row + i) * kv_stride + c]);
+        load_cols(q_s + (quad_head + i) * stride + c, qv[i]), load_cols(kv_s + (quad_row + i) * kv_stride + c, kv[i]);
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[4 * i + j] += qv[i] * kv[j];
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int u = 0; u < kCols; ++u) acc[4 * i + j] += qv[i][u] * kv[j][u];
     }
     {  // the 16 slices' sums: slice s ends with score s of the quad
       const float score = lanes_sum_scatter<16>(acc);
@@ -241,9 +268,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_kerne
 #pragma unroll
       for (int r = 0; r < 4; ++r)
 #pragma unroll
-        for (int j = 0; j < kMaxColsPerThread; ++j) {
-          const int c = threadIdx.x + j * kThreads;
-          kv[r][j] = c < dims.d_c ? __bfloat162float(kv_s[(t + r) * kv_stride + c]) : 0.0f;
+        for (int j = 0; j < kMaxColsPerThread / kCols; ++j) {
+          const int c = kCols * (threadIdx.x + j * kThreads);
+          float v[kCols] = {};
+          if (c < dims.d_c) load_cols(kv_s + (t + r) * kv_stride + c, v);  // past d_c: rope columns, unused
+#pragma unroll
+          for (int u = 0; u < kCols; ++u) kv[r][j * kCols + u] = v[u];
         }
 #pragma unroll
       for (int h = 0; h < kHeadGroup; ++h) {
@@ -262,7 +292,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_kerne
     const float divisor = lone ? l_s[h] : 1.0f;  // the merge's o / l, divided as it divides
 #pragma unroll
     for (int j = 0; j < kMaxColsPerThread; ++j) {
-      const int c = threadIdx.x + j * kThreads;
+      const int c = kCols * (threadIdx.x + j / kCols * kThreads) + j % kCols;
       if (c < dims.d_c) out[c] = o[h][j] / divisor;
     }
     if (threadIdx.x == 0 && !lone) out[dims.d_c] = m_s[h], out[dims.d_c + 1] = l_s[h];
