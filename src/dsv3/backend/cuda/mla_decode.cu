@@ -28,7 +28,7 @@ constexpr int kHeadGroup = 8;
 // Cache rows a step. Sixteen, not 32: a one-token step's context of 1K rows is then 2 x 68 blocks
 // of one tile each, where 2 x 34 blocks of 32 rows left half the SMs idle.
 constexpr int kTile = 16;
-// Four warps; two blocks an SM (q and two tiles of the widest rows, 640 values: 62 KiB a block).
+// Four warps; two blocks an SM (q and two tiles of the widest rows, 640 values: 61 KiB a block).
 constexpr int kThreads = kHeadGroup * kTile, kBlocksPerSm = 2;
 constexpr int kMaxColsPerThread = (kMaxDecodeLatent + kThreads - 1) / kThreads;
 constexpr int kLanesPerHead = kTile;  // the softmax phase: a lane a row
