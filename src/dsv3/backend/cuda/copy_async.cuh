@@ -11,9 +11,8 @@ namespace dsv3::cuda {
 __device__ inline void copy_async16(uint32_t shared_address, const void* src, bool real) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(shared_address), "l"(src), "r"(real ? 16 : 0));
 }
-__device__ inline void copy_async16(float* dst, const float* src, bool real) {
-  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(address), "l"(src), "r"(real ? 16 : 0));
+__device__ inline void copy_async16(void* dst, const void* src, bool real) {
+  copy_async16(static_cast<uint32_t>(__cvta_generic_to_shared(dst)), src, real);
 }
 __device__ inline void copy_async_commit() { asm volatile("cp.async.commit_group;"); }
 // Waits until at most kPending committed groups of this thread's copies are still in flight.

@@ -26,7 +26,7 @@ constexpr int kTile = kMmaTile;  // a lane a row in the softmax
 constexpr int kWarps = 8, kThreads = 32 * kWarps;
 constexpr int kScoreHalves = 2;
 constexpr int kMaxOutTiles = kMaxDecodeLatent / (8 * kWarps);
-// P's rows, 8 values apart from a multiple of 32 words: an A fragment's 8 rows x 4 words in distinct banks.
+// P's rows 20 words apart: an A fragment's 8 rows x 4 words fall in distinct banks.
 constexpr int kProbStride = kTile + 8;
 static_assert(kWarps == 4 * kScoreHalves && kHeads % kWarps == 0 && kTile % 16 == 0);
 

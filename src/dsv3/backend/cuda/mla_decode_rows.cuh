@@ -56,8 +56,7 @@ __device__ inline void copy_tile_async(DeviceCacheLayer cache, const int32_t* ta
   for (int j = 0; j < kRowsPerWarp; ++j) {
     const int r = warp + j * kWarps;
     for (int v = lane; v < width / kPerVector; v += 32)
-      copy_async16(static_cast<uint32_t>(__cvta_generic_to_shared(tile + r * stride + kPerVector * v)),
-                   rows[j] + kPerVector * v, r < n_rows);
+      copy_async16(tile + r * stride + kPerVector * v, rows[j] + kPerVector * v, r < n_rows);
   }
   copy_async_commit();
 }
