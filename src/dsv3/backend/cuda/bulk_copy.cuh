@@ -1,8 +1,8 @@
 // Bulk copies from global to shared memory by the Tensor Memory Accelerator (cp.async.bulk, sm_90),
 // counted on shared-memory barriers (mbarrier): a producer thread asks for bytes, the threads that
 // use them wait for the barrier's phase (PTX ISA, "cp.async.bulk" and "mbarrier"). One thread can
-// keep a whole SM's bytes in flight this way, so the other warps only compute: moe_lone.cu's
-// persistent launch and bench/persistent_floor.cu.
+// keep a whole SM's bytes in flight this way, so the other warps only compute: bench/persistent_floor.cu
+// (and moe_lone.cu's persistent launch on branch wip/moe-lone-persistent, not landed).
 #pragma once
 
 #include <cstdint>
