@@ -4,6 +4,7 @@
 #include "dsv3/backend/cuda/block_reduce.cuh"
 #include "dsv3/backend/cuda/chained_launch.cuh"
 #include "dsv3/backend/cuda/kernels.h"
+#include "dsv3/backend/cuda/mla_decode_rows.cuh"
 #include "dsv3/backend/cuda/residual_norm.cuh"
 #include "dsv3/backend/cuda/silu.cuh"
 #include "dsv3/backend/cuda/weight_element.cuh"
@@ -164,11 +165,6 @@ __global__ void mla_rope_and_cache_kernel(MlaDims dims, DeviceMatrix q, DeviceMa
   }
 }
 
-__device__ const CacheValue* cache_row(DeviceCacheLayer cache, const int32_t* block_table, int64_t position) {
-  const int64_t page = block_table[position / cache.page_size];
-  return cache.data + (page * cache.page_size + position % cache.page_size) * cache.row_width;
-}
-
 // Rows are rounded to BF16 (to nearest even) as they are cached.
 __global__ void cache_write_kernel(DeviceCacheLayer cache, const int32_t* slots, DeviceMatrix rows) {
   wait_for_inputs();
@@ -179,7 +175,7 @@ __global__ void cache_write_kernel(DeviceCacheLayer cache, const int32_t* slots,
 
 __global__ void cache_gather_kernel(DeviceCacheLayer cache, const int32_t* block_table, DeviceMatrix out) {
   wait_for_inputs();
-  const CacheValue* src = cache_row(cache, block_table, blockIdx.x);
+  const CacheValue* src = cache_row(cache, block_table, int(blockIdx.x));
   float* dst = out.data + blockIdx.x * out.stride;
   for (int64_t c = threadIdx.x; c < cache.row_width; c += blockDim.x) dst[c] = __bfloat162float(src[c]);
 }

@@ -1,5 +1,5 @@
-// What the MLA decode attention kernels share: where a cached row lives, and the asynchronous copies
-// that bring cache tiles into shared memory.
+// What the MLA decode attention kernels share: where a cached row lives (prefill's gather of cached
+// rows too), and the asynchronous copies that bring cache tiles into shared memory.
 #pragma once
 
 #include <cstdint>
